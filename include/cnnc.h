@@ -1,0 +1,186 @@
+// cnnc: batched, multi-core convolutional networks in C11.
+//
+// Tensors are float32 NCHW: a batch of B samples, each C channels of H x W,
+// stored sample after sample, channel after channel, row after row.
+// Every function that touches input, files or memory returns a CnnStatus and,
+// on failure, records a one-line message (cnn_last_error) that names the
+// thing that went wrong. Library code never exits.
+#ifndef CNNC_H
+#define CNNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CNNC_VERSION "0.1.0"
+
+// ---------------------------------------------------------------- status
+typedef enum {
+    CNN_OK = 0,
+    CNN_EIO,      // a file could not be opened, read or written
+    CNN_EFORMAT,  // a file or string is malformed
+    CNN_ESHAPE,   // shapes do not fit together
+    CNN_ENOMEM,   // an allocation failed or would be too large
+    CNN_EARG,     // a bad argument value
+} CnnStatus;
+
+// Short name of a status ("format error", ...).
+const char *cnn_status_str(CnnStatus s);
+// The message of the last error recorded on this thread ("" if none).
+const char *cnn_last_error(void);
+// Record an error message (printf-style) and return s. Also printed to
+// stderr as "cnnc: <message>" unless cnn_set_quiet(1).
+CnnStatus cnn_error(CnnStatus s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+// 1: keep errors silent (only cnn_last_error); 0: also print them.
+void cnn_set_quiet(int quiet);
+
+// ---------------------------------------------------------------- random numbers
+// SplitMix64: small, fast, passes BigCrush, and cheap to derive independent
+// streams from (seed, epoch, index) so results never depend on thread order.
+typedef struct {
+    uint64_t state;
+} CnnRng;
+
+void cnn_rng_seed(CnnRng *r, uint64_t seed);
+// A stream derived from a seed and two counters (e.g. epoch and sample index).
+void cnn_rng_derive(CnnRng *r, uint64_t seed, uint64_t a, uint64_t b);
+uint64_t cnn_rng_u64(CnnRng *r);
+// Uniform integer in [0, n), unbiased. n must be > 0.
+uint32_t cnn_rng_below(CnnRng *r, uint32_t n);
+// Uniform float in [0, 1) with 24 random bits.
+float cnn_rng_uniform(CnnRng *r);
+// Standard normal (Box-Muller, double internally).
+double cnn_rng_normal(CnnRng *r);
+// Fisher-Yates permutation of 0..n-1 into perm.
+void cnn_rng_permutation(CnnRng *r, uint32_t *perm, size_t n);
+
+// ---------------------------------------------------------------- threads
+// Sets the OpenMP thread count (n <= 0: keep OMP_NUM_THREADS or all cores)
+// and makes OpenBLAS single-threaded: cnnc parallelises around BLAS calls.
+// Returns the number of threads in use.
+int cnn_threads_init(int n);
+// "OpenBLAS 0.3.21 Haswell (pthreads, 1 thread inside cnnc)" style description.
+void cnn_threads_describe(char *buf, size_t n);
+
+// ---------------------------------------------------------------- tensors
+// A float32 NCHW tensor with 64-byte aligned storage that it owns.
+typedef struct {
+    float *data;
+    int n, c, h, w;
+} CnnTensor;
+
+CnnStatus cnn_tensor_alloc(CnnTensor *t, int n, int c, int h, int w);
+void cnn_tensor_free(CnnTensor *t);
+size_t cnn_tensor_numel(const CnnTensor *t);
+// 64-byte aligned, zeroed allocation of count floats (NULL on failure or overflow).
+float *cnn_alloc_floats(size_t count);
+void cnn_free(void *p);
+
+// ---------------------------------------------------------------- networks
+typedef struct CnnNet CnnNet;
+
+// The built-in model descriptions ("lenet", "tfcnn", "vgg8bn"), or NULL.
+const char *cnn_builtin_model(const char *name);
+
+// Builds a sequential network from a description (a built-in name or a layer
+// list such as "conv(32,3) relu maxpool(2) flatten dense(10)") for inputs of
+// shape (C,H,W) and batches of up to max_batch images. Weights get He
+// initialisation from seed. On failure *out is NULL and the message names
+// the layer and the shapes.
+CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W,
+                         int max_batch, uint64_t seed);
+void cnn_net_free(CnnNet *net);
+
+// Re-initialises all weights (He normal), zeroes biases and BN statistics.
+void cnn_net_init_weights(CnnNet *net, uint64_t seed);
+
+// Shapes and counts.
+int cnn_net_num_layers(const CnnNet *net);
+int cnn_net_num_classes(const CnnNet *net);     // width of the last layer
+int cnn_net_max_batch(const CnnNet *net);
+size_t cnn_net_num_params(const CnnNet *net);   // trainable floats
+size_t cnn_net_num_buffers(const CnnNet *net);  // BN running statistics
+double cnn_net_flops(const CnnNet *net);        // forward FLOPs per image (2 x MACs, conv+dense)
+const char *cnn_net_desc(const CnnNet *net);    // canonical description
+void cnn_net_input_shape(const CnnNet *net, int *C, int *H, int *W);
+
+typedef struct {
+    const char *kind;  // "conv", "relu", ...
+    char text[96];     // canonical description of the layer, e.g. "conv(32,3,stride=1,pad=0)"
+    int C, H, W;       // input shape per sample
+    int OC, OH, OW;    // output shape per sample
+    size_t n_weight, n_bias, n_buffer;  // trainable weight/bias floats, BN buffers
+    double flops;      // forward FLOPs per image (2 x MACs)
+} CnnLayerInfo;
+void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info);
+
+// Parameter, gradient and optimiser arenas: parallel arrays of
+// cnn_net_num_params floats; layer i's weight then bias start at
+// cnn_net_param_offset(net, i). Buffers hold BN running mean then var.
+float *cnn_net_params(CnnNet *net);
+float *cnn_net_grads(CnnNet *net);
+float *cnn_net_moment1(CnnNet *net);
+float *cnn_net_moment2(CnnNet *net);
+float *cnn_net_buffers(CnnNet *net);
+size_t cnn_net_param_offset(const CnnNet *net, int layer);
+size_t cnn_net_buffer_offset(const CnnNet *net, int layer);
+
+// Forward pass of B <= max_batch images x (B,C,H,W). training=1 uses batch
+// statistics and dropout (with stream (seed, step)); 0 is evaluation.
+// Returns the logits (B, classes), owned by the net and valid until the next call.
+const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training);
+
+// Softmax cross-entropy of the last forward's logits against labels:
+// returns the mean loss and stores the gradient for cnn_net_backward.
+// *correct (may be NULL) receives the number of argmax hits.
+float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct);
+
+// Backward pass of the last forward/loss: writes gradients into the grads arena
+// (adding to what is there; call cnn_net_zero_grad first).
+void cnn_net_backward(CnnNet *net, int B);
+void cnn_net_zero_grad(CnnNet *net);
+
+// Dropout streams: the random masks of a training forward depend only on
+// (seed, step, sample index). cnn_net_set_step sets the step counter.
+void cnn_net_set_seed(CnnNet *net, uint64_t seed);
+void cnn_net_set_step(CnnNet *net, uint64_t step);
+uint64_t cnn_net_step(const CnnNet *net);
+
+// ---------------------------------------------------------------- optimisers
+typedef enum { CNN_OPT_ADAM, CNN_OPT_ADAMW, CNN_OPT_SGD } CnnOptKind;
+
+typedef struct {
+    CnnOptKind kind;
+    float lr;            // learning rate (default 1e-3)
+    float beta1, beta2;  // Adam moments (0.9, 0.999)
+    float eps;           // Adam epsilon (1e-8)
+    float weight_decay;  // L2 (Adam, SGD) or decoupled (AdamW)
+    float momentum;      // SGD momentum (0 = plain SGD)
+    int nesterov;        // SGD: Nesterov momentum
+    long t;              // steps taken (Adam bias correction)
+} CnnOptimizer;
+
+// Defaults of PyTorch: Adam lr 1e-3, betas 0.9/0.999, eps 1e-8.
+void cnn_opt_defaults(CnnOptimizer *opt, CnnOptKind kind);
+// One update of n parameters from their gradients; m and v are the moment
+// arenas (v unused by SGD). lr overrides opt->lr when >= 0 (schedules).
+void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m,
+                  float *v, size_t n, float lr);
+CnnStatus cnn_opt_parse(const char *name, CnnOptKind *kind);
+const char *cnn_opt_name(CnnOptKind kind);
+
+// One training step: forward, loss, zero_grad, backward, optimiser update.
+// Returns the mean loss; *correct gets the argmax hits (may be NULL).
+float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x,
+                         const uint8_t *labels, int B, float lr, int *correct);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // CNNC_H

@@ -1,0 +1,146 @@
+// Private to libcnnc: layer structs, kernels and their naive twins.
+#ifndef CNNC_INTERNAL_H
+#define CNNC_INTERNAL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cnnc.h"
+
+// Programmer errors abort with file:line (never used for bad input).
+#define CNN_ASSERT(x)                                                                   \
+    do {                                                                                \
+        if (!(x)) {                                                                     \
+            fprintf(stderr, "cnnc: %s:%d: assertion failed: %s\n", __FILE__, __LINE__, #x); \
+            abort();                                                                    \
+        }                                                                               \
+    } while (0)
+
+// a*b*c*d without overflow; returns 1 on overflow.
+static inline int mul_overflow4(size_t a, size_t b, size_t c, size_t d, size_t *out) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r) ||
+        __builtin_mul_overflow(r, d, &r))
+        return 1;
+    *out = r;
+    return 0;
+}
+
+// ---------------------------------------------------------------- batch chunks
+// Work that reduces over the batch (weight gradients) is split into a fixed
+// number of chunks that depends on B only, never on the thread count; the
+// per-chunk partial sums are then added in chunk order. That makes every
+// result bit-identical for any number of threads.
+#define CNN_MAX_CHUNKS 16
+
+static inline int batch_chunks(int B) { return B < CNN_MAX_CHUNKS ? B : CNN_MAX_CHUNKS; }
+static inline int chunk_begin(int B, int nchunks, int c) { return (int)((long)B * c / nchunks); }
+
+// Scratch memory shared by all layers, sized once at net build time.
+typedef struct {
+    float *col;          // CNN_MAX_CHUNKS x col_size: im2col matrices
+    size_t col_size;
+    float *partial;      // CNN_MAX_CHUNKS x partial_size: per-chunk dW|db
+    size_t partial_size;
+} Workspace;
+
+// dst[j] += sum over chunks c (in order) of partial[c*stride + j], j < n.
+void reduce_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n);
+
+// ---------------------------------------------------------------- GEMM
+// Row-major C(M,N) = alpha * op(A) op(B) + beta * C through single-threaded
+// OpenBLAS; gemm_naive is the reference twin used by the tests.
+void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+void gemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+// ---------------------------------------------------------------- im2col
+// x (C,H,W) -> col (C*KH*KW, OH*OW); zero padding P, stride S.
+void im2col(const float *x, int C, int H, int W, int KH, int KW, int S, int P, int OH, int OW,
+            float *col);
+// col (C*KH*KW, OH*OW) -> dx (C,H,W): dx is overwritten (sum of overlaps).
+void col2im(const float *col, int C, int H, int W, int KH, int KW, int S, int P, int OH, int OW,
+            float *dx);
+
+// ---------------------------------------------------------------- layers
+typedef struct {
+    int C, H, W, OC, KH, KW, S, P, OH, OW, has_bias;
+    float *w, *b;    // w (OC, C*KH*KW), b (OC) or NULL
+    float *dw, *db;  // gradients, same shapes
+} Conv2d;
+
+void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
+// dx may be NULL (the network input needs no gradient).
+void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
+                     Workspace *ws);
+size_t conv2d_col_size(const Conv2d *l);
+void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B);
+
+typedef struct {
+    int C, H, W, K, S, OH, OW;
+    int32_t *argmax;  // (B,C,OH,OW) index into the H*W plane, for max pooling
+} Pool2d;
+
+void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B);
+void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B);
+void avgpool_forward(const Pool2d *l, const float *x, float *y, int B);
+void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B);
+// Global average pooling: x (B,C,H,W) -> y (B,C).
+void gap_forward(const float *x, float *y, int B, int C, int HW);
+void gap_backward(const float *dy, float *dx, int B, int C, int HW);
+
+void relu_forward(const float *x, float *y, size_t n);
+// dx = dy where y > 0 (y is the forward output); dx may alias dy.
+void relu_backward(const float *y, const float *dy, float *dx, size_t n);
+
+typedef struct {
+    int C, HW;
+    float eps, momentum;
+    float *gamma, *beta, *dgamma, *dbeta;  // (C) each
+    float *running_mean, *running_var;     // (C) each
+    float *save_mean, *save_invstd;        // (C): batch statistics of the last training forward
+} BatchNorm;
+
+void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int training);
+void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, float *dx, int B);
+
+// Inverted dropout: mask holds 0 or 1/(1-p) per element; the mask of sample i
+// comes from the stream (seed, step, i).
+void dropout_forward(float p, const float *x, float *y, float *mask, int B, size_t per_sample,
+                     uint64_t seed, uint64_t step, int training);
+void dropout_backward(const float *mask, const float *dy, float *dx, size_t n);
+
+typedef struct {
+    int IN, OUT, has_bias;
+    float *w, *b, *dw, *db;  // w (OUT, IN), b (OUT)
+} Dense;
+
+void dense_forward(const Dense *l, const float *x, float *y, int B);
+void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B,
+                    Workspace *ws);
+
+// logits (B,K), labels (B) -> mean loss; dlogits = (softmax - onehot) / B.
+float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K,
+                   int *correct);
+
+// ---------------------------------------------------------------- model descriptions
+typedef enum {
+    LAYER_CONV, LAYER_MAXPOOL, LAYER_AVGPOOL, LAYER_GAP, LAYER_RELU, LAYER_BATCHNORM,
+    LAYER_DROPOUT, LAYER_FLATTEN, LAYER_DENSE
+} LayerKind;
+
+typedef struct {
+    LayerKind kind;
+    int a, k_h, k_w, stride, pad, bias;  // a: out channels / units / pool kernel
+    float p, eps, momentum;              // dropout p; BN eps and momentum
+} LayerSpec;
+
+#define CNN_MAX_LAYERS 64
+
+// Parses a description into specs; returns the count via *n.
+CnnStatus model_desc_parse(const char *desc, LayerSpec *specs, int max_specs, int *n);
+const char *layer_kind_name(LayerKind k);
+void layer_spec_format(const LayerSpec *s, char *buf, size_t n);
+
+#endif  // CNNC_INTERNAL_H
