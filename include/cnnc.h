@@ -84,10 +84,12 @@ void cnn_free(void *p);
 // ---------------------------------------------------------------- networks
 typedef struct CnnNet CnnNet;
 
-// The built-in model descriptions ("lenet", "tfcnn", "vgg8bn"), or NULL.
-const char *cnn_builtin_model(const char *name);
+// Writes the description of a built-in model ("lenet", "tfcnn", "vgg8bn")
+// with a final dense(classes) into buf; CNN_EARG (no message) if unknown.
+CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
 
-// Builds a sequential network from a description (a built-in name or a layer
+// Builds a sequential network from a description (a built-in name, meaning
+// 10 classes, or a layer
 // list such as "conv(32,3) relu maxpool(2) flatten dense(10)") for inputs of
 // shape (C,H,W) and batches of up to max_batch images. Weights get He
 // initialisation from seed. On failure *out is NULL and the message names

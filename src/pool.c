@@ -1,0 +1,108 @@
+// Max, average and global average pooling (no padding; windows that would
+// run past the edge are dropped, as PyTorch does with ceil_mode=False).
+#include <float.h>
+#include <string.h>
+
+#include "internal.h"
+
+void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
+    // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
+    const size_t planes = (size_t)B * l->C;
+#pragma omp parallel for schedule(static)
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *in = x + pl * l->H * l->W;
+        float *out = y + pl * l->OH * l->OW;
+        int32_t *am = argmax + pl * l->OH * l->OW;
+        for (int oh = 0; oh < l->OH; oh++)
+            for (int ow = 0; ow < l->OW; ow++) {
+                int h0 = oh * l->S, w0 = ow * l->S;
+                int best = h0 * l->W + w0;
+                float m = in[best];
+                for (int kh = 0; kh < l->K; kh++)
+                    for (int kw = 0; kw < l->K; kw++) {
+                        int idx = (h0 + kh) * l->W + w0 + kw;
+                        // NaN propagates, as in PyTorch.
+                        if (in[idx] > m || (in[idx] != in[idx] && m == m)) {
+                            m = in[idx];
+                            best = idx;
+                        }
+                    }
+                out[oh * l->OW + ow] = m;
+                am[oh * l->OW + ow] = best;
+            }
+    }
+}
+
+void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B) {
+    // dy, argmax (B,C,OH,OW) -> dx (B,C,H,W); each plane by one thread, in order.
+    const size_t planes = (size_t)B * l->C;
+#pragma omp parallel for schedule(static)
+    for (size_t pl = 0; pl < planes; pl++) {
+        float *out = dx + pl * l->H * l->W;
+        const float *g = dy + pl * l->OH * l->OW;
+        const int32_t *am = argmax + pl * l->OH * l->OW;
+        memset(out, 0, sizeof(float) * l->H * l->W);
+        for (int p = 0; p < l->OH * l->OW; p++) out[am[p]] += g[p];
+    }
+}
+
+void avgpool_forward(const Pool2d *l, const float *x, float *y, int B) {
+    // x (B,C,H,W) -> y (B,C,OH,OW)
+    const size_t planes = (size_t)B * l->C;
+    const float inv = 1.0f / (float)(l->K * l->K);
+#pragma omp parallel for schedule(static)
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *in = x + pl * l->H * l->W;
+        float *out = y + pl * l->OH * l->OW;
+        for (int oh = 0; oh < l->OH; oh++)
+            for (int ow = 0; ow < l->OW; ow++) {
+                float s = 0.0f;
+                for (int kh = 0; kh < l->K; kh++)
+                    for (int kw = 0; kw < l->K; kw++)
+                        s += in[(oh * l->S + kh) * l->W + ow * l->S + kw];
+                out[oh * l->OW + ow] = s * inv;
+            }
+    }
+}
+
+void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B) {
+    // dy (B,C,OH,OW) -> dx (B,C,H,W)
+    const size_t planes = (size_t)B * l->C;
+    const float inv = 1.0f / (float)(l->K * l->K);
+#pragma omp parallel for schedule(static)
+    for (size_t pl = 0; pl < planes; pl++) {
+        float *out = dx + pl * l->H * l->W;
+        const float *g = dy + pl * l->OH * l->OW;
+        memset(out, 0, sizeof(float) * l->H * l->W);
+        for (int oh = 0; oh < l->OH; oh++)
+            for (int ow = 0; ow < l->OW; ow++) {
+                float v = g[oh * l->OW + ow] * inv;
+                for (int kh = 0; kh < l->K; kh++)
+                    for (int kw = 0; kw < l->K; kw++)
+                        out[(oh * l->S + kh) * l->W + ow * l->S + kw] += v;
+            }
+    }
+}
+
+void gap_forward(const float *x, float *y, int B, int C, int HW) {
+    // x (B,C,H,W) -> y (B,C)
+    const size_t planes = (size_t)B * C;
+#pragma omp parallel for schedule(static)
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *in = x + pl * HW;
+        float s = 0.0f;
+        for (int p = 0; p < HW; p++) s += in[p];
+        y[pl] = s / (float)HW;
+    }
+}
+
+void gap_backward(const float *dy, float *dx, int B, int C, int HW) {
+    // dy (B,C) -> dx (B,C,H,W)
+    const size_t planes = (size_t)B * C;
+#pragma omp parallel for schedule(static)
+    for (size_t pl = 0; pl < planes; pl++) {
+        float v = dy[pl] / (float)HW;
+        float *out = dx + pl * HW;
+        for (int p = 0; p < HW; p++) out[p] = v;
+    }
+}

@@ -1,0 +1,521 @@
+// Every layer's forward against the double reference, and every backward
+// against central finite differences of that reference, on random shapes.
+#include <string.h>
+
+#include "testutil.h"
+
+#define FWD_TOL 1e-5
+#define GRAD_TOL 1e-4
+
+static void check_grad(const char *what, const float *analytic, ObjectiveFn f, void *ctx,
+                       double *v, size_t n) {
+    double *g = malloc(n * sizeof *g);
+    finite_diff(f, ctx, v, n, g);
+    double e = rel_err(analytic, g, n, 1e-6);
+    printf("  %-28s rel err %.2e over %zu values\n", what, e, n);
+    ck_assert_msg(e < GRAD_TOL, "%s: gradient rel err %.3e >= %.0e", what, e, GRAD_TOL);
+    free(g);
+}
+
+static Workspace make_ws(size_t col_size, size_t partial_size, int B) {
+    Workspace ws;
+    ws.col_size = col_size;
+    ws.partial_size = partial_size;
+    ws.col = cnn_alloc_floats((size_t)batch_chunks(B) * (col_size ? col_size : 1));
+    ws.partial = cnn_alloc_floats((size_t)batch_chunks(B) * partial_size);
+    return ws;
+}
+
+static void free_ws(Workspace *ws) {
+    cnn_free(ws->col);
+    cnn_free(ws->partial);
+}
+
+// ---------------------------------------------------------------- conv2d
+typedef struct {
+    int B, C, H, W, OC, KH, KW, S, P, bias;
+} ConvCase;
+
+typedef struct {
+    ConvCase k;
+    int OH, OW;
+    double *x, *w, *b, *r, *y;
+} ConvCtx;
+
+static double conv_objective(void *p) {
+    ConvCtx *c = p;
+    ref_conv(c->x, c->w, c->k.bias ? c->b : NULL, c->y, c->k.B, c->k.C, c->k.H, c->k.W, c->k.OC,
+             c->k.KH, c->k.KW, c->k.S, c->k.P, c->OH, c->OW);
+    return dot_dd(c->y, c->r, (size_t)c->k.B * c->k.OC * c->OH * c->OW);
+}
+
+static void run_conv_case(ConvCase k, uint64_t seed) {
+    CnnRng r;
+    cnn_rng_seed(&r, seed);
+    Conv2d l = {.C = k.C, .H = k.H, .W = k.W, .OC = k.OC, .KH = k.KH, .KW = k.KW, .S = k.S,
+                .P = k.P, .has_bias = k.bias};
+    l.OH = (k.H + 2 * k.P - k.KH) / k.S + 1;
+    l.OW = (k.W + 2 * k.P - k.KW) / k.S + 1;
+    printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d S=%d P=%d bias=%d -> %dx%d\n", k.B, k.C, k.H, k.W,
+           k.OC, k.KH, k.KW, k.S, k.P, k.bias, l.OH, l.OW);
+    const size_t nx = (size_t)k.B * k.C * k.H * k.W, nw = (size_t)k.OC * k.C * k.KH * k.KW;
+    const size_t ny = (size_t)k.B * k.OC * l.OH * l.OW;
+    float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx), *dx2 = cnn_alloc_floats(nx);
+    float *y = cnn_alloc_floats(ny), *y2 = cnn_alloc_floats(ny), *dy = cnn_alloc_floats(ny);
+    l.w = cnn_alloc_floats(nw); l.dw = cnn_alloc_floats(nw);
+    l.b = cnn_alloc_floats(k.OC); l.db = cnn_alloc_floats(k.OC);
+    fill_uniform(x, nx, -1, 1, &r);
+    fill_uniform(l.w, nw, -0.5f, 0.5f, &r);
+    fill_uniform(l.b, k.OC, -0.5f, 0.5f, &r);
+    fill_uniform(dy, ny, -1, 1, &r);
+    Workspace ws = make_ws(conv2d_col_size(&l), nw + k.OC, k.B);
+
+    conv2d_forward(&l, x, y, k.B, &ws);
+    ConvCtx c = {.k = k, .OH = l.OH, .OW = l.OW, .x = to_double(x, nx), .w = to_double(l.w, nw),
+                 .b = to_double(l.b, k.OC), .r = to_double(dy, ny), .y = malloc(ny * sizeof(double))};
+    conv_objective(&c);
+    double e = rel_err(y, c.y, ny, 1e-6);
+    ck_assert_msg(e < FWD_TOL, "conv forward vs double reference: %.3e", e);
+    conv2d_forward_naive(&l, x, y2, k.B);
+    e = rel_err_ff(y, y2, ny, 1e-6);
+    ck_assert_msg(e < FWD_TOL, "conv forward vs naive direct convolution: %.3e", e);
+
+    conv2d_backward(&l, x, dy, dx, k.B, &ws);
+    check_grad("conv dx", dx, conv_objective, &c, c.x, nx);
+    check_grad("conv dw", l.dw, conv_objective, &c, c.w, nw);
+    if (k.bias) check_grad("conv db", l.db, conv_objective, &c, c.b, k.OC);
+
+    // Without dx (first layer) the weight gradients are the same; dw accumulates (+=).
+    float *dw1 = cnn_alloc_floats(nw);
+    memcpy(dw1, l.dw, nw * sizeof(float));
+    conv2d_backward(&l, x, dy, NULL, k.B, &ws);
+    for (size_t i = 0; i < nw; i++) ck_assert_float_eq(l.dw[i], 2 * dw1[i]);
+    (void)dx2;
+    free_ws(&ws);
+    cnn_free(x); cnn_free(dx); cnn_free(dx2); cnn_free(y); cnn_free(y2); cnn_free(dy);
+    cnn_free(l.w); cnn_free(l.dw); cnn_free(l.b); cnn_free(l.db); cnn_free(dw1);
+    free(c.x); free(c.w); free(c.b); free(c.r); free(c.y);
+}
+
+START_TEST(test_conv_fixed_shapes) {
+    static const ConvCase cases[] = {
+        {2, 3, 7, 9, 4, 3, 3, 1, 1, 1},   // odd sizes, pad 1, 3 channels
+        {3, 1, 8, 7, 2, 3, 3, 2, 0, 1},   // stride 2, one channel
+        {2, 4, 9, 9, 3, 5, 5, 2, 2, 1},   // stride 2, pad 2, 5x5
+        {2, 3, 6, 5, 5, 1, 1, 1, 0, 1},   // pointwise path (no im2col)
+        {1, 2, 7, 5, 3, 2, 3, 1, 1, 0},   // rectangular kernel, no bias, batch 1
+        {17, 2, 5, 5, 2, 3, 3, 1, 1, 1},  // more images than batch chunks
+        {2, 3, 5, 5, 2, 5, 5, 1, 0, 1},   // kernel as large as the image
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 100 + i);
+}
+END_TEST
+
+START_TEST(test_conv_random_shapes) {
+    CnnRng r;
+    cnn_rng_seed(&r, 7);
+    for (int t = 0; t < 6; t++) {
+        ConvCase k;
+        k.B = 1 + (int)cnn_rng_below(&r, 3);
+        k.C = 1 + (int)cnn_rng_below(&r, 4);
+        k.OC = 1 + (int)cnn_rng_below(&r, 4);
+        k.KH = 1 + (int)cnn_rng_below(&r, 4);
+        k.KW = 1 + (int)cnn_rng_below(&r, 4);
+        k.S = 1 + (int)cnn_rng_below(&r, 2);
+        k.P = (int)cnn_rng_below(&r, 3);
+        k.H = k.KH + (int)cnn_rng_below(&r, 6);
+        k.W = k.KW + (int)cnn_rng_below(&r, 6);
+        k.bias = (int)cnn_rng_below(&r, 2);
+        run_conv_case(k, 200 + t);
+    }
+}
+END_TEST
+
+// ---------------------------------------------------------------- pooling
+typedef struct {
+    int B, C, H, W, K, S, OH, OW, avg;
+    double *x, *r, *y;
+} PoolCtx;
+
+static double pool_objective(void *p) {
+    PoolCtx *c = p;
+    if (c->avg) ref_avgpool(c->x, c->y, c->B, c->C, c->H, c->W, c->K, c->S, c->OH, c->OW);
+    else ref_maxpool(c->x, c->y, c->B, c->C, c->H, c->W, c->K, c->S, c->OH, c->OW);
+    return dot_dd(c->y, c->r, (size_t)c->B * c->C * c->OH * c->OW);
+}
+
+START_TEST(test_pool) {
+    static const int cases[][6] = {  // B C H W K S
+        {2, 3, 8, 8, 2, 2}, {2, 2, 7, 9, 2, 2}, {3, 1, 7, 7, 3, 2}, {1, 4, 6, 5, 3, 1}, {2, 2, 5, 5, 1, 1},
+    };
+    for (int avg = 0; avg < 2; avg++)
+        for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+            CnnRng r;
+            cnn_rng_seed(&r, 300 + t);
+            Pool2d l = {.C = cases[t][1], .H = cases[t][2], .W = cases[t][3], .K = cases[t][4], .S = cases[t][5]};
+            const int B = cases[t][0];
+            l.OH = (l.H - l.K) / l.S + 1;
+            l.OW = (l.W - l.K) / l.S + 1;
+            printf("%s B=%d C=%d %dx%d K=%d S=%d\n", avg ? "avgpool" : "maxpool", B, l.C, l.H, l.W, l.K, l.S);
+            const size_t nx = (size_t)B * l.C * l.H * l.W, ny = (size_t)B * l.C * l.OH * l.OW;
+            float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx);
+            float *y = cnn_alloc_floats(ny), *dy = cnn_alloc_floats(ny);
+            int32_t *am = malloc(ny * sizeof *am);
+            fill_distinct(x, nx, &r);
+            fill_uniform(dy, ny, -1, 1, &r);
+            if (avg) avgpool_forward(&l, x, y, B);
+            else maxpool_forward(&l, x, y, am, B);
+            PoolCtx c = {B, l.C, l.H, l.W, l.K, l.S, l.OH, l.OW, avg, to_double(x, nx),
+                         to_double(dy, ny), malloc(ny * sizeof(double))};
+            pool_objective(&c);
+            ck_assert(rel_err(y, c.y, ny, 1e-6) < FWD_TOL);
+            if (avg) avgpool_backward(&l, dy, dx, B);
+            else maxpool_backward(&l, dy, am, dx, B);
+            check_grad(avg ? "avgpool dx" : "maxpool dx", dx, pool_objective, &c, c.x, nx);
+            cnn_free(x); cnn_free(dx); cnn_free(y); cnn_free(dy); free(am);
+            free(c.x); free(c.r); free(c.y);
+        }
+}
+END_TEST
+
+START_TEST(test_maxpool_ties_go_to_first) {
+    Pool2d l = {.C = 1, .H = 2, .W = 4, .K = 2, .S = 2, .OH = 1, .OW = 2};
+    float x[8] = {1, 1, 3, 2, 1, 1, 3, 3}, y[2], dy[2] = {1, 2}, dx[8];
+    int32_t am[2];
+    maxpool_forward(&l, x, y, am, 1);
+    ck_assert_int_eq(am[0], 0);  // four equal values: the first wins
+    ck_assert_int_eq(am[1], 2);
+    maxpool_backward(&l, dy, am, dx, 1);
+    const float want[8] = {1, 0, 2, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 8; i++) ck_assert_float_eq(dx[i], want[i]);
+}
+END_TEST
+
+typedef struct {
+    int B, C, HW;
+    double *x, *r, *y;
+} GapCtx;
+
+static double gap_objective(void *p) {
+    GapCtx *c = p;
+    ref_gap(c->x, c->y, c->B, c->C, c->HW);
+    return dot_dd(c->y, c->r, (size_t)c->B * c->C);
+}
+
+START_TEST(test_gap) {
+    CnnRng r;
+    cnn_rng_seed(&r, 400);
+    const int B = 3, C = 5, HW = 7 * 5;
+    const size_t nx = (size_t)B * C * HW, ny = (size_t)B * C;
+    float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx), *y = cnn_alloc_floats(ny), *dy = cnn_alloc_floats(ny);
+    fill_uniform(x, nx, -1, 1, &r);
+    fill_uniform(dy, ny, -1, 1, &r);
+    gap_forward(x, y, B, C, HW);
+    GapCtx c = {B, C, HW, to_double(x, nx), to_double(dy, ny), malloc(ny * sizeof(double))};
+    gap_objective(&c);
+    ck_assert(rel_err(y, c.y, ny, 1e-6) < FWD_TOL);
+    gap_backward(dy, dx, B, C, HW);
+    check_grad("gap dx", dx, gap_objective, &c, c.x, nx);
+    cnn_free(x); cnn_free(dx); cnn_free(y); cnn_free(dy); free(c.x); free(c.r); free(c.y);
+}
+END_TEST
+
+// ---------------------------------------------------------------- relu
+typedef struct {
+    size_t n;
+    double *x, *r, *y;
+} EltCtx;
+
+static double relu_objective(void *p) {
+    EltCtx *c = p;
+    ref_relu(c->x, c->y, c->n);
+    return dot_dd(c->y, c->r, c->n);
+}
+
+START_TEST(test_relu) {
+    CnnRng r;
+    cnn_rng_seed(&r, 500);
+    const size_t n = 3 * 4 * 5 * 7;
+    float *x = cnn_alloc_floats(n), *y = cnn_alloc_floats(n), *dy = cnn_alloc_floats(n), *dx = cnn_alloc_floats(n);
+    fill_away_from_zero(x, n, 0.05f, 1.0f, &r);
+    fill_uniform(dy, n, -1, 1, &r);
+    relu_forward(x, y, n);
+    EltCtx c = {n, to_double(x, n), to_double(dy, n), malloc(n * sizeof(double))};
+    relu_objective(&c);
+    ck_assert(rel_err(y, c.y, n, 1e-6) == 0.0);
+    relu_backward(y, dy, dx, n);
+    check_grad("relu dx", dx, relu_objective, &c, c.x, n);
+    relu_backward(y, dy, dy, n);  // in place, as the network runs it
+    for (size_t i = 0; i < n; i++) ck_assert_float_eq(dy[i], dx[i]);
+    cnn_free(x); cnn_free(y); cnn_free(dy); cnn_free(dx); free(c.x); free(c.r); free(c.y);
+}
+END_TEST
+
+// ---------------------------------------------------------------- batchnorm
+typedef struct {
+    int B, C, HW;
+    double eps, *x, *g, *b, *r, *y;
+} BnCtx;
+
+static double bn_objective(void *p) {
+    BnCtx *c = p;
+    ref_batchnorm(c->x, c->g, c->b, c->y, c->B, c->C, c->HW, c->eps);
+    return dot_dd(c->y, c->r, (size_t)c->B * c->C * c->HW);
+}
+
+START_TEST(test_batchnorm) {
+    static const int cases[][3] = {{3, 4, 35}, {2, 3, 1}, {5, 2, 9}, {1, 3, 16}};  // B C HW
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        CnnRng r;
+        cnn_rng_seed(&r, 600 + t);
+        const int B = cases[t][0], C = cases[t][1], HW = cases[t][2];
+        printf("batchnorm B=%d C=%d HW=%d\n", B, C, HW);
+        const size_t n = (size_t)B * C * HW;
+        BatchNorm l = {.C = C, .HW = HW, .eps = 1e-5f, .momentum = 0.1f};
+        float *x = cnn_alloc_floats(n), *y = cnn_alloc_floats(n), *dy = cnn_alloc_floats(n), *dx = cnn_alloc_floats(n);
+        float *par = cnn_alloc_floats(10 * (size_t)C);
+        l.gamma = par; l.beta = par + C; l.dgamma = par + 2 * C; l.dbeta = par + 3 * C;
+        l.running_mean = par + 4 * C; l.running_var = par + 5 * C;
+        l.save_mean = par + 6 * C; l.save_invstd = par + 7 * C;
+        fill_uniform(x, n, -2, 3, &r);
+        fill_uniform(l.gamma, C, 0.5f, 1.5f, &r);
+        fill_uniform(l.beta, C, -0.5f, 0.5f, &r);
+        fill_uniform(dy, n, -1, 1, &r);
+        for (int c = 0; c < C; c++) l.running_var[c] = 1.0f;
+        batchnorm_forward(&l, x, y, B, 1);
+        BnCtx c = {B, C, HW, 1e-5, to_double(x, n), to_double(l.gamma, C), to_double(l.beta, C),
+                   to_double(dy, n), malloc(n * sizeof(double))};
+        bn_objective(&c);
+        ck_assert_msg(rel_err(y, c.y, n, 1e-6) < FWD_TOL, "bn forward");
+        // Running statistics: momentum 0.1 towards the batch mean and unbiased variance.
+        for (int ch = 0; ch < C; ch++) {
+            double s = 0, ss = 0, cnt = (double)B * HW;
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < HW; i++) s += x[((size_t)b * C + ch) * HW + i];
+            double m = s / cnt;
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < HW; i++) ss += pow(x[((size_t)b * C + ch) * HW + i] - m, 2);
+            double uvar = cnt > 1 ? ss / (cnt - 1) : ss / cnt;
+            ck_assert_double_eq_tol(l.running_mean[ch], 0.1 * m, 1e-6);
+            ck_assert_double_eq_tol(l.running_var[ch], 0.9 + 0.1 * uvar, 1e-5);
+        }
+        if (B * HW > 1) {  // with one value per channel the output is constant: no gradient to check
+            batchnorm_backward(&l, x, dy, dx, B);
+            check_grad("batchnorm dx", dx, bn_objective, &c, c.x, n);
+            check_grad("batchnorm dgamma", l.dgamma, bn_objective, &c, c.g, C);
+            check_grad("batchnorm dbeta", l.dbeta, bn_objective, &c, c.b, C);
+        }
+        // Evaluation uses the running statistics.
+        batchnorm_forward(&l, x, y, B, 0);
+        for (int ch = 0; ch < C; ch++) {
+            float k = l.gamma[ch] / sqrtf(l.running_var[ch] + 1e-5f);
+            size_t i = (size_t)ch * HW;
+            ck_assert_double_eq_tol(y[i], k * (x[i] - l.running_mean[ch]) + l.beta[ch], 1e-5);
+        }
+        cnn_free(x); cnn_free(y); cnn_free(dy); cnn_free(dx); cnn_free(par);
+        free(c.x); free(c.g); free(c.b); free(c.r); free(c.y);
+    }
+}
+END_TEST
+
+// ---------------------------------------------------------------- dense
+typedef struct {
+    int B, IN, OUT, bias;
+    double *x, *w, *b, *r, *y;
+} DenseCtx;
+
+static double dense_objective(void *p) {
+    DenseCtx *c = p;
+    ref_dense(c->x, c->w, c->bias ? c->b : NULL, c->y, c->B, c->IN, c->OUT);
+    return dot_dd(c->y, c->r, (size_t)c->B * c->OUT);
+}
+
+START_TEST(test_dense) {
+    static const int cases[][4] = {{3, 7, 5, 1}, {1, 13, 3, 1}, {19, 6, 4, 0}, {2, 1, 9, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        CnnRng r;
+        cnn_rng_seed(&r, 700 + t);
+        Dense l = {.IN = cases[t][1], .OUT = cases[t][2], .has_bias = cases[t][3]};
+        const int B = cases[t][0];
+        printf("dense B=%d IN=%d OUT=%d bias=%d\n", B, l.IN, l.OUT, l.has_bias);
+        const size_t nx = (size_t)B * l.IN, ny = (size_t)B * l.OUT, nw = (size_t)l.IN * l.OUT;
+        float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx), *y = cnn_alloc_floats(ny), *dy = cnn_alloc_floats(ny);
+        l.w = cnn_alloc_floats(nw); l.dw = cnn_alloc_floats(nw); l.b = cnn_alloc_floats(l.OUT); l.db = cnn_alloc_floats(l.OUT);
+        fill_uniform(x, nx, -1, 1, &r);
+        fill_uniform(l.w, nw, -1, 1, &r);
+        fill_uniform(l.b, l.OUT, -1, 1, &r);
+        fill_uniform(dy, ny, -1, 1, &r);
+        Workspace ws = make_ws(0, nw + l.OUT, B);
+        dense_forward(&l, x, y, B);
+        DenseCtx c = {B, l.IN, l.OUT, l.has_bias, to_double(x, nx), to_double(l.w, nw),
+                      to_double(l.b, l.OUT), to_double(dy, ny), malloc(ny * sizeof(double))};
+        dense_objective(&c);
+        ck_assert(rel_err(y, c.y, ny, 1e-6) < FWD_TOL);
+        dense_backward(&l, x, dy, dx, B, &ws);
+        check_grad("dense dx", dx, dense_objective, &c, c.x, nx);
+        check_grad("dense dw", l.dw, dense_objective, &c, c.w, nw);
+        if (l.has_bias) check_grad("dense db", l.db, dense_objective, &c, c.b, l.OUT);
+        free_ws(&ws);
+        cnn_free(x); cnn_free(dx); cnn_free(y); cnn_free(dy); cnn_free(l.w); cnn_free(l.dw); cnn_free(l.b); cnn_free(l.db);
+        free(c.x); free(c.w); free(c.b); free(c.r); free(c.y);
+    }
+}
+END_TEST
+
+// ---------------------------------------------------------------- dropout
+typedef struct {
+    size_t n;
+    double *x, *mask, *r;
+} DropCtx;
+
+static double drop_objective(void *p) {
+    DropCtx *c = p;
+    double s = 0;
+    for (size_t i = 0; i < c->n; i++) s += c->x[i] * c->mask[i] * c->r[i];
+    return s;
+}
+
+START_TEST(test_dropout) {
+    CnnRng r;
+    cnn_rng_seed(&r, 800);
+    const int B = 4;
+    const size_t per = 500, n = B * per;
+    const float p = 0.3f;
+    float *x = cnn_alloc_floats(n), *y = cnn_alloc_floats(n), *mask = cnn_alloc_floats(n);
+    float *y2 = cnn_alloc_floats(n), *mask2 = cnn_alloc_floats(n), *dy = cnn_alloc_floats(n), *dx = cnn_alloc_floats(n);
+    fill_uniform(x, n, -1, 1, &r);
+    fill_uniform(dy, n, -1, 1, &r);
+    dropout_forward(p, x, y, mask, B, per, 42, 3, 1);
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert(mask[i] == 0.0f || mask[i] == 1.0f / (1.0f - p));
+        ck_assert_float_eq(y[i], x[i] * mask[i]);
+        dropped += mask[i] == 0.0f;
+    }
+    double frac = (double)dropped / n;
+    ck_assert_msg(fabs(frac - p) < 0.04, "dropped fraction %.3f, expected about %.2f", frac, p);
+    // Same (seed, step) -> same mask; another step -> another mask; eval is the identity.
+    dropout_forward(p, x, y2, mask2, B, per, 42, 3, 1);
+    ck_assert(memcmp(mask, mask2, n * sizeof(float)) == 0);
+    dropout_forward(p, x, y2, mask2, B, per, 42, 4, 1);
+    ck_assert(memcmp(mask, mask2, n * sizeof(float)) != 0);
+    dropout_forward(p, x, y2, mask2, B, per, 42, 3, 0);
+    ck_assert(memcmp(x, y2, n * sizeof(float)) == 0);
+    dropout_backward(mask, dy, dx, n);
+    DropCtx c = {n, to_double(x, n), to_double(mask, n), to_double(dy, n)};
+    check_grad("dropout dx", dx, drop_objective, &c, c.x, n);
+    cnn_free(x); cnn_free(y); cnn_free(mask); cnn_free(y2); cnn_free(mask2); cnn_free(dy); cnn_free(dx);
+    free(c.x); free(c.mask); free(c.r);
+}
+END_TEST
+
+// ---------------------------------------------------------------- softmax cross-entropy
+typedef struct {
+    int B, K;
+    const uint8_t *labels;
+    double *z;
+} XentCtx;
+
+static double xent_objective(void *p) {
+    XentCtx *c = p;
+    return ref_softmax_xent(c->z, c->labels, c->B, c->K);
+}
+
+START_TEST(test_softmax_xent) {
+    CnnRng r;
+    cnn_rng_seed(&r, 900);
+    const int B = 5, K = 7;
+    float z[35], dz[35];
+    uint8_t labels[5] = {0, 6, 3, 3, 1};
+    fill_uniform(z, 35, -3, 3, &r);
+    int correct;
+    float loss = softmax_xent(z, labels, dz, B, K, &correct);
+    XentCtx c = {B, K, labels, to_double(z, 35)};
+    ck_assert_double_eq_tol(loss, ref_softmax_xent(c.z, labels, B, K), 1e-6);
+    check_grad("softmax-xent dlogits", dz, xent_objective, &c, c.z, 35);
+    int hits = 0;
+    for (int b = 0; b < B; b++) {
+        int arg = 0;
+        for (int k = 1; k < K; k++) if (z[b * K + k] > z[b * K + arg]) arg = k;
+        hits += arg == labels[b];
+    }
+    ck_assert_int_eq(correct, hits);
+    free(c.z);
+}
+END_TEST
+
+START_TEST(test_softmax_xent_large_logits) {
+    // exp(1e4) overflows; the max-subtracted form does not.
+    float z[6] = {1e4f, 0.0f, -1e4f, 50.0f, 50.0f, 50.0f}, dz[6];
+    uint8_t labels[2] = {1, 2};
+    float loss = softmax_xent(z, labels, dz, 2, 3, NULL);
+    ck_assert(isfinite(loss));
+    // Sample 0: loss 1e4, gradient (1, -1, 0)/2; sample 1: loss log 3, gradient (1/3, 1/3, -2/3)/2.
+    ck_assert_double_eq_tol(loss, (1e4 + log(3.0)) / 2, 1e-2);
+    const double want[6] = {0.5, -0.5, 0, 1.0 / 6, 1.0 / 6, -1.0 / 3};
+    for (int i = 0; i < 6; i++) ck_assert_double_eq_tol(dz[i], want[i], 1e-6);
+}
+END_TEST
+
+// ---------------------------------------------------------------- im2col / GEMM twins
+START_TEST(test_gemm_matches_naive) {
+    CnnRng r;
+    cnn_rng_seed(&r, 1000);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            const int M = 13, N = 17, K = 11;
+            float A[13 * 11], Bm[11 * 17], C1[13 * 17], C2[13 * 17];
+            fill_uniform(A, sizeof A / 4, -1, 1, &r);
+            fill_uniform(Bm, sizeof Bm / 4, -1, 1, &r);
+            fill_uniform(C1, sizeof C1 / 4, -1, 1, &r);
+            memcpy(C2, C1, sizeof C1);
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            gemm(ta, tb, M, N, K, 0.7f, A, lda, Bm, ldb, 0.3f, C1, N);
+            gemm_naive(ta, tb, M, N, K, 0.7f, A, lda, Bm, ldb, 0.3f, C2, N);
+            ck_assert(rel_err_ff(C1, C2, M * N, 1e-6) < 1e-5);
+        }
+}
+END_TEST
+
+START_TEST(test_col2im_is_adjoint_of_im2col) {
+    // <im2col(x), c> == <x, col2im(c)> for any x, c: the backward scatter is exact.
+    CnnRng r;
+    cnn_rng_seed(&r, 1100);
+    const int C = 3, H = 7, W = 6, KH = 3, KW = 2, S = 2, P = 1;
+    const int OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1;
+    const size_t nx = C * H * W, nc = (size_t)C * KH * KW * OH * OW;
+    float *x = cnn_alloc_floats(nx), *col = cnn_alloc_floats(nc), *c = cnn_alloc_floats(nc), *dx = cnn_alloc_floats(nx);
+    fill_uniform(x, nx, -1, 1, &r);
+    fill_uniform(c, nc, -1, 1, &r);
+    im2col(x, C, H, W, KH, KW, S, P, OH, OW, col);
+    col2im(c, C, H, W, KH, KW, S, P, OH, OW, dx);
+    double a = 0, b = 0;
+    for (size_t i = 0; i < nc; i++) a += (double)col[i] * c[i];
+    for (size_t i = 0; i < nx; i++) b += (double)x[i] * dx[i];
+    ck_assert_double_eq_tol(a, b, 1e-4);
+    cnn_free(x); cnn_free(col); cnn_free(c); cnn_free(dx);
+}
+END_TEST
+
+static Suite *layers_suite(void) {
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("gradcheck");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_conv_fixed_shapes);
+    tcase_add_test(tc, test_conv_random_shapes);
+    tcase_add_test(tc, test_pool);
+    tcase_add_test(tc, test_maxpool_ties_go_to_first);
+    tcase_add_test(tc, test_gap);
+    tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_batchnorm);
+    tcase_add_test(tc, test_dense);
+    tcase_add_test(tc, test_dropout);
+    tcase_add_test(tc, test_softmax_xent);
+    tcase_add_test(tc, test_softmax_xent_large_logits);
+    tcase_add_test(tc, test_gemm_matches_naive);
+    tcase_add_test(tc, test_col2im_is_adjoint_of_im2col);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return run_suite(layers_suite()); }

@@ -1,0 +1,308 @@
+// Networks: descriptions, built-in models, errors, optimisers against
+// PyTorch's update sequences, thread-count determinism, end-to-end training.
+#include <omp.h>
+#include <string.h>
+
+#include "testutil.h"
+
+// ---------------------------------------------------------------- descriptions
+START_TEST(test_builtin_models_match_pytorch) {
+    // Parameter counts and forward FLOPs from shared/bench/torch_peer.py's models.
+    static const struct {
+        const char *name;
+        int C, H;
+        size_t params;
+        double flops;
+    } want[] = {
+        {"lenet", 1, 28, 61706, 833040},     {"lenet", 3, 32, 83126, 1772880},
+        {"tfcnn", 1, 28, 93322, 5588480},    {"tfcnn", 3, 32, 122570, 9097216},
+        {"vgg8bn", 1, 28, 1147722, 232119296}, {"vgg8bn", 3, 32, 1148874, 305533952},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        CnnNet *net;
+        ck_assert_int_eq(cnn_net_create(&net, want[i].name, want[i].C, want[i].H, want[i].H, 8, 1), CNN_OK);
+        ck_assert_uint_eq(cnn_net_num_params(net), want[i].params);
+        ck_assert_double_eq(cnn_net_flops(net), want[i].flops);
+        ck_assert_int_eq(cnn_net_num_classes(net), 10);
+        // The canonical description builds the same network.
+        CnnNet *again;
+        ck_assert_int_eq(cnn_net_create(&again, cnn_net_desc(net), want[i].C, want[i].H, want[i].H, 8, 1), CNN_OK);
+        ck_assert_str_eq(cnn_net_desc(again), cnn_net_desc(net));
+        ck_assert(memcmp(cnn_net_params(net), cnn_net_params(again), cnn_net_num_params(net) * 4) == 0);
+        cnn_net_free(again);
+        cnn_net_free(net);
+    }
+    char buf[1024];
+    ck_assert_int_eq(cnn_builtin_model("tfcnn", 100, buf, sizeof buf), CNN_OK);
+    ck_assert_ptr_nonnull(strstr(buf, "dense(100)"));
+    ck_assert_int_eq(cnn_builtin_model("resnet", 10, buf, sizeof buf), CNN_EARG);
+}
+END_TEST
+
+START_TEST(test_description_syntax) {
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "  Conv(8, 3x5, stride=2, pad=1)  relu\tavgpool(2,stride=1) "
+                                          "dropout(0.25) flatten linear(out=4,bias=0) bn fc(3)",
+                                    2, 11, 13, 4, 1), CNN_OK);
+    ck_assert_str_eq(cnn_net_desc(net), "conv(8,3x5,stride=2,pad=1) relu avgpool(2,stride=1) dropout(0.25) "
+                                        "flatten dense(4,bias=0) batchnorm(eps=1e-05,momentum=0.1) dense(3)");
+    CnnLayerInfo info;
+    cnn_net_layer_info(net, 0, &info);
+    ck_assert_int_eq(info.OC, 8);
+    ck_assert_int_eq(info.OH, 6);  // (11 + 2 - 3) / 2 + 1
+    ck_assert_int_eq(info.OW, 6);  // (13 + 2 - 5) / 2 + 1
+    cnn_net_layer_info(net, 2, &info);
+    ck_assert_int_eq(info.OH, 5);
+    ck_assert_int_eq(info.OW, 5);
+    cnn_net_free(net);
+}
+END_TEST
+
+START_TEST(test_description_errors) {
+    cnn_set_quiet(1);
+    static const struct {
+        const char *desc, *msg;
+        CnnStatus st;
+    } bad[] = {
+        {"conv(8,3) relu softmax dense(10)", "layer 2: unknown layer 'softmax'", CNN_EFORMAT},
+        {"conv(8) relu flatten dense(10)", "conv needs out channels and kernel", CNN_EFORMAT},
+        {"conv(8,3,stride=0) flatten dense(10)", "stride=0 must be an integer in 1..64", CNN_EFORMAT},
+        {"conv(8,3,dilation=2) flatten dense(10)", "has no argument 'dilation'", CNN_EFORMAT},
+        {"conv(8,3 flatten dense(10)", "missing ')'", CNN_EFORMAT},
+        {"dropout(1.5) flatten dense(10)", "p=1.5 must be a number in [0, 1]", CNN_EFORMAT},
+        {"conv(8,3) relu dense(10)", "layer 2 dense(10): input is 8x6x6, dense needs a flat input", CNN_ESHAPE},
+        {"conv(8,9) flatten dense(10)", "layer 0 conv(8,9,stride=1,pad=0): kernel 9x9 does not fit input 1x8x8", CNN_ESHAPE},
+        {"maxpool(2) maxpool(2) maxpool(2) maxpool(2) flatten dense(10)", "layer 3 maxpool(2,stride=2): window 2x2 does not fit input 1x1x1", CNN_ESHAPE},
+        {"conv(8,3) relu", "the last layer must output class scores", CNN_ESHAPE},
+        {"", "model description is empty", CNN_EFORMAT},
+        {"conv(8,3),relu", "unexpected ','", CNN_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CnnNet *net = (CnnNet *)1;
+        CnnStatus st = cnn_net_create(&net, bad[i].desc, 1, 8, 8, 4, 1);
+        ck_assert_msg(st == bad[i].st, "'%s': status %d, want %d", bad[i].desc, st, bad[i].st);
+        ck_assert_ptr_null(net);
+        ck_assert_msg(strstr(cnn_last_error(), bad[i].msg), "'%s': message \"%s\" lacks \"%s\"",
+                      bad[i].desc, cnn_last_error(), bad[i].msg);
+    }
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "tfcnn", 1, 28, 28, 0, 1), CNN_EARG);
+    ck_assert_int_eq(cnn_net_create(&net, "tfcnn", 0, 28, 28, 8, 1), CNN_ESHAPE);
+    // A buffer that would not fit in memory is refused before allocating.
+    ck_assert_int_eq(cnn_net_create(&net, "vgg8bn", 3, 2048, 2048, 1 << 20, 1), CNN_ENOMEM);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "use a smaller --batch"));
+}
+END_TEST
+
+START_TEST(test_he_initialisation) {
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "conv(64,5) relu flatten dense(200) relu dense(10)", 3, 12, 12, 2, 5), CNN_OK);
+    const float *p = cnn_net_params(net);
+    CnnLayerInfo info;
+    cnn_net_layer_info(net, 2, &info);
+    // dense(200) on 64*8*8 inputs: std sqrt(2/4096); its bias is zero.
+    const float *w = p + cnn_net_param_offset(net, 3);
+    double s = 0, ss = 0;
+    size_t n = 200 * 4096;
+    for (size_t i = 0; i < n; i++) { s += w[i]; ss += (double)w[i] * w[i]; }
+    ck_assert_double_eq_tol(s / n, 0.0, 3e-4);
+    ck_assert_double_eq_tol(sqrt(ss / n), sqrt(2.0 / 4096), 3e-4);
+    for (int i = 0; i < 200; i++) ck_assert_float_eq(w[n + i], 0.0f);
+    cnn_net_free(net);
+}
+END_TEST
+
+// ---------------------------------------------------------------- optimisers
+static void check_opt(CnnOptimizer *opt, const double want[4][3]) {
+    float p[3] = {0.5f, -1.5f, 2.0f}, m[3] = {0}, v[3] = {0};
+    const float g[4][3] = {{0.1f, -0.2f, 0.3f}, {0.4f, 0.0f, -0.5f}, {-0.3f, 0.2f, 0.1f}, {0.05f, -0.6f, 0.2f}};
+    for (int t = 0; t < 4; t++) {
+        cnn_opt_step(opt, p, g[t], m, v, 3, -1.0f);
+        for (int i = 0; i < 3; i++)
+            ck_assert_msg(fabs(p[i] - want[t][i]) < 2e-6, "%s step %d param %d: %.9g, PyTorch %.9g",
+                          cnn_opt_name(opt->kind), t + 1, i, p[i], want[t][i]);
+    }
+}
+
+START_TEST(test_optimizers_match_pytorch) {
+    // Expected values printed by torch.optim (PyTorch 1.13) for the same gradients.
+    static const double adam[4][3] = {{0.49000001, -1.49000001, 1.99000001}, {0.48115623, -1.48329937, 1.99293566},
+                                      {0.479389161, -1.48415804, 1.99409175}, {0.477380991, -1.47920024, 1.9931258}};
+    static const double adam_wd[4][3] = {{0.49000001, -1.49000001, 1.99000001}, {0.480819523, -1.48091936, 1.98809946},
+                                         {0.477557868, -1.47482908, 1.98387873}, {0.473886371, -1.46738148, 1.97790468}};
+    static const double adamw[4][3] = {{0.489500016, -1.4885, 1.98800004}, {0.480166733, -1.48031092, 1.98894775},
+                                       {0.477919489, -1.47968924, 1.98811495}, {0.475433409, -1.47325182, 1.98516095}};
+    static const double sgd[4][3] = {{0.49000001, -1.48000002, 1.97000003}, {0.450000018, -1.48000002, 2.01999998},
+                                     {0.480000019, -1.5, 2.00999999}, {0.475000024, -1.43999994, 1.99000001}};
+    static const double sgdm[4][3] = {{0.49000001, -1.48000002, 1.97000003}, {0.441000015, -1.46200001, 1.99300003},
+                                      {0.426900029, -1.46580005, 2.00370002}, {0.409210026, -1.4092201, 1.99333}};
+    static const double nesterov[4][3] = {{0.480049998, -1.45914996, 1.93920004}, {0.394632906, -1.43896258, 2.00459552},
+                                          {0.410439759, -1.45737314, 1.99738801}, {0.387741268, -1.34046865, 1.95991039}};
+    CnnOptimizer o;
+    cnn_opt_defaults(&o, CNN_OPT_ADAM); o.lr = 0.01f; check_opt(&o, adam);
+    cnn_opt_defaults(&o, CNN_OPT_ADAM); o.lr = 0.01f; o.weight_decay = 0.1f; check_opt(&o, adam_wd);
+    cnn_opt_defaults(&o, CNN_OPT_ADAMW); o.lr = 0.01f; o.weight_decay = 0.1f; check_opt(&o, adamw);
+    cnn_opt_defaults(&o, CNN_OPT_SGD); o.lr = 0.1f; o.momentum = 0; check_opt(&o, sgd);
+    cnn_opt_defaults(&o, CNN_OPT_SGD); o.lr = 0.1f; o.momentum = 0.9f; check_opt(&o, sgdm);
+    cnn_opt_defaults(&o, CNN_OPT_SGD); o.lr = 0.1f; o.momentum = 0.9f; o.nesterov = 1; o.weight_decay = 0.01f;
+    check_opt(&o, nesterov);
+    CnnOptKind k;
+    ck_assert_int_eq(cnn_opt_parse("adamw", &k), CNN_OK);
+    ck_assert_int_eq(k, CNN_OPT_ADAMW);
+    cnn_set_quiet(1);
+    ck_assert_int_eq(cnn_opt_parse("rmsprop", &k), CNN_EARG);
+}
+END_TEST
+
+// ---------------------------------------------------------------- synthetic data
+// Class k of K: a bright 3x3 blob at a class-specific place, in channel k % C,
+// on uniform noise. Easy to learn, impossible without looking at space and channel.
+static void synthetic(float *x, uint8_t *y, int n, int C, int H, int W, int K, uint64_t seed) {
+    CnnRng r;
+    cnn_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        int k = (int)cnn_rng_below(&r, (uint32_t)K);
+        y[i] = (uint8_t)k;
+        float *img = x + (size_t)i * C * H * W;
+        fill_uniform(img, (size_t)C * H * W, 0.0f, 0.3f, &r);
+        int ch = k % C, cy = 2 + (k * 5) % (H - 4), cx = 2 + (k * 3) % (W - 4);
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) img[((size_t)ch * H + cy + dy) * W + cx + dx] += 0.8f;
+    }
+}
+
+static const char *EVERY_LAYER = "conv(6,3,pad=1) bn relu maxpool(2) conv(8,3,stride=2,pad=1) relu "
+                                 "avgpool(2,stride=1) conv(8,1) relu dropout(0.2) flatten dense(16) bn relu dense(5)";
+
+// Trains `steps` Adam steps at `threads` threads; returns the parameters.
+static float *train_with_threads(const char *desc, int threads, int steps, int B) {
+    omp_set_num_threads(threads);
+    const int C = 3, H = 12, W = 10;
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, desc, C, H, W, B, 11), CNN_OK);
+    float *x = cnn_alloc_floats((size_t)B * C * H * W);
+    uint8_t *y = malloc(B);
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    for (int s = 0; s < steps; s++) {
+        synthetic(x, y, B, C, H, W, 5, 100 + s);
+        cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+    }
+    size_t n = cnn_net_num_params(net) + cnn_net_num_buffers(net);
+    float *out = malloc(n * sizeof(float));
+    memcpy(out, cnn_net_params(net), cnn_net_num_params(net) * sizeof(float));
+    memcpy(out + cnn_net_num_params(net), cnn_net_buffers(net), cnn_net_num_buffers(net) * sizeof(float));
+    cnn_net_free(net);
+    cnn_free(x);
+    free(y);
+    return out;
+}
+
+START_TEST(test_bit_identical_across_thread_counts) {
+    // Every layer kind, at a batch that splits unevenly (37) and at 64.
+    CnnNet *probe;
+    ck_assert_int_eq(cnn_net_create(&probe, EVERY_LAYER, 3, 12, 10, 1, 11), CNN_OK);
+    const size_t n = cnn_net_num_params(probe) + cnn_net_num_buffers(probe);
+    cnn_net_free(probe);
+    static const int batches[] = {37, 64};
+    for (int bi = 0; bi < 2; bi++) {
+        float *ref = train_with_threads(EVERY_LAYER, 1, 3, batches[bi]);
+        static const int threads[] = {2, 3, 7, 16};
+        for (int t = 0; t < 4; t++) {
+            float *p = train_with_threads(EVERY_LAYER, threads[t], 3, batches[bi]);
+            ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0,
+                          "batch %d: parameters after 3 steps differ between 1 and %d threads",
+                          batches[bi], threads[t]);
+            free(p);
+        }
+        free(ref);
+    }
+}
+END_TEST
+
+START_TEST(test_tfcnn_bit_identical_across_thread_counts) {
+    // The built-in tfcnn on 1x28x28 at batch 64, 1/2/3/7 threads.
+    const int B = 64;
+    float *ref = NULL;
+    size_t n = 0;
+    static const int threads[] = {1, 2, 3, 7};
+    for (int t = 0; t < 4; t++) {
+        omp_set_num_threads(threads[t]);
+        CnnNet *net;
+        ck_assert_int_eq(cnn_net_create(&net, "tfcnn", 1, 28, 28, B, 3), CNN_OK);
+        float *x = cnn_alloc_floats((size_t)B * 784);
+        uint8_t y[64];
+        CnnOptimizer opt;
+        cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+        for (int s = 0; s < 3; s++) {
+            synthetic(x, y, B, 1, 28, 28, 10, 50 + s);
+            cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+        }
+        n = cnn_net_num_params(net);
+        if (!ref) {
+            ref = malloc(n * sizeof(float));
+            memcpy(ref, cnn_net_params(net), n * sizeof(float));
+        } else {
+            ck_assert_msg(memcmp(ref, cnn_net_params(net), n * sizeof(float)) == 0,
+                          "tfcnn parameters differ between 1 and %d threads", threads[t]);
+        }
+        cnn_net_free(net);
+        cnn_free(x);
+    }
+    free(ref);
+}
+END_TEST
+
+START_TEST(test_end_to_end_learns_synthetic_data) {
+    omp_set_num_threads(2);
+    const int C = 3, H = 12, W = 10, K = 5, N = 512, B = 32;
+    float *x = cnn_alloc_floats((size_t)N * C * H * W);
+    uint8_t *y = malloc(N);
+    synthetic(x, y, N, C, H, W, K, 1);
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "conv(8,3,pad=1) relu maxpool(2) conv(16,3,pad=1) bn relu "
+                                          "maxpool(2) flatten dense(32) relu dense(5)", C, H, W, B, 2), CNN_OK);
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    double first_loss = 0, last_loss = 0;
+    for (int epoch = 0; epoch < 8; epoch++) {
+        double loss = 0;
+        for (int i = 0; i < N; i += B)
+            loss += cnn_net_train_step(net, &opt, x + (size_t)i * C * H * W, y + i, B, -1.0f, NULL);
+        loss /= N / B;
+        if (epoch == 0) first_loss = loss;
+        last_loss = loss;
+        printf("epoch %d loss %.4f\n", epoch, loss);
+    }
+    ck_assert_msg(last_loss < 0.1 * first_loss, "loss %.4f -> %.4f did not fall tenfold", first_loss, last_loss);
+    int hits = 0;
+    for (int i = 0; i < N; i += B) {
+        cnn_net_forward(net, x + (size_t)i * C * H * W, B, 0);
+        int c;
+        cnn_net_loss(net, y + i, B, &c);
+        hits += c;
+    }
+    ck_assert_msg(hits == N, "evaluation accuracy %d/%d, expected 100%%", hits, N);
+    cnn_net_free(net);
+    cnn_free(x);
+    free(y);
+}
+END_TEST
+
+static Suite *net_suite(void) {
+    Suite *s = suite_create("net");
+    TCase *tc = tcase_create("net");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_builtin_models_match_pytorch);
+    tcase_add_test(tc, test_description_syntax);
+    tcase_add_test(tc, test_description_errors);
+    tcase_add_test(tc, test_he_initialisation);
+    tcase_add_test(tc, test_optimizers_match_pytorch);
+    tcase_add_test(tc, test_bit_identical_across_thread_counts);
+    tcase_add_test(tc, test_tfcnn_bit_identical_across_thread_counts);
+    tcase_add_test(tc, test_end_to_end_learns_synthetic_data);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return run_suite(net_suite()); }

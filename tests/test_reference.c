@@ -1,0 +1,88 @@
+// A tiny network against PyTorch (fixture written by tools/make_reference.py):
+// logits, loss, every gradient, 10 Adam steps, BN running statistics, and
+// evaluation-mode logits. One table gives each tensor its tolerance.
+#include <string.h>
+
+#include "testutil.h"
+
+#ifndef FIXTURE_DIR
+#error "FIXTURE_DIR must be defined by the build"
+#endif
+
+static const char *DESC = "conv(5,3,pad=1,bias=0) bn relu maxpool(2) conv(6,3,stride=2,pad=1) relu avgpool(2) "
+                          "flatten dense(8) relu dense(3)";
+
+typedef struct {
+    char name[32];
+    size_t n;
+    float *v;
+} Fixture;
+
+static Fixture fx[16];
+static int nfx;
+
+static void load_fixtures(void) {
+    const char *path = FIXTURE_DIR "/reference_net.txt";
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    while (nfx < 16 && fscanf(f, "%31s %zu", fx[nfx].name, &fx[nfx].n) == 2) {
+        fx[nfx].v = malloc(fx[nfx].n * sizeof(float));
+        for (size_t i = 0; i < fx[nfx].n; i++) ck_assert_int_eq(fscanf(f, "%f", &fx[nfx].v[i]), 1);
+        nfx++;
+    }
+    fclose(f);
+}
+
+static const Fixture *get(const char *name) {
+    for (int i = 0; i < nfx; i++)
+        if (!strcmp(fx[i].name, name)) return &fx[i];
+    ck_abort_msg("fixture %s missing", name);
+    return NULL;
+}
+
+static void compare(const char *name, const float *got, size_t n, double tol) {
+    const Fixture *w = get(name);
+    ck_assert_uint_eq(w->n, n);
+    double e = rel_err_ff(got, w->v, n, 1e-3);
+    printf("  %-22s max rel diff %.2e (tolerance %.0e)\n", name, e, tol);
+    ck_assert_msg(e < tol, "%s differs from PyTorch: %.3e", name, e);
+}
+
+START_TEST(test_matches_pytorch) {
+    load_fixtures();
+    const int B = 4;
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, DESC, 3, 9, 9, B, 1), CNN_OK);
+    const size_t np = cnn_net_num_params(net);
+    ck_assert_uint_eq(np, (size_t)get("desc_check")->v[0]);
+    memcpy(cnn_net_params(net), get("params")->v, np * sizeof(float));
+    const float *x = get("x")->v;
+    uint8_t labels[4];
+    for (int i = 0; i < B; i++) labels[i] = (uint8_t)get("labels")->v[i];
+
+    const float *logits = cnn_net_forward(net, x, B, 1);
+    compare("logits", logits, (size_t)B * 3, 1e-5);
+    float loss = cnn_net_loss(net, labels, B, NULL);
+    compare("loss", &loss, 1, 1e-6);
+    cnn_net_zero_grad(net);
+    cnn_net_backward(net, B);
+    compare("grads", cnn_net_grads(net), np, 1e-5);
+
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    opt.lr = 1e-2f;
+    for (int s = 0; s < 10; s++) cnn_net_train_step(net, &opt, x, labels, B, -1.0f, NULL);
+    compare("params_after_10_adam", cnn_net_params(net), np, 1e-5);
+    compare("running_after_11", cnn_net_buffers(net), cnn_net_num_buffers(net), 1e-4);
+    compare("eval_logits", cnn_net_forward(net, x, B, 0), (size_t)B * 3, 1e-4);
+    cnn_net_free(net);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("reference");
+    TCase *tc = tcase_create("pytorch");
+    tcase_add_test(tc, test_matches_pytorch);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,49 @@
+// Shared helpers for the Check tests: random fills, error metrics, the
+// double-precision reference layers (ref_double.c) and finite differences.
+#ifndef CNNC_TESTUTIL_H
+#define CNNC_TESTUTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "cnnc.h"
+#include "internal.h"
+
+// Uniform values in [lo, hi).
+void fill_uniform(float *x, size_t n, float lo, float hi, CnnRng *r);
+// Uniform magnitudes in [lo, hi) with random signs: keeps ReLU inputs off the kink.
+void fill_away_from_zero(float *x, size_t n, float lo, float hi, CnnRng *r);
+// Distinct values (a shuffled ramp plus small noise): no max-pool ties.
+void fill_distinct(float *x, size_t n, CnnRng *r);
+double *to_double(const float *x, size_t n);
+// max|a - b| / max(max|b|, floor): a scale-aware relative error.
+double rel_err(const float *a, const double *b, size_t n, double floor);
+double rel_err_ff(const float *a, const float *b, size_t n, double floor);
+
+// ---------------------------------------------------------------- double reference layers
+// Straight from the definitions, no tricks; shapes as in internal.h.
+void ref_conv(const double *x, const double *w, const double *b, double *y, int B, int C, int H,
+              int W, int OC, int KH, int KW, int S, int P, int OH, int OW);
+void ref_maxpool(const double *x, double *y, int B, int C, int H, int W, int K, int S, int OH, int OW);
+void ref_avgpool(const double *x, double *y, int B, int C, int H, int W, int K, int S, int OH, int OW);
+void ref_gap(const double *x, double *y, int B, int C, int HW);
+void ref_relu(const double *x, double *y, size_t n);
+void ref_batchnorm(const double *x, const double *gamma, const double *beta, double *y, int B,
+                   int C, int HW, double eps);
+void ref_dense(const double *x, const double *w, const double *b, double *y, int B, int IN, int OUT);
+double ref_softmax_xent(const double *z, const uint8_t *labels, int B, int K);
+
+// ---------------------------------------------------------------- finite differences
+// A scalar objective of the double reference, as a function of one of its
+// input arrays: the tests wrap each layer so that f(arg) = sum(ref(...) * r).
+typedef double (*ObjectiveFn)(void *ctx);
+// Central differences (h = 1e-6) of f with respect to every element of v
+// (which f reads through ctx): grad[i] = (f(v+h e_i) - f(v-h e_i)) / 2h.
+void finite_diff(ObjectiveFn f, void *ctx, double *v, size_t n, double *grad);
+double dot_dd(const double *a, const double *b, size_t n);
+
+// Runs one suite in Check's fork mode; returns the process exit status.
+int run_suite(Suite *s);
+
+#endif
