@@ -153,6 +153,11 @@ void cnn_net_set_seed(CnnNet *net, uint64_t seed);
 void cnn_net_set_step(CnnNet *net, uint64_t step);
 uint64_t cnn_net_step(const CnnNet *net);
 
+// Per-layer timing for benchmarks: set_profiling(1) clears and starts the
+// accumulators; layer_times returns the seconds spent in layer i so far.
+void cnn_net_set_profiling(CnnNet *net, int on);
+void cnn_net_layer_times(const CnnNet *net, int i, double *fwd_s, double *bwd_s);
+
 // ---------------------------------------------------------------- optimisers
 typedef enum { CNN_OPT_ADAM, CNN_OPT_ADAMW, CNN_OPT_SGD } CnnOptKind;
 
@@ -180,6 +185,36 @@ const char *cnn_opt_name(CnnOptKind kind);
 // Returns the mean loss; *correct gets the argmax hits (may be NULL).
 float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x,
                          const uint8_t *labels, int B, float lr, int *correct);
+
+// ---------------------------------------------------------------- checkpoints
+// String key/value metadata stored in a checkpoint's "__metadata__".
+typedef struct {
+    int n, cap;
+    char **keys, **values;
+} CnnMeta;
+
+// Sets (or replaces) key to a printf-formatted value. CNN_ENOMEM on failure.
+CnnStatus cnn_meta_set(CnnMeta *m, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *cnn_meta_get(const CnnMeta *m, const char *key);  // NULL if absent
+void cnn_meta_free(CnnMeta *m);
+
+// Writes a safetensors file: the network's tensors under PyTorch state_dict
+// names and layouts ("0.weight" (OC,C,KH,KW), "3.running_mean", ...), the
+// optimiser's moments ("optimizer.exp_avg.0.weight", ...) when opt is given,
+// and __metadata__ holding "format", "model", "input_shape", the optimiser's
+// settings and every entry of meta (may be NULL). Atomic: a temporary file in
+// the same folder is written, fsynced and renamed over path, so the previous
+// file survives any failure.
+CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer *opt,
+                              const CnnMeta *meta);
+// Reads only the metadata (to learn the model and input shape before building).
+CnnStatus cnn_checkpoint_read_meta(const char *path, CnnMeta *meta);
+// Loads weights (and, when opt is given, its moments and settings) into a net
+// built from the same description; checks header, JSON, dtypes, shapes and
+// offsets and fails with a message naming the file and the problem. meta may
+// be NULL.
+CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, CnnMeta *meta);
 
 #ifdef __cplusplus
 }

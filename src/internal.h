@@ -143,4 +143,20 @@ CnnStatus model_desc_parse(const char *desc, LayerSpec *specs, int max_specs, in
 const char *layer_kind_name(LayerKind k);
 void layer_spec_format(const LayerSpec *s, char *buf, size_t n);
 
+// ---------------------------------------------------------------- named tensors
+// The network's tensors under PyTorch's state_dict names ("0.weight",
+// "1.running_mean", ...) with PyTorch layouts; trainable ones also point at
+// their gradient-free optimiser moments.
+typedef struct {
+    char name[48];
+    int ndim;
+    int64_t shape[4];
+    size_t numel;
+    float *data;
+    float *m, *v;  // optimiser moments (NULL for buffers)
+} NetTensor;
+
+#define CNN_MAX_TENSORS (4 * CNN_MAX_LAYERS)
+int net_tensors(CnnNet *net, NetTensor *out);
+
 #endif  // CNNC_INTERNAL_H

@@ -1,6 +1,7 @@
 // A sequential network: layer table, parameter/gradient/moment arenas,
 // activations sized once for the largest batch (no malloc in a step).
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -33,6 +34,8 @@ struct CnnNet {
     const float *input;
     uint64_t seed, step;
     double flops;
+    int profiling;                       // accumulate per-layer wall time
+    double fwd_time[CNN_MAX_LAYERS], bwd_time[CNN_MAX_LAYERS];
 };
 
 static const struct {
@@ -311,6 +314,7 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
         const size_t n = (size_t)B * l->out_size;
+        const double t0 = net->profiling ? omp_get_wtime() : 0.0;
         switch (l->spec.kind) {
         case LAYER_CONV: conv2d_forward(&l->conv, in, l->out, B, &net->ws); break;
         case LAYER_MAXPOOL: maxpool_forward(&l->pool, in, l->out, l->argmax, B); break;
@@ -325,6 +329,7 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
         case LAYER_FLATTEN: l->out = (float *)in; break;  // a view: same bytes, new shape
         case LAYER_DENSE: dense_forward(&l->dense, in, l->out, B); break;
         }
+        if (net->profiling) net->fwd_time[i] += omp_get_wtime() - t0;
         in = l->out;
     }
     return in;
@@ -344,6 +349,7 @@ void cnn_net_backward(CnnNet *net, int B) {
         const int need_dx = i > net->first_param_layer;
         float *dx = need_dx ? (dy == net->gbuf[0] ? net->gbuf[1] : net->gbuf[0]) : NULL;
         const size_t n = (size_t)B * l->out_size;
+        const double t0 = net->profiling ? omp_get_wtime() : 0.0;
         switch (l->spec.kind) {
         case LAYER_CONV: conv2d_backward(&l->conv, x, dy, dx, B, &net->ws); break;
         case LAYER_MAXPOOL: maxpool_backward(&l->pool, dy, l->argmax, dx, B); break;
@@ -355,6 +361,7 @@ void cnn_net_backward(CnnNet *net, int B) {
         case LAYER_FLATTEN: dx = dy; break;
         case LAYER_DENSE: dense_backward(&l->dense, x, dy, dx, B, &net->ws); break;
         }
+        if (net->profiling) net->bwd_time[i] += omp_get_wtime() - t0;
         dy = dx;
     }
 }
@@ -390,6 +397,60 @@ size_t cnn_net_buffer_offset(const CnnNet *net, int i) { return net->layers[i].b
 void cnn_net_set_seed(CnnNet *net, uint64_t seed) { net->seed = seed; }
 void cnn_net_set_step(CnnNet *net, uint64_t step) { net->step = step; }
 uint64_t cnn_net_step(const CnnNet *net) { return net->step; }
+
+static void add_tensor(NetTensor *t, int *n, int layer, const char *what, int ndim, const int64_t *shape,
+                       float *data, float *m, float *v) {
+    NetTensor *x = &t[(*n)++];
+    snprintf(x->name, sizeof x->name, "%d.%s", layer, what);
+    x->ndim = ndim;
+    x->numel = 1;
+    for (int d = 0; d < ndim; d++) {
+        x->shape[d] = shape[d];
+        x->numel *= (size_t)shape[d];
+    }
+    x->data = data;
+    x->m = m;
+    x->v = v;
+}
+
+int net_tensors(CnnNet *net, NetTensor *t) {
+    int n = 0;
+    for (int i = 0; i < net->L; i++) {
+        const Layer *l = &net->layers[i];
+        float *w = net->params + l->p_off, *m = net->m + l->p_off, *v = net->v + l->p_off;
+        const int64_t conv_w[4] = {l->OC, l->C, l->spec.k_h, l->spec.k_w};
+        const int64_t dense_w[2] = {l->OC, l->C}, vec[1] = {l->OC};
+        switch (l->spec.kind) {
+        case LAYER_CONV:
+            add_tensor(t, &n, i, "weight", 4, conv_w, w, m, v);
+            if (l->n_b) add_tensor(t, &n, i, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
+            break;
+        case LAYER_DENSE:
+            add_tensor(t, &n, i, "weight", 2, dense_w, w, m, v);
+            if (l->n_b) add_tensor(t, &n, i, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
+            break;
+        case LAYER_BATCHNORM:
+            add_tensor(t, &n, i, "weight", 1, vec, w, m, v);
+            add_tensor(t, &n, i, "bias", 1, vec, w + l->C, m + l->C, v + l->C);
+            add_tensor(t, &n, i, "running_mean", 1, vec, net->buffers + l->buf_off, NULL, NULL);
+            add_tensor(t, &n, i, "running_var", 1, vec, net->buffers + l->buf_off + l->C, NULL, NULL);
+            break;
+        default: break;
+        }
+    }
+    return n;
+}
+
+void cnn_net_set_profiling(CnnNet *net, int on) {
+    net->profiling = on;
+    memset(net->fwd_time, 0, sizeof net->fwd_time);
+    memset(net->bwd_time, 0, sizeof net->bwd_time);
+}
+
+void cnn_net_layer_times(const CnnNet *net, int i, double *fwd_s, double *bwd_s) {
+    *fwd_s = net->fwd_time[i];
+    *bwd_s = net->bwd_time[i];
+}
 
 void cnn_net_input_shape(const CnnNet *net, int *C, int *H, int *W) {
     *C = net->C; *H = net->H; *W = net->W;

@@ -8,28 +8,35 @@
 void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
     // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
     const size_t planes = (size_t)B * l->C;
+    const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
 #pragma omp parallel for schedule(static)
     for (size_t pl = 0; pl < planes; pl++) {
-        const float *in = x + pl * l->H * l->W;
-        float *out = y + pl * l->OH * l->OW;
-        int32_t *am = argmax + pl * l->OH * l->OW;
-        for (int oh = 0; oh < l->OH; oh++)
-            for (int ow = 0; ow < l->OW; ow++) {
-                int h0 = oh * l->S, w0 = ow * l->S;
-                int best = h0 * l->W + w0;
-                float m = in[best];
-                for (int kh = 0; kh < l->K; kh++)
-                    for (int kw = 0; kw < l->K; kw++) {
-                        int idx = (h0 + kh) * l->W + w0 + kw;
-                        // NaN propagates, as in PyTorch.
-                        if (in[idx] > m || (in[idx] != in[idx] && m == m)) {
-                            m = in[idx];
-                            best = idx;
-                        }
-                    }
-                out[oh * l->OW + ow] = m;
-                am[oh * l->OW + ow] = best;
+        const float *in = x + pl * H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            float *restrict m = y + (pl * OH + oh) * OW;
+            int32_t *restrict best = argmax + (pl * OH + oh) * OW;
+            // Window elements are visited in row-major order for a whole output
+            // row at a time: the loop over ow vectorises, and a strict '>' keeps
+            // the first of equal values. Branch-free selects avoid mispredictions
+            // on random data; a NaN wins, as in PyTorch, so divergence shows.
+            const float *row0 = in + (size_t)oh * S * W;
+            for (int ow = 0; ow < OW; ow++) {
+                m[ow] = row0[ow * S];
+                best[ow] = oh * S * W + ow * S;
             }
+            for (int kh = 0; kh < K; kh++)
+                for (int kw = 0; kw < K; kw++) {
+                    if (kh == 0 && kw == 0) continue;
+                    const float *r = in + (size_t)(oh * S + kh) * W + kw;
+                    const int base = (oh * S + kh) * W + kw;
+                    for (int ow = 0; ow < OW; ow++) {
+                        const float v = r[ow * S];
+                        const int take = (v > m[ow]) | (v != v);
+                        m[ow] = take ? v : m[ow];
+                        best[ow] = take ? base + ow * S : best[ow];
+                    }
+                }
+        }
     }
 }
 

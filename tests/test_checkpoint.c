@@ -1,0 +1,283 @@
+// Checkpoints: round trip, resume equivalence, and rejection of every kind of
+// broken file with a message that names the file and the problem.
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static const char *DESC = "conv(4,3,pad=1) bn relu maxpool(2) flatten dense(6) relu dense(3)";
+
+static char dir[] = "/tmp/cnnc-ckpt-XXXXXX";
+
+static void make_dir(void) {
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static CnnNet *make_net(uint64_t seed) {
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, DESC, 2, 6, 6, 8, seed), CNN_OK);
+    return net;
+}
+
+static void train(CnnNet *net, CnnOptimizer *opt, int steps, uint64_t seed) {
+    float x[8 * 72];
+    uint8_t y[8];
+    CnnRng r;
+    for (int s = 0; s < steps; s++) {
+        cnn_rng_derive(&r, seed, (uint64_t)s, 0);
+        fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &r);
+        for (int i = 0; i < 8; i++) y[i] = (uint8_t)cnn_rng_below(&r, 3);
+        cnn_net_train_step(net, opt, x, y, 8, -1.0f, NULL);
+    }
+}
+
+static char *path_in_dir(const char *name) {
+    static char buf[256];
+    snprintf(buf, sizeof buf, "%s/%s", dir, name);
+    return buf;
+}
+
+static unsigned char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n + 1);
+    ck_assert_uint_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void write_file(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+START_TEST(test_round_trip_and_resume) {
+    make_dir();
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    CnnNet *a = make_net(1);
+    train(a, &opt, 3, 10);
+    CnnMeta meta = {0};
+    cnn_meta_set(&meta, "dataset", "synthetic");
+    cnn_meta_set(&meta, "epoch", "%d", 3);
+    const char *p = path_in_dir("a.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, &opt, &meta), CNN_OK);
+    cnn_meta_free(&meta);
+
+    // Metadata only.
+    CnnMeta m = {0};
+    ck_assert_int_eq(cnn_checkpoint_read_meta(p, &m), CNN_OK);
+    ck_assert_str_eq(cnn_meta_get(&m, "dataset"), "synthetic");
+    ck_assert_str_eq(cnn_meta_get(&m, "input_shape"), "2,6,6");
+    ck_assert_str_eq(cnn_meta_get(&m, "model"), cnn_net_desc(a));
+    ck_assert_str_eq(cnn_meta_get(&m, "optimizer"), "adam");
+    cnn_meta_free(&m);
+
+    // Full load into a differently initialised net: identical everything.
+    CnnNet *b = make_net(99);
+    CnnOptimizer opt_b;
+    ck_assert_int_eq(cnn_checkpoint_load(p, b, &opt_b, NULL), CNN_OK);
+    const size_t np = cnn_net_num_params(a);
+    ck_assert(memcmp(cnn_net_params(a), cnn_net_params(b), np * 4) == 0);
+    ck_assert(memcmp(cnn_net_moment1(a), cnn_net_moment1(b), np * 4) == 0);
+    ck_assert(memcmp(cnn_net_moment2(a), cnn_net_moment2(b), np * 4) == 0);
+    ck_assert(memcmp(cnn_net_buffers(a), cnn_net_buffers(b), cnn_net_num_buffers(a) * 4) == 0);
+    ck_assert_int_eq(opt_b.t, opt.t);
+    ck_assert_uint_eq(cnn_net_step(b), cnn_net_step(a));
+    float x[8 * 72];
+    CnnRng r;
+    cnn_rng_seed(&r, 5);
+    fill_uniform(x, 8 * 72, -1, 1, &r);
+    float out_a[24], out_b[24];
+    memcpy(out_a, cnn_net_forward(a, x, 8, 0), sizeof out_a);
+    memcpy(out_b, cnn_net_forward(b, x, 8, 0), sizeof out_b);
+    ck_assert(memcmp(out_a, out_b, sizeof out_a) == 0);
+
+    // Resuming gives bit-identical weights to training straight through.
+    train(a, &opt, 4, 20);
+    train(b, &opt_b, 4, 20);
+    ck_assert(memcmp(cnn_net_params(a), cnn_net_params(b), np * 4) == 0);
+
+    // Loading weights only (no optimiser) ignores the moments.
+    CnnNet *c = make_net(7);
+    ck_assert_int_eq(cnn_checkpoint_load(p, c, NULL, NULL), CNN_OK);
+    cnn_net_free(a);
+    cnn_net_free(b);
+    cnn_net_free(c);
+}
+END_TEST
+
+START_TEST(test_pytorch_layout) {
+    // The header lists PyTorch state_dict names with PyTorch shapes, and the
+    // data of "0.weight" is the first conv's (OC,C,KH,KW) weights verbatim.
+    make_dir();
+    CnnNet *a = make_net(1);
+    const char *p = path_in_dir("b.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, NULL, NULL), CNN_OK);
+    size_t n;
+    unsigned char *b = read_file(p, &n);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)b[i] << (8 * i);
+    ck_assert_uint_eq(hlen % 8, 0);
+    b[8 + hlen - 1] = 0;
+    const char *h = (const char *)b + 8;
+    ck_assert_ptr_nonnull(strstr(h, "\"0.weight\":{\"dtype\":\"F32\",\"shape\":[4,2,3,3],\"data_offsets\":[0,288]}"));
+    ck_assert_ptr_nonnull(strstr(h, "\"1.running_var\""));
+    ck_assert_ptr_nonnull(strstr(h, "\"5.weight\":{\"dtype\":\"F32\",\"shape\":[6,36]"));
+    ck_assert(memcmp(b + 8 + hlen, cnn_net_params(a), 288) == 0);
+    ck_assert_uint_eq(n, 8 + hlen + 4 * (cnn_net_num_params(a) + cnn_net_num_buffers(a)));
+    free(b);
+    cnn_net_free(a);
+}
+END_TEST
+
+// Loads `bytes` as a checkpoint and expects failure with `msg` in the message.
+static void expect_reject(const char *name, const void *bytes, size_t n, CnnStatus want, const char *msg) {
+    const char *p = path_in_dir(name);
+    write_file(p, bytes, n);
+    CnnNet *net = make_net(3);
+    float before[16];
+    memcpy(before, cnn_net_params(net), sizeof before);
+    CnnOptimizer opt;
+    CnnStatus st = cnn_checkpoint_load(p, net, &opt, NULL);
+    ck_assert_msg(st == want, "%s: status %d, want %d (%s)", name, st, want, cnn_last_error());
+    ck_assert_msg(strstr(cnn_last_error(), msg), "%s: message \"%s\" lacks \"%s\"", name, cnn_last_error(), msg);
+    ck_assert_msg(strstr(cnn_last_error(), p), "%s: message \"%s\" does not name the file", name, cnn_last_error());
+    ck_assert(memcmp(before, cnn_net_params(net), sizeof before) == 0);  // untouched
+    cnn_net_free(net);
+}
+
+// A copy of a valid checkpoint's header with `from` replaced by `to`.
+static unsigned char *edit_header(const unsigned char *good, size_t n, const char *from, const char *to, size_t *out_n) {
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)good[i] << (8 * i);
+    char *h = malloc(hlen + 1);
+    memcpy(h, good + 8, hlen);
+    h[hlen] = 0;
+    char *at = strstr(h, from);
+    ck_assert_msg(at != NULL, "header lacks %s", from);
+    size_t nh = hlen - strlen(from) + strlen(to);
+    unsigned char *b = malloc(8 + nh + (n - 8 - hlen));
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(nh >> (8 * i));
+    size_t pre = (size_t)(at - h);
+    memcpy(b + 8, h, pre);
+    memcpy(b + 8 + pre, to, strlen(to));
+    memcpy(b + 8 + pre + strlen(to), at + strlen(from), hlen - pre - strlen(from));
+    memcpy(b + 8 + nh, good + 8 + hlen, n - 8 - hlen);
+    *out_n = 8 + nh + (n - 8 - hlen);
+    free(h);
+    return b;
+}
+
+START_TEST(test_rejects_broken_files) {
+    cnn_set_quiet(1);
+    make_dir();
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    CnnNet *a = make_net(1);
+    train(a, &opt, 1, 1);
+    const char *good_path = path_in_dir("good.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(good_path, a, &opt, NULL), CNN_OK);
+    cnn_net_free(a);
+    size_t n;
+    unsigned char *good = read_file(good_path, &n);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)good[i] << (8 * i);
+
+    expect_reject("empty", good, 0, CNN_EFORMAT, "too short");
+    expect_reject("trunc4", good, 4, CNN_EFORMAT, "too short");
+    expect_reject("trunc_header", good, 8 + hlen / 2, CNN_EFORMAT, "does not fit");
+    expect_reject("trunc_data", good, n - 100, CNN_EFORMAT, "data_offsets");
+    expect_reject("trunc_1", good, n - 1, CNN_EFORMAT, "data_offsets");
+    unsigned char huge[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
+    expect_reject("huge_header", huge, sizeof huge, CNN_EFORMAT, "header length");
+    unsigned char notjson[16] = {8, 0, 0, 0, 0, 0, 0, 0, 'n', 'o', 't', ' ', 'j', 's', 'o', 'n'};
+    expect_reject("notjson", notjson, sizeof notjson, CNN_EFORMAT, "not a JSON object");
+    size_t m;
+    unsigned char *b;
+    b = edit_header(good, n, "\"format\":\"cnnc-1\"", "\"format\":\"other\"", &m);
+    expect_reject("format", b, m, CNN_EFORMAT, "format is 'other'");
+    free(b);
+    b = edit_header(good, n, "\"dtype\":\"F32\",\"shape\":[4,2,3,3]", "\"dtype\":\"F16\",\"shape\":[4,2,3,3]", &m);
+    expect_reject("dtype", b, m, CNN_EFORMAT, "tensor '0.weight' has dtype F16, expected F32");
+    free(b);
+    b = edit_header(good, n, "\"shape\":[4,2,3,3]", "\"shape\":[4,2,3,2]", &m);
+    expect_reject("shape", b, m, CNN_ESHAPE, "tensor '0.weight' has shape [4,2,3,2], the model needs [4,2,3,3]");
+    free(b);
+    b = edit_header(good, n, "\"data_offsets\":[0,288]", "\"data_offsets\":[0,999999999]", &m);
+    expect_reject("offsets", b, m, CNN_EFORMAT, "data_offsets [0,999999999]");
+    free(b);
+    b = edit_header(good, n, "\"0.weight\"", "\"0.wieght\"", &m);
+    expect_reject("missing", b, m, CNN_EFORMAT, "tensor '0.weight' is missing");
+    free(b);
+    b = edit_header(good, n, "dense(6)", "dense(7)", &m);
+    expect_reject("model", b, m, CNN_ESHAPE, "differs from this model");
+    free(b);
+    b = edit_header(good, n, "\"input_shape\":\"2,6,6\"", "\"input_shape\":\"1,6,6\"", &m);
+    expect_reject("input", b, m, CNN_ESHAPE, "input shape 1,6,6");
+    free(b);
+    b = edit_header(good, n, "\"lr\":\"0.00100000005\"", "\"lr\":\"fast\"", &m);
+    expect_reject("lr", b, m, CNN_EFORMAT, "'lr' is missing or not a number");
+    free(b);
+    b = edit_header(good, n, "\"__metadata__\":{", "\"9.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"__metadata__\":{", &m);
+    expect_reject("extra", b, m, CNN_ESHAPE, "tensor '9.weight' does not belong to this model");
+    free(b);
+    // A file that does not exist, and a folder.
+    CnnNet *net = make_net(1);
+    ck_assert_int_eq(cnn_checkpoint_load(path_in_dir("nope"), net, NULL, NULL), CNN_EIO);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "No such file"));
+    ck_assert_int_eq(cnn_checkpoint_load(dir, net, NULL, NULL), CNN_EIO);
+    cnn_net_free(net);
+    free(good);
+}
+END_TEST
+
+START_TEST(test_failed_save_keeps_previous_file) {
+    cnn_set_quiet(1);
+    make_dir();
+    CnnNet *a = make_net(1);
+    const char *p = path_in_dir("keep.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, NULL, NULL), CNN_OK);
+    size_t n0;
+    unsigned char *before = read_file(p, &n0);
+    // Saving into a folder that does not exist fails cleanly.
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/missing/dir/x.safetensors", dir);
+    ck_assert_int_eq(cnn_checkpoint_save(bad, a, NULL, NULL), CNN_EIO);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), bad));
+    // The target was never opened for writing, so it is intact.
+    size_t n1;
+    unsigned char *after = read_file(p, &n1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert(memcmp(before, after, n0) == 0);
+    // No temporary files are left behind.
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", dir);
+    FILE *f = popen(cmd, "r");
+    int count = -1;
+    ck_assert_int_eq(fscanf(f, "%d", &count), 1);
+    pclose(f);
+    ck_assert_int_eq(count, 0);
+    free(before);
+    free(after);
+    cnn_net_free(a);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("checkpoint");
+    TCase *tc = tcase_create("safetensors");
+    tcase_add_test(tc, test_round_trip_and_resume);
+    tcase_add_test(tc, test_pytorch_layout);
+    tcase_add_test(tc, test_rejects_broken_files);
+    tcase_add_test(tc, test_failed_save_keeps_previous_file);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,228 @@
+// tools/bench: training and inference throughput of a model on synthetic data
+// (so I/O does not count), a per-layer time table, thread scaling, and the
+// large square SGEMM of the same run as the practical ceiling.
+//
+//   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2]
+//         [--steps 20] [--reps 5] [--warmup 3] [--classes 10] [--json] [--no-layers]
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "cnnc.h"
+
+extern void openblas_set_num_threads(int num_threads);
+
+typedef struct {
+    const char *model;
+    int C, H, W, batch, steps, reps, warmup, classes, json, layers;
+    int threads[16], nthreads;
+} Options;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench [--model NAME|DESC] [--input CxHxW] [--batch B] [--threads N[,N...]]\n"
+            "             [--steps S] [--reps R] [--warmup W] [--classes K] [--json] [--no-layers]\n"
+            "Trains on synthetic data; prints median images/s over R repetitions of S steps,\n"
+            "a per-layer forward/backward table, and SGEMM GFLOP/s of a 2048^3 product.\n");
+}
+
+static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || !*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "bench: %s needs an integer in %d..%d, got '%s'\n", flag, lo, hi, v ? v : "");
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.model = "tfcnn", .C = 1, .H = 28, .W = 28, .batch = 64, .steps = 20, .reps = 5,
+                   .warmup = 3, .classes = 10, .layers = 1, .threads = {0}, .nthreads = 0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        else if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        else if (!strcmp(a, "--no-layers")) { o->layers = 0; continue; }
+        else if (!v) { fprintf(stderr, "bench: %s needs a value\n", a); return 0; }
+        else if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 65536, &o->batch);
+        else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 1, 100000, &o->steps);
+        else if (!strcmp(a, "--reps")) ok = parse_int(a, v, 1, 1000, &o->reps);
+        else if (!strcmp(a, "--warmup")) ok = parse_int(a, v, 0, 1000, &o->warmup);
+        else if (!strcmp(a, "--classes")) ok = parse_int(a, v, 2, 256, &o->classes);
+        else if (!strcmp(a, "--input")) {
+            if (sscanf(v, "%dx%dx%d", &o->C, &o->H, &o->W) != 3 || o->C < 1 || o->H < 1 || o->W < 1) {
+                fprintf(stderr, "bench: --input needs CxHxW, e.g. 3x32x32, got '%s'\n", v);
+                return 0;
+            }
+        } else if (!strcmp(a, "--threads")) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->nthreads = 0;
+            for (char *t = strtok(buf, ","); t && ok; t = strtok(NULL, ","))
+                ok = o->nthreads < 16 && parse_int(a, t, 1, 1024, &o->threads[o->nthreads++]);
+        } else {
+            fprintf(stderr, "bench: unknown option '%s' (see --help)\n", a);
+            return 0;
+        }
+        if (!ok) return 0;
+        i++;
+    }
+    if (!o->nthreads) o->threads[o->nthreads++] = omp_get_max_threads();
+    return 1;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Large square SGEMM with OpenBLAS's own threads: the practical ceiling.
+static double sgemm_gflops(int threads) {
+    const int n = 2048;
+    float *a = cnn_alloc_floats((size_t)n * n), *b = cnn_alloc_floats((size_t)n * n), *c = cnn_alloc_floats((size_t)n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = (float)(i % 7) * 0.1f; b[i] = (float)(i % 5) * 0.1f; }
+    openblas_set_num_threads(threads);
+    double best[3];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    for (int r = 0; r < 3; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        best[r] = 2.0 * n * n * (double)n / (now() - t0) / 1e9;
+    }
+    openblas_set_num_threads(1);
+    cnn_free(a); cnn_free(b); cnn_free(c);
+    return median(best, 3);
+}
+
+typedef struct {
+    int threads;
+    double train, infer, sgemm;
+} Result;
+
+int main(int argc, char **argv) {
+    Options o;
+    if (!parse_args(argc, argv, &o)) return 2;
+    char desc[2048];
+    if (cnn_builtin_model(o.model, o.classes, desc, sizeof desc) != CNN_OK) snprintf(desc, sizeof desc, "%s", o.model);
+    CnnNet *net;
+    if (cnn_net_create(&net, desc, o.C, o.H, o.W, o.batch, 1) != CNN_OK) return 1;
+    const int K = cnn_net_num_classes(net), B = o.batch;
+    float *x = cnn_alloc_floats((size_t)B * o.C * o.H * o.W);
+    uint8_t *y = malloc((size_t)B);
+    CnnRng r;
+    cnn_rng_seed(&r, 1);
+    for (size_t i = 0; i < (size_t)B * o.C * o.H * o.W; i++) x[i] = cnn_rng_uniform(&r);
+    for (int i = 0; i < B; i++) y[i] = (uint8_t)cnn_rng_below(&r, (uint32_t)K);
+    const double flops = cnn_net_flops(net);
+    char blas[256];
+    cnn_threads_init(o.threads[0]);
+    cnn_threads_describe(blas, sizeof blas);
+    if (!o.json) {
+        printf("cnnc bench: model %s, input %dx%dx%d, batch %d, Adam; median of %d x %d steps\n", o.model,
+               o.C, o.H, o.W, B, o.reps, o.steps);
+        printf("%zu parameters, %.3f MFLOP/image forward; %s\n", cnn_net_num_params(net), flops / 1e6, blas);
+        printf("\n threads  train img/s  train GFLOP/s  speed-up  efficiency  infer img/s  sgemm GFLOP/s  train/sgemm\n");
+    }
+    Result res[16];
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    for (int ti = 0; ti < o.nthreads; ti++) {
+        const int t = o.threads[ti];
+        cnn_threads_init(t);
+        double reps[1000];
+        for (int s = 0; s < o.warmup; s++) cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+        for (int rep = 0; rep < o.reps; rep++) {
+            double t0 = now();
+            for (int s = 0; s < o.steps; s++) cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+            reps[rep] = (double)o.steps * B / (now() - t0);
+        }
+        res[ti].train = median(reps, o.reps);
+        for (int s = 0; s < o.warmup; s++) cnn_net_forward(net, x, B, 0);
+        for (int rep = 0; rep < o.reps; rep++) {
+            double t0 = now();
+            for (int s = 0; s < o.steps; s++) cnn_net_forward(net, x, B, 0);
+            reps[rep] = (double)o.steps * B / (now() - t0);
+        }
+        res[ti].infer = median(reps, o.reps);
+        res[ti].sgemm = sgemm_gflops(t);
+        res[ti].threads = t;
+        if (!o.json) {
+            const double gf = 3.0 * flops * res[ti].train / 1e9, sp = res[ti].train / res[0].train;
+            printf(" %7d  %11.1f  %13.2f  %7.2fx  %9.0f%%  %11.1f  %13.1f  %10.0f%%\n", t, res[ti].train, gf, sp,
+                   100.0 * sp * res[0].threads / t, res[ti].infer, res[ti].sgemm, 100.0 * gf / res[ti].sgemm);
+        }
+    }
+    // Per-layer table at the last thread count: median-free, summed over reps*steps steps.
+    const int L = cnn_net_num_layers(net);
+    double fwd[64] = {0}, bwd[64] = {0}, total = 0;
+    if (o.layers) {
+        cnn_net_set_profiling(net, 1);
+        for (int s = 0; s < o.reps * o.steps; s++) cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+        for (int i = 0; i < L; i++) {
+            cnn_net_layer_times(net, i, &fwd[i], &bwd[i]);
+            total += fwd[i] + bwd[i];
+        }
+        cnn_net_set_profiling(net, 0);
+        const int steps = o.reps * o.steps;
+        const double sg = res[o.nthreads - 1].sgemm;
+        if (!o.json) {
+            printf("\nper layer at %d threads (ms per step; GFLOP/s of forward+backward, as %% of sgemm):\n",
+                   res[o.nthreads - 1].threads);
+            printf("  #  %-34s %-12s %8s %8s %6s %8s %6s\n", "layer", "output", "fwd ms", "bwd ms", "share",
+                   "GFLOP/s", "%sgemm");
+            for (int i = 0; i < L; i++) {
+                CnnLayerInfo li;
+                cnn_net_layer_info(net, i, &li);
+                char shape[32];
+                snprintf(shape, sizeof shape, "%dx%dx%d", li.OC, li.OH, li.OW);
+                printf(" %2d  %-34s %-12s %8.3f %8.3f %5.1f%%", i, li.text, shape, 1e3 * fwd[i] / steps,
+                       1e3 * bwd[i] / steps, 100.0 * (fwd[i] + bwd[i]) / total);
+                if (li.flops > 0 && bwd[i] > 0) {
+                    // Backward: dW and dx each cost a forward's FLOPs (dx is skipped for the first layer).
+                    const double f = li.flops * B * (i == 0 ? 2.0 : 3.0) * steps / (fwd[i] + bwd[i]) / 1e9;
+                    printf(" %8.2f %5.0f%%", f, 100.0 * f / sg);
+                }
+                printf("\n");
+            }
+        }
+    }
+    if (o.json) {
+        printf("{\"model\":\"%s\",\"input\":[%d,%d,%d],\"batch\":%d,\"params\":%zu,\"fwd_flops_per_img\":%.0f,"
+               "\"runs\":[", o.model, o.C, o.H, o.W, B, cnn_net_num_params(net), flops);
+        for (int ti = 0; ti < o.nthreads; ti++)
+            printf("%s{\"threads\":%d,\"train_img_s\":%.1f,\"infer_img_s\":%.1f,\"train_gflop_s\":%.2f,"
+                   "\"sgemm_gflop_s\":%.1f,\"speedup\":%.3f}", ti ? "," : "", res[ti].threads, res[ti].train,
+                   res[ti].infer, 3.0 * flops * res[ti].train / 1e9, res[ti].sgemm, res[ti].train / res[0].train);
+        printf("],\"layers\":[");
+        for (int i = 0; o.layers && i < L; i++) {
+            CnnLayerInfo li;
+            cnn_net_layer_info(net, i, &li);
+            printf("%s{\"layer\":\"%s\",\"fwd_s\":%.6f,\"bwd_s\":%.6f,\"share\":%.4f}", i ? "," : "", li.text,
+                   fwd[i] / (o.reps * o.steps), bwd[i] / (o.reps * o.steps), (fwd[i] + bwd[i]) / total);
+        }
+        printf("]}\n");
+    }
+    cnn_net_free(net);
+    cnn_free(x);
+    free(y);
+    return 0;
+}
