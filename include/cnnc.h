@@ -186,6 +186,39 @@ const char *cnn_opt_name(CnnOptKind kind);
 float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x,
                          const uint8_t *labels, int B, float lr, int *correct);
 
+// ---------------------------------------------------------------- metrics
+#define CNN_METRICS_MAX_CLASSES 256
+
+typedef struct {
+    double accuracy, macro_precision, macro_recall, macro_f1;
+    double precision[CNN_METRICS_MAX_CLASSES], recall[CNN_METRICS_MAX_CLASSES];
+    double f1[CNN_METRICS_MAX_CLASSES];
+    int64_t support[CNN_METRICS_MAX_CLASSES];  // examples of each true class
+} CnnMetrics;
+
+// Adds B predictions (argmax of logits (B,K)) to the confusion matrix cm (K,K),
+// rows = true class, columns = predicted class.
+void cnn_confusion_add(int64_t *cm, int K, const float *logits, const uint8_t *labels, int B);
+// Accuracy, per-class and macro-averaged precision, recall and F1 of cm.
+void cnn_metrics_compute(const int64_t *cm, int K, CnnMetrics *m);
+
+// ---------------------------------------------------------------- schedules
+typedef enum { CNN_SCHED_CONSTANT, CNN_SCHED_STEP, CNN_SCHED_COSINE } CnnScheduleKind;
+
+typedef struct {
+    CnnScheduleKind kind;
+    float lr;         // peak learning rate
+    int epochs;       // length of the run (cosine decays to 0 at its end)
+    long warmup;      // steps of linear warm-up (0: none)
+    int step_epochs;  // step: multiply by gamma every step_epochs epochs
+    float gamma;      // step: decay factor (0.1)
+} CnnSchedule;
+
+CnnStatus cnn_schedule_parse(const char *name, CnnScheduleKind *kind);
+const char *cnn_schedule_name(CnnScheduleKind kind);
+// Learning rate of optimiser step `step` (0-based).
+float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch);
+
 // ---------------------------------------------------------------- checkpoints
 // String key/value metadata stored in a checkpoint's "__metadata__".
 typedef struct {
@@ -215,6 +248,23 @@ CnnStatus cnn_checkpoint_read_meta(const char *path, CnnMeta *meta);
 // offsets and fails with a message naming the file and the problem. meta may
 // be NULL.
 CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, CnnMeta *meta);
+
+#include "cnnc/data.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------- images
+// Decodes an image file (PNG, JPEG, PGM/PPM, BMP, ...) into out (C,H,W)
+// uint8, converted to C channels (1: grey, 3: RGB) and resized to H x W.
+CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
+
+// ---------------------------------------------------------------- evaluation
+// Evaluation-mode pass over a whole data set in batches of the net's max
+// batch: mean loss and confusion matrix cm (K,K) (overwritten).
+CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
+                       double *loss, int64_t *cm);
 
 #ifdef __cplusplus
 }

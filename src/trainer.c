@@ -1,0 +1,768 @@
+// trainer: the command-line program (train, eval, predict, summary). The only
+// place in cnnc that calls exit(): 0 success, 1 runtime failure (I/O, bad
+// file, diverged training), 2 usage error, 130 interrupted (SIGINT).
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cnnc.h"
+
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+typedef struct {
+    const char *command;
+    const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path;
+    int epochs, batch, threads, augment, grayscale, normalize, nesterov, hflip, crop_pad;
+    int step_epochs, invert, top;
+    long warmup;
+    size_t limit_train, val_split;
+    uint64_t seed;
+    CnnOptKind opt_kind;
+    CnnScheduleKind schedule;
+    float lr, momentum, weight_decay, gamma;
+    char **images;
+    int nimages;
+    // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
+    int set_epochs, set_dataset, set_model;
+} Options;
+
+// ---------------------------------------------------------------- messages
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("trainer: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+// Library errors were already printed by cnnc ("cnnc: <file>: <problem>").
+static void check(CnnStatus st) {
+    if (st) exit(st == CNN_EARG ? EXIT_USAGE : EXIT_RUNTIME);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static const char *HELP_MAIN =
+    "usage: trainer [COMMAND] [OPTIONS]\n"
+    "\n"
+    "Trains and runs small convolutional networks on the CPU, on every core.\n"
+    "\n"
+    "commands:\n"
+    "  train     train a model on a data set (the default command)\n"
+    "  eval      evaluate a checkpoint on a test set: loss, accuracy, precision, recall, F1\n"
+    "  predict   classify image files (PNG, JPEG, PGM, ...) with a checkpoint\n"
+    "  summary   print a model's layers, shapes, parameters and FLOPs\n"
+    "\n"
+    "`trainer COMMAND --help` lists each command's options; `trainer --version` prints the version.\n"
+    "Example: trainer --dataset mnist --model tfcnn --epochs 3 --threads 2 --batch 64\n";
+
+static const char *HELP_TRAIN =
+    "usage: trainer [train] [OPTIONS]\n"
+    "\n"
+    "data:\n"
+    "  --dataset NAME        mnist, fashion-mnist, cifar10 or cifar100 (default mnist)\n"
+    "  --data-dir DIR        folder holding <dataset>/ as tools/fetch-data lays it out (default data)\n"
+    "  --grayscale           CIFAR as one channel (mean of R, G, B)\n"
+    "  --limit-train N       use only the first N training images\n"
+    "  --val-split N         hold out the last N training images and evaluate on them\n"
+    "  --no-normalize        feed pixels/255 (default: standardise each channel with the\n"
+    "                        training split's mean and std, stored in the checkpoint)\n"
+    "  --augment             random crop with zero padding and (CIFAR) horizontal flips\n"
+    "  --crop-pad N          padding of the random crop (default 4 for CIFAR, 2 for digits)\n"
+    "  --hflip / --no-hflip  horizontal flips with --augment (default: on for CIFAR only)\n"
+    "model and optimiser:\n"
+    "  --model M             tfcnn, lenet, vgg8bn or a description such as\n"
+    "                        \"conv(32,3) relu maxpool(2) flatten dense(10)\" (default tfcnn)\n"
+    "  --epochs N            passes over the training set (default 5)\n"
+    "  --batch N             images per step (default 64)\n"
+    "  --optimizer O         adam, adamw or sgd (default adam)\n"
+    "  --lr X                peak learning rate (default 1e-3 for Adam/AdamW, 0.01 for SGD)\n"
+    "  --momentum X          SGD momentum (default 0.9)\n"
+    "  --nesterov            SGD with Nesterov momentum\n"
+    "  --weight-decay X      L2 (adam, sgd) or decoupled (adamw, default 0.01) weight decay\n"
+    "  --schedule S          constant, step or cosine (default constant)\n"
+    "  --warmup N            steps of linear learning-rate warm-up (default 0)\n"
+    "  --step-epochs N       step schedule: multiply the rate by --gamma every N epochs (default 1/3 of --epochs)\n"
+    "  --gamma X             step schedule factor (default 0.1)\n"
+    "run:\n"
+    "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores)\n"
+    "  --seed S              seeds initialisation, shuffling, augmentation and dropout (default 1)\n"
+    "  --checkpoint FILE     written atomically after every epoch and on Ctrl-C\n"
+    "                        (default cnnc-<dataset>-<model>.safetensors)\n"
+    "  --resume FILE         continue a run from its checkpoint (settings come from the file;\n"
+    "                        --epochs may extend it)\n"
+    "  --log FILE.csv        append one row of metrics per epoch\n"
+    "\n"
+    "Results are bit-identical for any --threads with the same --seed.\n";
+
+static const char *HELP_EVAL =
+    "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
+    "\n"
+    "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
+    "macro precision, recall and F1, a per-class table and the confusion matrix.\n";
+
+static const char *HELP_PREDICT =
+    "usage: trainer predict --checkpoint FILE [--top K] [--invert] IMAGE...\n"
+    "\n"
+    "Prints the top K (default 3) classes with probabilities for each image (PNG, JPEG, PGM,\n"
+    "PPM, BMP, ...). Images are converted to the model's channels and resized to its input.\n"
+    "--invert turns dark-on-light drawings into MNIST's light-on-dark.\n";
+
+static const char *HELP_SUMMARY =
+    "usage: trainer summary [--model M] [--dataset NAME] [--grayscale]\n"
+    "\n"
+    "Prints each layer's output shape, parameter count and forward FLOPs, and the totals.\n";
+
+// ---------------------------------------------------------------- argument parsing
+static long parse_long(const char *flag, const char *v, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi)
+        die(EXIT_USAGE, "%s: '%s' is not a whole number in %ld..%ld", flag, v, lo, hi);
+    return x;
+}
+
+static float parse_float(const char *flag, const char *v, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (!*v || *end || errno || !(x >= lo && x <= hi))
+        die(EXIT_USAGE, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
+    return (float)x;
+}
+
+static const char *canonical_dataset(const char *name) {
+    static const char *names[] = {"mnist", "fashion-mnist", "cifar10", "cifar100"};
+    if (!strcmp(name, "fashion")) return "fashion-mnist";
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, names[i])) return names[i];
+    die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or cifar100)", name);
+}
+
+static void parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.command = "train", .dataset = "mnist", .data_dir = "data", .model = "tfcnn",
+                   .epochs = 5, .batch = 64, .normalize = 1, .hflip = -1, .crop_pad = -1, .seed = 1,
+                   .opt_kind = CNN_OPT_ADAM, .schedule = CNN_SCHED_CONSTANT, .lr = -1, .momentum = -1,
+                   .weight_decay = -1, .gamma = 0.1f, .top = 3};
+    int i = 1;
+    static const char *commands[] = {"train", "eval", "predict", "summary"};
+    if (argc > 1 && argv[1][0] != '-') {
+        int known = 0;
+        for (int c = 0; c < 4; c++)
+            if (!strcmp(argv[1], commands[c])) { o->command = commands[c]; known = 1; }
+        if (!strcmp(argv[1], "help")) { fputs(HELP_MAIN, stdout); exit(0); }
+        if (!known) die(EXIT_USAGE, "unknown command '%s' (expected train, eval, predict or summary; see --help)", argv[1]);
+        i = 2;
+    }
+    o->images = calloc((size_t)argc, sizeof *o->images);
+    for (; i < argc; i++) {
+        char *a = argv[i];
+        if (a[0] != '-') {
+            if (strcmp(o->command, "predict")) die(EXIT_USAGE, "unexpected argument '%s' (see --help)", a);
+            o->images[o->nimages++] = a;
+            continue;
+        }
+        // --flag=value or --flag value
+        char flag[64];
+        const char *val = NULL, *eq = strchr(a, '=');
+        if (eq) {
+            snprintf(flag, sizeof flag, "%.*s", (int)(eq - a), a);
+            val = eq + 1;
+        } else {
+            snprintf(flag, sizeof flag, "%s", a);
+        }
+#define SWITCH(name) (!strcmp(flag, name) && !val)
+#define VALUE(name) (!strcmp(flag, name) && (val || (i + 1 < argc ? (val = argv[++i], 1) : \
+                     (die(EXIT_USAGE, "%s needs a value (see --help)", name), 0))))
+        if (SWITCH("--help") || SWITCH("-h")) {
+            const char *h = !strcmp(o->command, "eval") ? HELP_EVAL : !strcmp(o->command, "predict") ? HELP_PREDICT
+                          : !strcmp(o->command, "summary") ? HELP_SUMMARY : argc > 2 || i > 1 ? HELP_TRAIN : HELP_MAIN;
+            if (i == 1) h = HELP_MAIN;
+            fputs(h, stdout);
+            exit(0);
+        } else if (SWITCH("--version")) {
+            printf("cnnc trainer %s\n", CNNC_VERSION);
+            exit(0);
+        } else if (VALUE("--dataset")) { o->dataset = canonical_dataset(val); o->set_dataset = 1; }
+        else if (VALUE("--data-dir")) o->data_dir = val;
+        else if (VALUE("--model")) { o->model = val; o->set_model = 1; }
+        else if (VALUE("--epochs")) { o->epochs = (int)parse_long(flag, val, 1, 100000); o->set_epochs = 1; }
+        else if (VALUE("--batch")) o->batch = (int)parse_long(flag, val, 1, 65536);
+        else if (VALUE("--threads")) o->threads = (int)parse_long(flag, val, 1, 4096);
+        else if (VALUE("--optimizer")) { if (cnn_opt_parse(val, &o->opt_kind)) exit(EXIT_USAGE); }
+        else if (VALUE("--lr")) o->lr = parse_float(flag, val, 0, 10);
+        else if (VALUE("--momentum")) o->momentum = parse_float(flag, val, 0, 1);
+        else if (SWITCH("--nesterov")) o->nesterov = 1;
+        else if (VALUE("--weight-decay")) o->weight_decay = parse_float(flag, val, 0, 10);
+        else if (VALUE("--schedule")) { if (cnn_schedule_parse(val, &o->schedule)) exit(EXIT_USAGE); }
+        else if (VALUE("--warmup")) o->warmup = parse_long(flag, val, 0, 100000000);
+        else if (VALUE("--step-epochs")) o->step_epochs = (int)parse_long(flag, val, 1, 100000);
+        else if (VALUE("--gamma")) o->gamma = parse_float(flag, val, 0, 1);
+        else if (SWITCH("--augment")) o->augment = 1;
+        else if (VALUE("--crop-pad")) o->crop_pad = (int)parse_long(flag, val, 0, 16);
+        else if (SWITCH("--hflip")) o->hflip = 1;
+        else if (SWITCH("--no-hflip")) o->hflip = 0;
+        else if (SWITCH("--grayscale")) o->grayscale = 1;
+        else if (SWITCH("--no-normalize")) o->normalize = 0;
+        else if (VALUE("--val-split")) o->val_split = (size_t)parse_long(flag, val, 0, 1L << 40);
+        else if (VALUE("--limit-train")) o->limit_train = (size_t)parse_long(flag, val, 0, 1L << 40);
+        else if (VALUE("--seed")) o->seed = (uint64_t)parse_long(flag, val, 0, 0x7fffffffffffffffL);
+        else if (VALUE("--checkpoint")) o->checkpoint = val;
+        else if (VALUE("--resume")) o->resume = val;
+        else if (VALUE("--log")) o->log_path = val;
+        else if (SWITCH("--invert")) o->invert = 1;
+        else if (VALUE("--top")) o->top = (int)parse_long(flag, val, 1, 256);
+        else die(EXIT_USAGE, "unknown option '%s' (see trainer %s --help)", flag, o->command);
+#undef SWITCH
+#undef VALUE
+    }
+}
+
+// ---------------------------------------------------------------- data and model
+static int dataset_classes(const char *name) { return !strcmp(name, "cifar100") ? 100 : 10; }
+
+static void dataset_shape(const char *name, int grayscale, int *C, int *H, int *W) {
+    int digits = !strcmp(name, "mnist") || !strcmp(name, "fashion-mnist");
+    *C = digits || grayscale ? 1 : 3;
+    *H = *W = digits ? 28 : 32;
+}
+
+// The folder of a data set: <data-dir>/<name>, or Debian's Fashion-MNIST.
+static void dataset_dir(const Options *o, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", o->data_dir, o->dataset);
+    struct stat sb;
+    if (!strcmp(o->dataset, "fashion-mnist") && stat(buf, &sb) && !stat("/usr/share/datasets/fashion-mnist", &sb))
+        snprintf(buf, n, "/usr/share/datasets/fashion-mnist");
+}
+
+static void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnDataset *test) {
+    char dir[1024];
+    dataset_dir(o, dir, sizeof dir);
+    CnnDataOptions dopt = {.grayscale = o->grayscale, .limit_train = o->limit_train, .val_split = o->val_split};
+    double t0 = now();
+    CnnStatus st = cnn_dataset_load(o->dataset, dir, &dopt, train, val, test);
+    if (st == CNN_EIO)
+        die(EXIT_RUNTIME, "%s is not available in %s; get it with: tools/fetch-data %s --dir %s", o->dataset, dir,
+            o->dataset, o->data_dir);
+    check(st);
+    printf("data: %s from %s: %zu train, %zu %s, %zu test, %dx%dx%d, %d classes (loaded in %.2f s)\n", o->dataset, dir,
+           train->n, val->n, "validation", test->n, train->c, train->h, train->w, train->classes, now() - t0);
+}
+
+static void model_desc(const char *model, int classes, char *buf, size_t n) {
+    if (cnn_builtin_model(model, classes, buf, n) != CNN_OK) snprintf(buf, n, "%s", model);
+}
+
+static void format_count(double v, char *buf, size_t n) {
+    if (v >= 1e9) snprintf(buf, n, "%.2f G", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, n, "%.2f M", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, n, "%.1f k", v / 1e3);
+    else snprintf(buf, n, "%.0f", v);
+}
+
+static void print_summary(const CnnNet *net) {
+    printf("  #  %-36s %-14s %10s %12s\n", "layer", "output", "params", "FLOPs/image");
+    for (int i = 0; i < cnn_net_num_layers(net); i++) {
+        CnnLayerInfo li;
+        cnn_net_layer_info(net, i, &li);
+        char shape[32], fl[32];
+        snprintf(shape, sizeof shape, "%dx%dx%d", li.OC, li.OH, li.OW);
+        format_count(li.flops, fl, sizeof fl);
+        printf(" %2d  %-36s %-14s %10zu %12s\n", i, li.text, shape, li.n_weight + li.n_bias, li.flops > 0 ? fl : "-");
+    }
+    char fl[32];
+    format_count(cnn_net_flops(net), fl, sizeof fl);
+    printf("     total: %zu parameters (%.2f MB as float32), %sFLOP forward per image\n", cnn_net_num_params(net),
+           cnn_net_num_params(net) * 4.0 / 1e6, fl);
+}
+
+// ---------------------------------------------------------------- reports
+static void print_class_table(const CnnMetrics *m, const int64_t *cm, int K, char **names) {
+    printf("\n  %-14s %9s %9s %9s %8s\n", "class", "precision", "recall", "F1", "support");
+    for (int k = 0; k < K && k < CNN_METRICS_MAX_CLASSES; k++)
+        printf("  %-14.14s %9.4f %9.4f %9.4f %8lld\n", names ? names[k] : "?", m->precision[k], m->recall[k], m->f1[k],
+               (long long)m->support[k]);
+    printf("  %-14s %9.4f %9.4f %9.4f\n", "macro avg", m->macro_precision, m->macro_recall, m->macro_f1);
+    if (K > 20) return;  // a 100x100 matrix helps nobody on a terminal
+    printf("\nconfusion matrix (rows: true class, columns: predicted):\n       ");
+    for (int k = 0; k < K; k++) printf(" %5.5s", names ? names[k] : "?");
+    printf("\n");
+    for (int i = 0; i < K; i++) {
+        printf("  %-5.5s", names ? names[i] : "?");
+        for (int j = 0; j < K; j++) printf(" %5lld", (long long)cm[(size_t)i * K + j]);
+        printf("\n");
+    }
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+// ---------------------------------------------------------------- checkpoint metadata
+static void join_floats(const float *v, int n, char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && len < size; i++) len += (size_t)snprintf(buf + len, size - len, "%s%.9g", i ? "," : "", v[i]);
+}
+
+static int split_floats(const char *s, float *v, int n) {
+    for (int i = 0; i < n; i++) {
+        char *end;
+        v[i] = strtof(s, &end);
+        if (end == s) return 0;
+        s = end;
+        if (i + 1 < n) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    return *s == 0;
+}
+
+static const char *need(const CnnMeta *m, const char *path, const char *key) {
+    const char *v = cnn_meta_get(m, key);
+    if (!v) die(EXIT_RUNTIME, "%s: checkpoint metadata lacks '%s' (not written by trainer?)", path, key);
+    return v;
+}
+
+static void class_names_meta(const CnnDataset *d, char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < d->classes && len < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? "\n" : "", d->class_names ? d->class_names[k] : "?");
+}
+
+// Splits "a\nb\nc" into K names (pointers into a copy the caller frees).
+static char **split_names(const char *s, int K, char **copy) {
+    *copy = strdup(s);
+    char **names = calloc((size_t)K, sizeof *names);
+    char *p = *copy;
+    for (int k = 0; k < K; k++) {
+        names[k] = p ? p : "?";
+        char *nl = p ? strchr(p, '\n') : NULL;
+        if (nl) *nl = 0;
+        p = nl ? nl + 1 : NULL;
+    }
+    return names;
+}
+
+// ---------------------------------------------------------------- train
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static int params_finite(CnnNet *net) {
+    const float *p = cnn_net_params(net);
+    const size_t n = cnn_net_num_params(net);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return 0;
+    return 1;
+}
+
+static void append_log(const char *path, const char *row) {
+    FILE *f = fopen(path, "a");
+    if (!f) die(EXIT_RUNTIME, "%s: cannot open the log for appending: %s", path, strerror(errno));
+    if (ftell(f) == 0)
+        fputs("epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc,macro_precision,macro_recall,macro_f1,"
+              "epoch_seconds,train_img_per_s\n", f);
+    fputs(row, f);
+    if (fclose(f)) die(EXIT_RUNTIME, "%s: cannot write the log: %s", path, strerror(errno));
+}
+
+// Restores the run's settings from a checkpoint's metadata (the file decides).
+static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
+    const char *ds = need(m, path, "dataset");
+    if (o->set_dataset && strcmp(ds, o->dataset))
+        die(EXIT_USAGE, "--resume %s: the checkpoint trained on %s, not %s", path, ds, o->dataset);
+    o->dataset = canonical_dataset(ds);
+    o->model = need(m, path, "model");
+    if (!o->set_epochs) o->epochs = (int)strtol(need(m, path, "epochs"), NULL, 10);
+    o->batch = (int)strtol(need(m, path, "batch"), NULL, 10);
+    o->seed = strtoull(need(m, path, "seed"), NULL, 10);
+    o->grayscale = !strcmp(need(m, path, "grayscale"), "1");
+    o->normalize = !strcmp(need(m, path, "normalize"), "1");
+    o->limit_train = (size_t)strtoull(need(m, path, "limit_train"), NULL, 10);
+    o->val_split = (size_t)strtoull(need(m, path, "val_split"), NULL, 10);
+    o->augment = !strcmp(need(m, path, "augment"), "1");
+    o->crop_pad = (int)strtol(need(m, path, "crop_pad"), NULL, 10);
+    o->hflip = (int)strtol(need(m, path, "hflip"), NULL, 10);
+    if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
+    o->warmup = strtol(need(m, path, "warmup"), NULL, 10);
+    o->step_epochs = (int)strtol(need(m, path, "step_epochs"), NULL, 10);
+    o->gamma = strtof(need(m, path, "gamma"), NULL);
+    o->lr = strtof(need(m, path, "base_lr"), NULL);
+    if (o->batch < 1 || o->epochs < 1) die(EXIT_RUNTIME, "%s: checkpoint metadata holds a bad batch or epoch count", path);
+}
+
+// Writes the run's checkpoint: weights, optimiser state and everything needed
+// to resume at (epoch, batch_in_epoch) or to evaluate and predict later.
+static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, const CnnSchedule *sched,
+                     const float *mean, const float *stdv, int C, const char *names, int epoch, long batch_in_epoch) {
+    CnnMeta m = {0};
+    char mean_s[96], std_s[96];
+    join_floats(mean, C, mean_s, sizeof mean_s);
+    join_floats(stdv, C, std_s, sizeof std_s);
+    cnn_meta_set(&m, "dataset", "%s", o->dataset);
+    cnn_meta_set(&m, "class_names", "%s", names);
+    cnn_meta_set(&m, "grayscale", "%d", o->grayscale);
+    cnn_meta_set(&m, "normalize", "%d", o->normalize);
+    cnn_meta_set(&m, "normalize_mean", "%s", mean_s);
+    cnn_meta_set(&m, "normalize_std", "%s", std_s);
+    cnn_meta_set(&m, "epoch", "%d", epoch);
+    cnn_meta_set(&m, "batch_in_epoch", "%ld", batch_in_epoch);
+    cnn_meta_set(&m, "epochs", "%d", o->epochs);
+    cnn_meta_set(&m, "batch", "%d", o->batch);
+    cnn_meta_set(&m, "seed", "%llu", (unsigned long long)o->seed);
+    cnn_meta_set(&m, "limit_train", "%zu", o->limit_train);
+    cnn_meta_set(&m, "val_split", "%zu", o->val_split);
+    cnn_meta_set(&m, "augment", "%d", o->augment);
+    cnn_meta_set(&m, "crop_pad", "%d", o->crop_pad);
+    cnn_meta_set(&m, "hflip", "%d", o->hflip);
+    cnn_meta_set(&m, "schedule", "%s", cnn_schedule_name(sched->kind));
+    cnn_meta_set(&m, "base_lr", "%.9g", sched->lr);
+    cnn_meta_set(&m, "warmup", "%ld", sched->warmup);
+    cnn_meta_set(&m, "step_epochs", "%d", sched->step_epochs);
+    cnn_meta_set(&m, "gamma", "%.9g", sched->gamma);
+    CnnStatus st = cnn_checkpoint_save(o->checkpoint, net, opt, &m);
+    cnn_meta_free(&m);
+    if (st) exit(EXIT_RUNTIME);
+}
+
+static int is_builtin(const char *model) {
+    char buf[8];
+    return cnn_builtin_model(model, 10, buf, sizeof buf) == CNN_OK;
+}
+
+static int cmd_train(Options *o) {
+    CnnMeta resume_meta = {0};
+    if (o->resume) {
+        check(cnn_checkpoint_read_meta(o->resume, &resume_meta));
+        settings_from_checkpoint(o, &resume_meta, o->resume);
+        if (!o->checkpoint) o->checkpoint = o->resume;
+    }
+    const int threads = cnn_threads_init(o->threads);
+    char info[256];
+    cnn_threads_describe(info, sizeof info);
+    printf("cnnc %s trainer: %s\n", CNNC_VERSION, info);
+
+    CnnDataset train = {0}, val = {0}, test = {0};
+    load_data(o, &train, &val, &test);
+    const CnnDataset *eval_set = val.n ? &val : &test;
+    const char *eval_name = val.n ? "val" : "test";
+
+    char desc[4096];
+    model_desc(o->model, train.classes, desc, sizeof desc);
+    CnnNet *net;
+    check(cnn_net_create(&net, desc, train.c, train.h, train.w, o->batch, o->seed));
+    if (cnn_net_num_classes(net) != train.classes)
+        die(EXIT_USAGE, "--model: the model ends in %d outputs but %s has %d classes", cnn_net_num_classes(net),
+            o->dataset, train.classes);
+    char fl[32];
+    format_count(cnn_net_flops(net), fl, sizeof fl);
+    printf("model: %s%s%s: %zu parameters, %sFLOP/image forward\n", is_builtin(o->model) ? o->model : "",
+           is_builtin(o->model) ? " = " : "", cnn_net_desc(net), cnn_net_num_params(net), fl);
+
+    // Per-channel standardisation from the training split (kept in the checkpoint).
+    float mean[3] = {0, 0, 0}, stdv[3] = {1, 1, 1};
+    if (o->normalize) {
+        if (o->resume) {
+            if (!split_floats(need(&resume_meta, o->resume, "normalize_mean"), mean, train.c) ||
+                !split_floats(need(&resume_meta, o->resume, "normalize_std"), stdv, train.c))
+                die(EXIT_RUNTIME, "%s: bad normalize_mean/normalize_std metadata", o->resume);
+        } else {
+            cnn_dataset_channel_stats(&train, mean, stdv);
+        }
+    }
+    const int cifar = train.c == 3 || !strncmp(o->dataset, "cifar", 5);
+    if (o->crop_pad < 0) o->crop_pad = cifar ? 4 : 2;
+    if (o->hflip < 0) o->hflip = cifar;
+    CnnBatcherConfig bcfg = {.batch = o->batch, .shuffle = 1, .seed = o->seed, .mean = mean, .std = stdv};
+    if (o->augment) bcfg.aug = (CnnAugment){.crop_pad = o->crop_pad, .hflip = o->hflip};
+    CnnBatcher it;
+    check(cnn_batcher_init(&it, &train, &bcfg));
+    const long steps_per_epoch = (long)cnn_batcher_num_batches(&it);
+
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, o->opt_kind);
+    if (o->lr >= 0) opt.lr = o->lr;
+    if (o->momentum >= 0) opt.momentum = o->momentum;
+    if (o->weight_decay >= 0) opt.weight_decay = o->weight_decay;
+    opt.nesterov = o->nesterov;
+    CnnSchedule sched = {.kind = o->schedule, .lr = opt.lr, .epochs = o->epochs, .warmup = o->warmup,
+                         .step_epochs = o->step_epochs > 0 ? o->step_epochs : (o->epochs + 2) / 3, .gamma = o->gamma};
+
+    int start_epoch = 0;
+    long skip_batches = 0;
+    if (o->resume) {
+        check(cnn_checkpoint_load(o->resume, net, &opt, NULL));
+        sched.lr = o->lr;
+        start_epoch = (int)strtol(need(&resume_meta, o->resume, "epoch"), NULL, 10);
+        skip_batches = strtol(need(&resume_meta, o->resume, "batch_in_epoch"), NULL, 10);
+        if (start_epoch < 0 || skip_batches < 0 || skip_batches > steps_per_epoch)
+            die(EXIT_RUNTIME, "%s: checkpoint position epoch %d batch %ld does not fit this data", o->resume, start_epoch,
+                skip_batches);
+        printf("resume: %s at epoch %d, batch %ld; settings come from the checkpoint\n", o->resume, start_epoch,
+               skip_batches);
+        if (start_epoch >= o->epochs)
+            printf("resume: the run already finished its %d epochs (give a larger --epochs to go on)\n", o->epochs);
+    }
+    char default_ckpt[256];
+    if (!o->checkpoint) {
+        snprintf(default_ckpt, sizeof default_ckpt, "cnnc-%s-%s.safetensors", o->dataset,
+                 is_builtin(o->model) ? o->model : "custom");
+        o->checkpoint = default_ckpt;
+    }
+    printf("train: %d epochs of %ld steps, batch %d, %s lr %g (%s%s), %d threads, seed %llu%s%s\n", o->epochs,
+           steps_per_epoch, o->batch, cnn_opt_name(opt.kind), sched.lr, cnn_schedule_name(sched.kind),
+           sched.warmup ? ", warm-up" : "", threads, (unsigned long long)o->seed, o->augment ? ", augmented" : "",
+           o->normalize ? ", standardised" : "");
+    printf("checkpoint: %s (after every epoch)\n", o->checkpoint);
+    fflush(stdout);
+
+    char names[8192];
+    class_names_meta(&train, names, sizeof names);
+    const size_t img = cnn_dataset_image_size(&train);
+    float *x = cnn_alloc_floats((size_t)o->batch * img);
+    uint8_t *y = malloc((size_t)o->batch);
+    int64_t *cm = calloc((size_t)train.classes * train.classes, sizeof *cm);
+    if (!x || !y || !cm) die(EXIT_RUNTIME, "out of memory for one batch of %d images", o->batch);
+
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND};  // a second Ctrl-C kills at once
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    const int tty = isatty(STDOUT_FILENO);
+    const double t_run = now();
+    CnnMetrics met = {0};
+    int done_any = 0;
+
+
+    for (int epoch = start_epoch; epoch < o->epochs; epoch++) {
+        cnn_batcher_epoch(&it, (uint64_t)epoch);
+        long b = 0;
+        if (epoch == start_epoch && skip_batches) {
+            cnn_batcher_skip(&it, (size_t)skip_batches);
+            b = skip_batches;
+        }
+        double loss_sum = 0.0, t0 = now(), t_step = 0.0, last_draw = 0.0;
+        long seen = 0, hits = 0;
+        float lr = opt.lr;
+        int n;
+        while ((n = cnn_batcher_next(&it, x, y)) > 0) {
+            const long step = (long)epoch * steps_per_epoch + b;
+            lr = cnn_schedule_lr(&sched, step, steps_per_epoch);
+            int correct;
+            const double ts = now();
+            float loss = cnn_net_train_step(net, &opt, x, y, n, lr, &correct);
+            t_step += now() - ts;
+            b++;
+            if (!isfinite(loss) || !isfinite(lr))
+                die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s keeps the last good epoch; "
+                    "try a lower --lr", epoch + 1, b, loss, o->checkpoint);
+            loss_sum += (double)loss * n;
+            seen += n;
+            hits += correct;
+            if (tty && (now() - last_draw > 0.25 || b == steps_per_epoch)) {
+                last_draw = now();
+                const double rate = seen / (now() - t0);
+                printf("\r  epoch %d/%d [%5ld/%ld] loss %.4f acc %6.2f%%  %.0f img/s  ETA %.0fs\033[K", epoch + 1,
+                       o->epochs, b, steps_per_epoch, loss_sum / seen, 100.0 * hits / seen, rate,
+                       (double)(train.n - (size_t)(b * o->batch < (long)train.n ? b * o->batch : (long)train.n)) / rate);
+                fflush(stdout);
+            }
+            if (interrupted) {
+                if (tty) printf("\n");
+                save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch, b);
+                fprintf(stderr, "trainer: interrupted at epoch %d, batch %ld; checkpoint written to %s; "
+                        "continue with: trainer --resume %s\n", epoch + 1, b, o->checkpoint, o->checkpoint);
+                exit(EXIT_INTERRUPTED);
+            }
+        }
+        const double epoch_s = now() - t0;
+        if (!params_finite(net))
+            die(EXIT_RUNTIME, "training diverged in epoch %d: a parameter is not finite; %s keeps the last good epoch; "
+                "try a lower --lr", epoch + 1, o->checkpoint);
+        double eval_loss;
+        check(cnn_evaluate(net, eval_set, mean, stdv, &eval_loss, cm));
+        cnn_metrics_compute(cm, train.classes, &met);
+        done_any = 1;
+        const double train_loss = seen ? loss_sum / seen : 0.0, train_acc = seen ? (double)hits / seen : 0.0;
+        const double img_s = t_step > 0 ? seen / t_step : 0.0;
+        if (tty) printf("\r\033[K");
+        printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s  %.0f img/s\n",
+               epoch + 1, o->epochs, train_loss, 100 * train_acc, eval_name, eval_loss, 100 * met.accuracy,
+               met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, img_s);
+        fflush(stdout);
+        if (o->log_path) {
+            char row[512];
+            snprintf(row, sizeof row, "%d,%.9g,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", epoch + 1, lr,
+                     train_loss, train_acc, eval_name, eval_loss, met.accuracy, met.macro_precision, met.macro_recall,
+                     met.macro_f1, epoch_s, img_s);
+            append_log(o->log_path, row);
+        }
+        save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0);
+    }
+    if (done_any) {
+        if (eval_set != &test) {
+            double tl;
+            check(cnn_evaluate(net, &test, mean, stdv, &tl, cm));
+            cnn_metrics_compute(cm, test.classes, &met);
+            printf("test loss %.4f acc %.2f%%\n", tl, 100 * met.accuracy);
+        }
+        print_class_table(&met, cm, test.classes, test.class_names);
+    }
+    printf("\ndone: %.1f s, peak memory %.0f MB, checkpoint %s\n", now() - t_run, peak_rss_mb(), o->checkpoint);
+    cnn_batcher_free(&it);
+    cnn_free(x);
+    free(y);
+    free(cm);
+    cnn_net_free(net);
+    cnn_dataset_free(&train);
+    cnn_dataset_free(&val);
+    cnn_dataset_free(&test);
+    cnn_meta_free(&resume_meta);
+    return 0;
+}
+
+// ---------------------------------------------------------------- eval / predict
+// Builds the checkpoint's network (batch B) and loads its weights.
+static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean, float *stdv) {
+    if (!path) die(EXIT_USAGE, "--checkpoint FILE is required");
+    check(cnn_checkpoint_read_meta(path, m));
+    int C, H, W;
+    if (sscanf(need(m, path, "input_shape"), "%d,%d,%d", &C, &H, &W) != 3 || C < 1 || C > 3)
+        die(EXIT_RUNTIME, "%s: bad input_shape metadata", path);
+    CnnNet *net;
+    check(cnn_net_create(&net, need(m, path, "model"), C, H, W, B, 1));
+    check(cnn_checkpoint_load(path, net, NULL, NULL));
+    for (int c = 0; c < 3; c++) { mean[c] = 0; stdv[c] = 1; }
+    if (!strcmp(need(m, path, "normalize"), "1") &&
+        (!split_floats(need(m, path, "normalize_mean"), mean, C) || !split_floats(need(m, path, "normalize_std"), stdv, C)))
+        die(EXIT_RUNTIME, "%s: bad normalize_mean/normalize_std metadata", path);
+    return net;
+}
+
+static int cmd_eval(Options *o) {
+    cnn_threads_init(o->threads);
+    CnnMeta m = {0};
+    float mean[3], stdv[3];
+    CnnNet *net = open_checkpoint(o->checkpoint, o->batch, &m, mean, stdv);
+    if (!o->set_dataset) o->dataset = canonical_dataset(need(&m, o->checkpoint, "dataset"));
+    o->grayscale = !strcmp(need(&m, o->checkpoint, "grayscale"), "1");
+    CnnDataset train = {0}, val = {0}, test = {0};
+    load_data(o, &train, &val, &test);
+    int C, H, W;
+    cnn_net_input_shape(net, &C, &H, &W);
+    if (test.c != C || test.h != H || test.w != W || test.classes != cnn_net_num_classes(net))
+        die(EXIT_USAGE, "%s: the model takes %dx%dx%d images and %d classes; %s has %dx%dx%d and %d", o->checkpoint, C, H,
+            W, cnn_net_num_classes(net), o->dataset, test.c, test.h, test.w, test.classes);
+    const int K = test.classes;
+    int64_t *cm = calloc((size_t)K * K, sizeof *cm);
+    double loss, t0 = now();
+    check(cnn_evaluate(net, &test, mean, stdv, &loss, cm));
+    const double secs = now() - t0;
+    CnnMetrics met;
+    cnn_metrics_compute(cm, K, &met);
+    printf("eval: %s on %s test (%zu images): loss %.4f accuracy %.2f%%  macro P %.4f R %.4f F1 %.4f  (%.0f img/s)\n",
+           o->checkpoint, o->dataset, test.n, loss, 100 * met.accuracy, met.macro_precision, met.macro_recall,
+           met.macro_f1, test.n / secs);
+    print_class_table(&met, cm, K, test.class_names);
+    free(cm);
+    cnn_net_free(net);
+    cnn_meta_free(&m);
+    cnn_dataset_free(&train);
+    cnn_dataset_free(&val);
+    cnn_dataset_free(&test);
+    return 0;
+}
+
+static int cmd_predict(Options *o) {
+    if (!o->nimages) die(EXIT_USAGE, "predict needs at least one IMAGE (see trainer predict --help)");
+    cnn_threads_init(o->threads);
+    CnnMeta m = {0};
+    float mean[3], stdv[3];
+    CnnNet *net = open_checkpoint(o->checkpoint, 1, &m, mean, stdv);
+    int C, H, W;
+    cnn_net_input_shape(net, &C, &H, &W);
+    const int K = cnn_net_num_classes(net);
+    char *names_copy = NULL;
+    char **names = split_names(cnn_meta_get(&m, "class_names") ? cnn_meta_get(&m, "class_names") : "", K, &names_copy);
+    uint8_t *pix = malloc((size_t)C * H * W);
+    float *x = cnn_alloc_floats((size_t)C * H * W);
+    int failures = 0;
+    for (int i = 0; i < o->nimages; i++) {
+        if (cnn_image_load(o->images[i], C, H, W, pix) != CNN_OK) {
+            failures++;
+            continue;
+        }
+        if (o->invert)
+            for (int p = 0; p < C * H * W; p++) pix[p] = (uint8_t)(255 - pix[p]);
+        cnn_image_to_float(pix, C, H, W, mean, stdv, 0, 0, 0, x);
+        const float *z = cnn_net_forward(net, x, 1, 0);
+        double zmax = z[0], sum = 0;
+        for (int k = 1; k < K; k++) zmax = fmax(zmax, z[k]);
+        for (int k = 0; k < K; k++) sum += exp(z[k] - zmax);
+        int order[256];
+        for (int k = 0; k < K; k++) order[k] = k;
+        for (int a = 0; a < K; a++)  // selection sort by score: K is small
+            for (int b = a + 1; b < K; b++)
+                if (z[order[b]] > z[order[a]]) { int t = order[a]; order[a] = order[b]; order[b] = t; }
+        printf("%s:", o->images[i]);
+        for (int k = 0; k < o->top && k < K; k++)
+            printf("%s %s (%.1f%%)", k ? "," : "", names[order[k]], 100.0 * exp(z[order[k]] - zmax) / sum);
+        printf("\n");
+    }
+    free(pix);
+    cnn_free(x);
+    free(names);
+    free(names_copy);
+    cnn_net_free(net);
+    cnn_meta_free(&m);
+    return failures ? EXIT_RUNTIME : 0;
+}
+
+static int cmd_summary(Options *o) {
+    int C, H, W;
+    dataset_shape(o->dataset, o->grayscale, &C, &H, &W);
+    char desc[4096];
+    model_desc(o->model, dataset_classes(o->dataset), desc, sizeof desc);
+    CnnNet *net;
+    check(cnn_net_create(&net, desc, C, H, W, 1, 1));
+    printf("model %s on %s (%dx%dx%d, %d classes):\n", o->model, o->dataset, C, H, W, dataset_classes(o->dataset));
+    print_summary(net);
+    cnn_net_free(net);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Options o;
+    parse_args(argc, argv, &o);
+    int rc;
+    if (!strcmp(o.command, "eval")) rc = cmd_eval(&o);
+    else if (!strcmp(o.command, "predict")) rc = cmd_predict(&o);
+    else if (!strcmp(o.command, "summary")) rc = cmd_summary(&o);
+    else rc = cmd_train(&o);
+    free(o.images);
+    return rc;
+}
