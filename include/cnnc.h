@@ -179,6 +179,8 @@ const char *cnn_opt_name(CnnOptKind kind);
 float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x,
                          const uint8_t *labels, int B, float lr, int *correct);
 
+#include "cnnc/data.h"  // data sets and batches
+
 #ifdef __cplusplus
 }
 #endif
