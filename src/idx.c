@@ -155,12 +155,13 @@ static CnnStatus bad_magic(const char *path, uint32_t magic, uint32_t want, cons
 // b (the whole file) -> pixels (n*rows*cols), taking b's buffer.
 static CnnStatus parse_images(const char *path, Blob *b, uint8_t **pixels, uint32_t *n,
                               int *rows, int *cols) {
+    // The magic first: a wrong kind of file is a better diagnosis than "short".
+    if (b->len >= 4 && be32(b->buf) != IDX_IMAGES_MAGIC)
+        return bad_magic(path, be32(b->buf), IDX_IMAGES_MAGIC, "image");
     if (b->len < 16)
         return cnn_error(CNN_EFORMAT,
                          "%s: truncated: %zu bytes, but an IDX image header needs 16", path,
                          b->len);
-    uint32_t magic = be32(b->buf);
-    if (magic != IDX_IMAGES_MAGIC) return bad_magic(path, magic, IDX_IMAGES_MAGIC, "image");
     uint32_t cnt = be32(b->buf + 4), r = be32(b->buf + 8), c = be32(b->buf + 12);
     if (cnt == 0)
         return cnn_error(CNN_EFORMAT,
@@ -197,12 +198,12 @@ static CnnStatus parse_images(const char *path, Blob *b, uint8_t **pixels, uint3
 
 // ---------------------------------------------------------------- labels
 static CnnStatus parse_labels(const char *path, Blob *b, uint8_t **labels, uint32_t *n) {
+    if (b->len >= 4 && be32(b->buf) != IDX_LABELS_MAGIC)
+        return bad_magic(path, be32(b->buf), IDX_LABELS_MAGIC, "label");
     if (b->len < 8)
         return cnn_error(CNN_EFORMAT,
                          "%s: truncated: %zu bytes, but an IDX label header needs 8", path,
                          b->len);
-    uint32_t magic = be32(b->buf);
-    if (magic != IDX_LABELS_MAGIC) return bad_magic(path, magic, IDX_LABELS_MAGIC, "label");
     uint32_t cnt = be32(b->buf + 4);
     if (cnt == 0)
         return cnn_error(CNN_EFORMAT,
