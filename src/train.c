@@ -32,7 +32,7 @@ float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch) {
         long span = total - s->warmup;
         double t = span > 0 ? (double)(step - s->warmup) / (double)span : 1.0;
         if (t > 1.0) t = 1.0;
-        return (float)(0.5 * s->lr * (1.0 + cos(M_PI * t)));
+        return (float)(0.5 * s->lr * (1.0 + cos(3.14159265358979323846 * t)));
     }
     default: return s->lr;
     }

@@ -1,0 +1,25 @@
+// Private to the data loaders (idx.c, cifar.c, dataset.c, data_load.c).
+#ifndef CNNC_DATA_INTERNAL_H
+#define CNNC_DATA_INTERNAL_H
+
+#include "cnnc.h"
+
+// Allocates d's images (n,c,h,w) and labels (n) and names the classes
+// "0".."classes-1". what names the source in error messages. d is zeroed first.
+CnnStatus dataset_alloc(CnnDataset *d, const char *what, size_t n, int c, int h, int w,
+                        int classes);
+// Names d's classes "0".."classes-1" (replacing any names).
+CnnStatus dataset_default_names(CnnDataset *d);
+// Replaces d's class names with copies of names[0..d->classes-1].
+CnnStatus dataset_set_names(CnnDataset *d, const char *const *names);
+// Keeps the first n images (n <= d->n), shrinking the buffers.
+void dataset_truncate(CnnDataset *d, size_t n);
+
+// 1 if path is an existing regular file (or a link to one).
+int file_exists(const char *path);
+// 1 if path is an existing directory.
+int dir_exists(const char *path);
+// "a/b" in a malloc'd string (NULL when out of memory).
+char *path_join(const char *a, const char *b);
+
+#endif  // CNNC_DATA_INTERNAL_H
