@@ -52,6 +52,11 @@ static void check(CnnStatus st) {
     if (st) exit(st == CNN_EARG ? EXIT_USAGE : EXIT_RUNTIME);
 }
 
+// A model that cannot be built from --model is a usage error; memory is not.
+static void check_model(CnnStatus st) {
+    if (st) exit(st == CNN_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE);
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -475,7 +480,7 @@ static int cmd_train(Options *o) {
     char desc[4096];
     model_desc(o->model, train.classes, desc, sizeof desc);
     CnnNet *net;
-    check(cnn_net_create(&net, desc, train.c, train.h, train.w, o->batch, o->seed));
+    check_model(cnn_net_create(&net, desc, train.c, train.h, train.w, o->batch, o->seed));
     if (cnn_net_num_classes(net) != train.classes)
         die(EXIT_USAGE, "--model: the model ends in %d outputs but %s has %d classes", cnn_net_num_classes(net),
             o->dataset, train.classes);
@@ -748,7 +753,7 @@ static int cmd_summary(Options *o) {
     char desc[4096];
     model_desc(o->model, dataset_classes(o->dataset), desc, sizeof desc);
     CnnNet *net;
-    check(cnn_net_create(&net, desc, C, H, W, 1, 1));
+    check_model(cnn_net_create(&net, desc, C, H, W, 1, 1));
     printf("model %s on %s (%dx%dx%d, %d classes):\n", o->model, o->dataset, C, H, W, dataset_classes(o->dataset));
     print_summary(net);
     cnn_net_free(net);
