@@ -63,6 +63,7 @@ void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *me
 // ---------------------------------------------------------------- batcher
 CnnStatus cnn_batcher_init(CnnBatcher *b, const CnnDataset *d, const CnnBatcherConfig *cfg) {
     memset(b, 0, sizeof *b);
+    if (!cfg) return cnn_error(CNN_EARG, "batcher: no configuration (cfg is NULL)");
     if (!d || d->n == 0 || !d->images)
         return cnn_error(CNN_EARG, "batcher: the data set is empty");
     if (cfg->batch <= 0) return cnn_error(CNN_EARG, "batcher: batch size %d must be > 0", cfg->batch);

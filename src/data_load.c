@@ -20,14 +20,14 @@ static CnnStatus find_idx(const char *dir, const char *base, const char *name, c
     *path = NULL;
     char gz[64];
     snprintf(gz, sizeof gz, "%s.gz", base);
-    char *raw = path_join(dir, base), *zip = path_join(dir, gz);
+    char *raw = data_path_join(dir, base), *zip = data_path_join(dir, gz);
     CnnStatus s = CNN_OK;
     if (!raw || !zip) {
         s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-    } else if (file_exists(raw)) {
+    } else if (data_file_exists(raw)) {
         *path = raw;
         raw = NULL;
-    } else if (file_exists(zip)) {
+    } else if (data_file_exists(zip)) {
         *path = zip;
         zip = NULL;
     } else {
@@ -85,11 +85,11 @@ static const CifarLayout CIFAR100 = {
 static CnnStatus load_cifar_set(const char *name, const char *dir, const CifarLayout *lay,
                                 CnnDataset *train, CnnDataset *test) {
     // dir is the data set's folder (holding lay->folder) or that folder itself.
-    char *base = path_join(dir, lay->folder);
+    char *base = data_path_join(dir, lay->folder);
     if (!base) return cnn_error(CNN_ENOMEM, "cannot allocate a path");
-    if (!dir_exists(base)) {
-        char *probe = path_join(dir, lay->test);
-        int here = probe && file_exists(probe);
+    if (!data_dir_exists(base)) {
+        char *probe = data_path_join(dir, lay->test);
+        int here = probe && data_file_exists(probe);
         free(probe);
         if (!here) {
             CnnStatus s = cnn_error(CNN_EIO,
@@ -105,16 +105,16 @@ static CnnStatus load_cifar_set(const char *name, const char *dir, const CifarLa
     int np = lay->ntrain + 1;
     CnnStatus s = CNN_OK;
     for (int i = 0; i < np && s == CNN_OK; i++) {
-        paths[i] = path_join(base, i < lay->ntrain ? lay->train[i] : lay->test);
+        paths[i] = data_path_join(base, i < lay->ntrain ? lay->train[i] : lay->test);
         if (!paths[i]) s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-        else if (!file_exists(paths[i]))
+        else if (!data_file_exists(paths[i]))
             s = cnn_error(CNN_EIO, "%s: not found; HINT: run tools/fetch-data %s", paths[i], name);
     }
     if (s == CNN_OK) s = cnn_cifar_load((const char *const *)paths, lay->ntrain, lay->cifar100, train);
     if (s == CNN_OK) s = cnn_cifar_load((const char *const *)&paths[lay->ntrain], 1, lay->cifar100, test);
-    char *names = s == CNN_OK ? path_join(base, lay->names) : NULL;
+    char *names = s == CNN_OK ? data_path_join(base, lay->names) : NULL;
     if (s == CNN_OK && !names) s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-    if (s == CNN_OK && file_exists(names)) {
+    if (s == CNN_OK && data_file_exists(names)) {
         s = cnn_dataset_read_class_names(train, names);
         if (s == CNN_OK) s = dataset_set_names(test, (const char *const *)train->class_names);
     }

@@ -12,17 +12,17 @@
 #include "internal.h"
 
 // ---------------------------------------------------------------- files
-int file_exists(const char *path) {
+int data_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int dir_exists(const char *path) {
+int data_dir_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-char *path_join(const char *a, const char *b) {
+char *data_path_join(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     char *p = malloc(la + lb + 2);
     if (!p) return NULL;
