@@ -55,9 +55,9 @@ START_TEST(test_cifar10_by_name) {
     cnn_dataset_free(&tr);
     cnn_dataset_free(&te);
     // dir may also be the cifar-10-batches-bin folder itself.
-    ck_assert_int_eq(cnn_dataset_load("cifar10", tmp_path("cifar-10-batches-bin"), NULL, &tr,
-                                      NULL, &te),
-                     CNN_OK);
+    ck_assert_int_eq(
+        cnn_dataset_load("cifar10", tmp_path("cifar-10-batches-bin"), NULL, &tr, NULL, &te),
+        CNN_OK);
     ck_assert_uint_eq(tr.n, 20);
     ck_assert_str_eq(tr.class_names[1], "automobile");
     cnn_dataset_free(&tr);
@@ -73,7 +73,7 @@ START_TEST(test_cifar100_by_name) {
     ck_assert_int_eq(cnn_dataset_load("cifar100", g_tmp, NULL, &tr, NULL, &te), CNN_OK);
     ck_assert_int_eq(tr.classes, 100);
     ck_assert_str_eq(tr.class_names[99], "99");  // no names file: numbers
-    check_records(&tr, 0, 9, 0, 1);               // fine labels
+    check_records(&tr, 0, 9, 0, 1);              // fine labels
     check_records(&te, 0, 2, 500, 1);
     cnn_dataset_free(&tr);
     cnn_dataset_free(&te);
