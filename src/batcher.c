@@ -9,8 +9,8 @@
 #include "cnnc.h"
 
 // ---------------------------------------------------------------- one image
-void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint64_t index,
-                      int *dy, int *dx, int *flip) {
+void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint64_t index, int *dy,
+                      int *dx, int *flip) {
     *dy = *dx = *flip = 0;
     if (!aug || (aug->crop_pad <= 0 && !aug->hflip)) return;
     CnnRng r;
@@ -63,9 +63,10 @@ void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *me
 // ---------------------------------------------------------------- batcher
 CnnStatus cnn_batcher_init(CnnBatcher *b, const CnnDataset *d, const CnnBatcherConfig *cfg) {
     memset(b, 0, sizeof *b);
-    if (!d || d->n == 0 || !d->images)
-        return cnn_error(CNN_EARG, "batcher: the data set is empty");
-    if (cfg->batch <= 0) return cnn_error(CNN_EARG, "batcher: batch size %d must be > 0", cfg->batch);
+    if (!cfg) return cnn_error(CNN_EARG, "batcher: no configuration (cfg is NULL)");
+    if (!d || d->n == 0 || !d->images) return cnn_error(CNN_EARG, "batcher: the data set is empty");
+    if (cfg->batch <= 0)
+        return cnn_error(CNN_EARG, "batcher: batch size %d must be > 0", cfg->batch);
     if (d->n > UINT32_MAX)
         return cnn_error(CNN_EARG, "batcher: %zu images exceed the limit of %u", d->n, UINT32_MAX);
     int maxpad = d->h < d->w ? d->h : d->w;

@@ -39,8 +39,8 @@ static CnnStatus count_records(const char *path, const CifarKind *k, size_t *cou
 }
 
 // Reads count records of path into images/labels (room for count each).
-static CnnStatus read_records(const char *path, const CifarKind *k, size_t count,
-                              uint8_t *images, uint8_t *labels, uint8_t *buf) {
+static CnnStatus read_records(const char *path, const CifarKind *k, size_t count, uint8_t *images,
+                              uint8_t *labels, uint8_t *buf) {
     FILE *f = fopen(path, "rb");
     if (!f) return cnn_error(CNN_EIO, "%s: cannot open: %s", path, strerror(errno));
     size_t rec = record_size(k);
@@ -98,8 +98,8 @@ CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar100, Cnn
         s = cnn_error(CNN_ENOMEM, "CIFAR: cannot allocate a read buffer");
     size_t at = 0;
     for (int f = 0; f < npaths && s == CNN_OK; f++) {
-        s = read_records(paths[f], &k, counts[f], out->images + at * CIFAR_PIXELS,
-                         out->labels + at, buf);
+        s = read_records(paths[f], &k, counts[f], out->images + at * CIFAR_PIXELS, out->labels + at,
+                         buf);
         at += counts[f];
     }
     free(buf);

@@ -16,10 +16,10 @@ CnnStatus dataset_set_names(CnnDataset *d, const char *const *names);
 void dataset_truncate(CnnDataset *d, size_t n);
 
 // 1 if path is an existing regular file (or a link to one).
-int file_exists(const char *path);
+int data_file_exists(const char *path);
 // 1 if path is an existing directory.
-int dir_exists(const char *path);
+int data_dir_exists(const char *path);
 // "a/b" in a malloc'd string (NULL when out of memory).
-char *path_join(const char *a, const char *b);
+char *data_path_join(const char *a, const char *b);
 
 #endif  // CNNC_DATA_INTERNAL_H

@@ -20,14 +20,14 @@ static CnnStatus find_idx(const char *dir, const char *base, const char *name, c
     *path = NULL;
     char gz[64];
     snprintf(gz, sizeof gz, "%s.gz", base);
-    char *raw = path_join(dir, base), *zip = path_join(dir, gz);
+    char *raw = data_path_join(dir, base), *zip = data_path_join(dir, gz);
     CnnStatus s = CNN_OK;
     if (!raw || !zip) {
         s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-    } else if (file_exists(raw)) {
+    } else if (data_file_exists(raw)) {
         *path = raw;
         raw = NULL;
-    } else if (file_exists(zip)) {
+    } else if (data_file_exists(zip)) {
         *path = zip;
         zip = NULL;
     } else {
@@ -66,35 +66,45 @@ static CnnStatus load_idx_set(const char *name, const char *dir, CnnDataset *tra
 
 // ---------------------------------------------------------------- CIFAR sets
 typedef struct {
-    const char *folder;       // inside the data set's folder
+    const char *folder;  // inside the data set's folder
     const char *train[5];
     int ntrain;
     const char *test;
-    const char *names;        // class names file
+    const char *names;  // class names file
     int cifar100;
 } CifarLayout;
 
 static const CifarLayout CIFAR10 = {
-    "cifar-10-batches-bin",
-    {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
-     "data_batch_5.bin"},
-    5, "test_batch.bin", "batches.meta.txt", 0};
+    .folder = "cifar-10-batches-bin",
+    .train = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+              "data_batch_5.bin"},
+    .ntrain = 5,
+    .test = "test_batch.bin",
+    .names = "batches.meta.txt",
+    .cifar100 = 0,
+};
 static const CifarLayout CIFAR100 = {
-    "cifar-100-binary", {"train.bin"}, 1, "test.bin", "fine_label_names.txt", 1};
+    .folder = "cifar-100-binary",
+    .train = {"train.bin"},
+    .ntrain = 1,
+    .test = "test.bin",
+    .names = "fine_label_names.txt",
+    .cifar100 = 1,
+};
 
 static CnnStatus load_cifar_set(const char *name, const char *dir, const CifarLayout *lay,
                                 CnnDataset *train, CnnDataset *test) {
     // dir is the data set's folder (holding lay->folder) or that folder itself.
-    char *base = path_join(dir, lay->folder);
+    char *base = data_path_join(dir, lay->folder);
     if (!base) return cnn_error(CNN_ENOMEM, "cannot allocate a path");
-    if (!dir_exists(base)) {
-        char *probe = path_join(dir, lay->test);
-        int here = probe && file_exists(probe);
+    if (!data_dir_exists(base)) {
+        char *probe = data_path_join(dir, lay->test);
+        int here = probe && data_file_exists(probe);
         free(probe);
         if (!here) {
-            CnnStatus s = cnn_error(CNN_EIO,
-                                    "%s: not found (nor %s in %s); HINT: run tools/fetch-data %s",
-                                    base, lay->test, dir, name);
+            CnnStatus s =
+                cnn_error(CNN_EIO, "%s: not found (nor %s in %s); HINT: run tools/fetch-data %s",
+                          base, lay->test, dir, name);
             free(base);
             return s;
         }
@@ -105,16 +115,19 @@ static CnnStatus load_cifar_set(const char *name, const char *dir, const CifarLa
     int np = lay->ntrain + 1;
     CnnStatus s = CNN_OK;
     for (int i = 0; i < np && s == CNN_OK; i++) {
-        paths[i] = path_join(base, i < lay->ntrain ? lay->train[i] : lay->test);
-        if (!paths[i]) s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-        else if (!file_exists(paths[i]))
+        paths[i] = data_path_join(base, i < lay->ntrain ? lay->train[i] : lay->test);
+        if (!paths[i])
+            s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
+        else if (!data_file_exists(paths[i]))
             s = cnn_error(CNN_EIO, "%s: not found; HINT: run tools/fetch-data %s", paths[i], name);
     }
-    if (s == CNN_OK) s = cnn_cifar_load((const char *const *)paths, lay->ntrain, lay->cifar100, train);
-    if (s == CNN_OK) s = cnn_cifar_load((const char *const *)&paths[lay->ntrain], 1, lay->cifar100, test);
-    char *names = s == CNN_OK ? path_join(base, lay->names) : NULL;
+    if (s == CNN_OK)
+        s = cnn_cifar_load((const char *const *)paths, lay->ntrain, lay->cifar100, train);
+    if (s == CNN_OK)
+        s = cnn_cifar_load((const char *const *)&paths[lay->ntrain], 1, lay->cifar100, test);
+    char *names = s == CNN_OK ? data_path_join(base, lay->names) : NULL;
     if (s == CNN_OK && !names) s = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-    if (s == CNN_OK && file_exists(names)) {
+    if (s == CNN_OK && data_file_exists(names)) {
         s = cnn_dataset_read_class_names(train, names);
         if (s == CNN_OK) s = dataset_set_names(test, (const char *const *)train->class_names);
     }
@@ -141,9 +154,9 @@ static CnnStatus apply_options(const CnnDataOptions *opt, CnnDataset *train, Cnn
     }
     if (opt->val_split > 0) {
         if (opt->val_split >= train->n)
-            return cnn_error(CNN_EARG,
-                             "val_split %zu leaves no training images (there are %zu%s)",
-                             opt->val_split, train->n, opt->limit_train ? " after limit_train" : "");
+            return cnn_error(CNN_EARG, "val_split %zu leaves no training images (there are %zu%s)",
+                             opt->val_split, train->n,
+                             opt->limit_train ? " after limit_train" : "");
         size_t keep = train->n - opt->val_split;
         s = cnn_dataset_subset(train, keep, opt->val_split, val);
         if (s == CNN_OK) dataset_truncate(train, keep);

@@ -12,17 +12,17 @@
 #include "internal.h"
 
 // ---------------------------------------------------------------- files
-int file_exists(const char *path) {
+int data_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int dir_exists(const char *path) {
+int data_dir_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-char *path_join(const char *a, const char *b) {
+char *data_path_join(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     char *p = malloc(la + lb + 2);
     if (!p) return NULL;
@@ -72,8 +72,8 @@ CnnStatus dataset_alloc(CnnDataset *d, const char *what, size_t n, int c, int h,
     memset(d, 0, sizeof *d);
     size_t bytes;
     if (n == 0 || c <= 0 || h <= 0 || w <= 0 || classes <= 0)
-        return cnn_error(CNN_ESHAPE, "%s: empty data set shape (%zu,%d,%d,%d), %d classes", what,
-                         n, c, h, w, classes);
+        return cnn_error(CNN_ESHAPE, "%s: empty data set shape (%zu,%d,%d,%d), %d classes", what, n,
+                         c, h, w, classes);
     if (mul_overflow4(n, (size_t)c, (size_t)h, (size_t)w, &bytes))
         return cnn_error(CNN_ENOMEM, "%s: %zu images of %dx%dx%d overflow size_t", what, n, c, h,
                          w);
@@ -83,8 +83,8 @@ CnnStatus dataset_alloc(CnnDataset *d, const char *what, size_t n, int c, int h,
         free(d->images);
         free(d->labels);
         memset(d, 0, sizeof *d);
-        return cnn_error(CNN_ENOMEM, "%s: cannot allocate %zu images of %dx%dx%d (%zu MB)", what,
-                         n, c, h, w, bytes >> 20);
+        return cnn_error(CNN_ENOMEM, "%s: cannot allocate %zu images of %dx%dx%d (%zu MB)", what, n,
+                         c, h, w, bytes >> 20);
     }
     d->n = n;
     d->c = c;
@@ -135,8 +135,8 @@ CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path) {
     char line[256];
     while (fgets(line, sizeof line, f)) {
         size_t len = strlen(line);
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' ||
-                           line[len - 1] == ' ' || line[len - 1] == '\t'))
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                           line[len - 1] == '\t'))
             line[--len] = '\0';
         if (len == 0) continue;
         if (count < d->classes && !(names[count] = strdup(line))) {
@@ -160,8 +160,7 @@ CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path) {
 }
 
 // ---------------------------------------------------------------- subsets
-CnnStatus cnn_dataset_subset(const CnnDataset *src, size_t first, size_t count,
-                             CnnDataset *out) {
+CnnStatus cnn_dataset_subset(const CnnDataset *src, size_t first, size_t count, CnnDataset *out) {
     memset(out, 0, sizeof *out);
     if (count == 0 || first > src->n || count > src->n - first)
         return cnn_error(CNN_EARG, "subset of images %zu..%zu+%zu does not fit in %zu images",
@@ -180,8 +179,7 @@ CnnStatus cnn_dataset_subset(const CnnDataset *src, size_t first, size_t count,
 CnnStatus cnn_dataset_to_grayscale(CnnDataset *d) {
     if (d->c == 1) return CNN_OK;
     if (d->c != 3)
-        return cnn_error(CNN_ESHAPE, "grayscale needs 1 or 3 channels, the data set has %d",
-                         d->c);
+        return cnn_error(CNN_ESHAPE, "grayscale needs 1 or 3 channels, the data set has %d", d->c);
     size_t hw = (size_t)d->h * d->w;
     // In place: image i's gray plane (at i*hw) never overtakes its RGB source
     // (at 3*i*hw), and each pixel is read before anything is written over it.

@@ -153,30 +153,30 @@ static CnnStatus bad_magic(const char *path, uint32_t magic, uint32_t want, cons
 
 // ---------------------------------------------------------------- images
 // b (the whole file) -> pixels (n*rows*cols), taking b's buffer.
-static CnnStatus parse_images(const char *path, Blob *b, uint8_t **pixels, uint32_t *n,
-                              int *rows, int *cols) {
+static CnnStatus parse_images(const char *path, Blob *b, uint8_t **pixels, uint32_t *n, int *rows,
+                              int *cols) {
     // The magic first: a wrong kind of file is a better diagnosis than "short".
     if (b->len >= 4 && be32(b->buf) != IDX_IMAGES_MAGIC)
         return bad_magic(path, be32(b->buf), IDX_IMAGES_MAGIC, "image");
     if (b->len < 16)
-        return cnn_error(CNN_EFORMAT,
-                         "%s: truncated: %zu bytes, but an IDX image header needs 16", path,
-                         b->len);
+        return cnn_error(CNN_EFORMAT, "%s: truncated: %zu bytes, but an IDX image header needs 16",
+                         path, b->len);
     uint32_t cnt = be32(b->buf + 4), r = be32(b->buf + 8), c = be32(b->buf + 12);
     if (cnt == 0)
         return cnn_error(CNN_EFORMAT,
                          "%s: header says 0 images (byte offset 4); a data set needs at least one",
                          path);
     if (r == 0 || c == 0)
-        return cnn_error(CNN_EFORMAT,
-                         "%s: header says images of %ux%u (byte offsets 8 and 12); both must be > 0",
-                         path, r, c);
+        return cnn_error(
+            CNN_EFORMAT,
+            "%s: header says images of %ux%u (byte offsets 8 and 12); both must be > 0", path, r,
+            c);
     size_t pix, total;
     if (r > INT_MAX || c > INT_MAX || mul_overflow4(cnt, r, c, 1, &pix) ||
         __builtin_add_overflow(pix, (size_t)16, &total))
         return cnn_error(CNN_EFORMAT,
-                         "%s: header dimensions %u x %u x %u overflow (corrupt header?)", path,
-                         cnt, r, c);
+                         "%s: header dimensions %u x %u x %u overflow (corrupt header?)", path, cnt,
+                         r, c);
     if (b->len < total) {
         size_t per = (size_t)r * c;
         return cnn_error(CNN_EFORMAT,
@@ -201,9 +201,8 @@ static CnnStatus parse_labels(const char *path, Blob *b, uint8_t **labels, uint3
     if (b->len >= 4 && be32(b->buf) != IDX_LABELS_MAGIC)
         return bad_magic(path, be32(b->buf), IDX_LABELS_MAGIC, "label");
     if (b->len < 8)
-        return cnn_error(CNN_EFORMAT,
-                         "%s: truncated: %zu bytes, but an IDX label header needs 8", path,
-                         b->len);
+        return cnn_error(CNN_EFORMAT, "%s: truncated: %zu bytes, but an IDX label header needs 8",
+                         path, b->len);
     uint32_t cnt = be32(b->buf + 4);
     if (cnt == 0)
         return cnn_error(CNN_EFORMAT,

@@ -106,7 +106,9 @@ static inline uint8_t gen_pixel(size_t i, int ch, int y, int x) {
     return (uint8_t)((i * 37u + (unsigned)ch * 101u + (unsigned)y * 13u + (unsigned)x * 7u) & 255u);
 }
 
-static inline uint8_t gen_label(size_t i, int classes) { return (uint8_t)((i * 7u + 3u) % (unsigned)classes); }
+static inline uint8_t gen_label(size_t i, int classes) {
+    return (uint8_t)((i * 7u + 3u) % (unsigned)classes);
+}
 
 // IDX image file: n images of rows x cols; length in *len.
 static inline uint8_t *idx_images(uint32_t n, uint32_t rows, uint32_t cols, size_t *len) {
@@ -204,16 +206,14 @@ static inline void write_cifar10_set(const char *dir, size_t per_batch, size_t t
 
 // ---------------------------------------------------------------- errors
 // Asserts status s is want and the last error names `file` and says `phrase`.
-#define ck_assert_error(s, want, file, phrase)                                            \
-    do {                                                                                  \
-        CnnStatus s_ = (s);                                                               \
-        const char *m_ = cnn_last_error();                                                \
-        ck_assert_msg(s_ == (want), "status %d (%s), expected %d; message: %s", (int)s_,  \
-                      cnn_status_str(s_), (int)(want), m_);                               \
-        ck_assert_msg(strstr(m_, (file)) != NULL, "message does not name %s: %s", (file), \
-                      m_);                                                                \
-        ck_assert_msg(strstr(m_, (phrase)) != NULL, "message lacks \"%s\": %s", (phrase), \
-                      m_);                                                                \
+#define ck_assert_error(s, want, file, phrase)                                                 \
+    do {                                                                                       \
+        CnnStatus s_ = (s);                                                                    \
+        const char *m_ = cnn_last_error();                                                     \
+        ck_assert_msg(s_ == (want), "status %d (%s), expected %d; message: %s", (int)s_,       \
+                      cnn_status_str(s_), (int)(want), m_);                                    \
+        ck_assert_msg(strstr(m_, (file)) != NULL, "message does not name %s: %s", (file), m_); \
+        ck_assert_msg(strstr(m_, (phrase)) != NULL, "message lacks \"%s\": %s", (phrase), m_); \
     } while (0)
 
 // The outputs of a failed load must be empty.

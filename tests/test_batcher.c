@@ -29,8 +29,8 @@ static void make_set(CnnDataset *d, size_t n, int c, int h, int w) {
 }
 
 // Reference: pad with zeros into (h+2P, w+2P), crop at (P+dy, P+dx), mirror.
-static void naive_augment(const uint8_t *src, int c, int h, int w, int P, int dy, int dx,
-                          int flip, const float *mean, const float *std, float *dst) {
+static void naive_augment(const uint8_t *src, int c, int h, int w, int P, int dy, int dx, int flip,
+                          const float *mean, const float *std, float *dst) {
     int PH = h + 2 * P, PW = w + 2 * P;
     uint8_t *pad = calloc((size_t)c * PH * PW, 1);
     for (int ch = 0; ch < c; ch++)
@@ -73,8 +73,7 @@ START_TEST(test_crop_flip_vs_naive) {
             for (int flip = 0; flip < 2; flip++) {
                 cnn_image_to_float(d.images, 3, 6, 7, mean, std, dy, dx, flip, x);
                 naive_augment(d.images, 3, 6, 7, P, dy, dx, flip, mean, std, ref);
-                ck_assert_msg(memcmp(x, ref, sizeof x) == 0, "dy %d dx %d flip %d", dy, dx,
-                              flip);
+                ck_assert_msg(memcmp(x, ref, sizeof x) == 0, "dy %d dx %d flip %d", dy, dx, flip);
             }
     // Spot check: a pure flip mirrors each row; a shift by the full width is all padding.
     cnn_image_to_float(d.images, 3, 6, 7, NULL, NULL, 0, 0, 1, x);
@@ -113,8 +112,8 @@ END_TEST
 
 // ---------------------------------------------------------------- batcher
 // All batches of one epoch: x into xs (n*is floats), labels and indices.
-static void run_epoch(const CnnDataset *d, const CnnBatcherConfig *cfg, uint64_t epoch,
-                      float *xs, uint8_t *labels, uint32_t *indices) {
+static void run_epoch(const CnnDataset *d, const CnnBatcherConfig *cfg, uint64_t epoch, float *xs,
+                      uint8_t *labels, uint32_t *indices) {
     CnnBatcher b;
     ck_assert_int_eq(cnn_batcher_init(&b, d, cfg), CNN_OK);
     cnn_batcher_epoch(&b, epoch);
@@ -177,8 +176,8 @@ START_TEST(test_thread_and_batch_invariance) {
     CnnDataset d;
     make_set(&d, 203, 3, 8, 8);
     const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.25f, 0.3f};
-    CnnBatcherConfig cfg = {.batch = 16, .shuffle = 1, .seed = 99, .aug = {2, 1},
-                            .mean = mean, .std = std};
+    CnnBatcherConfig cfg = {
+        .batch = 16, .shuffle = 1, .seed = 99, .aug = {2, 1}, .mean = mean, .std = std};
     size_t nf = 203 * 192;
     float *x1 = malloc(nf * sizeof(float)), *x3 = malloc(nf * sizeof(float));
     float *x7 = malloc(nf * sizeof(float));

@@ -62,17 +62,17 @@ START_TEST(test_options_that_do_not_fit) {
     ck_assert_empty(&tr);
     ck_assert_empty(&te);
     opt = (CnnDataOptions){.val_split = 20};
-    ck_assert_error(cnn_dataset_load("mnist", g_tmp, &opt, &tr, &va, &te), CNN_EARG,
-                    "val_split 20", "leaves no training images");
+    ck_assert_error(cnn_dataset_load("mnist", g_tmp, &opt, &tr, &va, &te), CNN_EARG, "val_split 20",
+                    "leaves no training images");
     opt = (CnnDataOptions){.limit_train = 10, .val_split = 10};
-    ck_assert_error(cnn_dataset_load("mnist", g_tmp, &opt, &tr, &va, &te), CNN_EARG,
-                    "val_split 10", "after limit_train");
+    ck_assert_error(cnn_dataset_load("mnist", g_tmp, &opt, &tr, &va, &te), CNN_EARG, "val_split 10",
+                    "after limit_train");
     ck_assert_empty(&tr);
     ck_assert_empty(&va);
     ck_assert_empty(&te);
     opt = (CnnDataOptions){.val_split = 3};
-    ck_assert_error(cnn_dataset_load("mnist", g_tmp, &opt, &tr, NULL, &te), CNN_EARG,
-                    "val_split 3", "val is NULL");
+    ck_assert_error(cnn_dataset_load("mnist", g_tmp, &opt, &tr, NULL, &te), CNN_EARG, "val_split 3",
+                    "val is NULL");
     ck_assert_error(cnn_dataset_load("imagenet", g_tmp, NULL, &tr, NULL, &te), CNN_EARG,
                     "'imagenet'", "unknown data set");
     // grayscale on 1-channel data is a no-op

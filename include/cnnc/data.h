@@ -28,8 +28,8 @@ extern "C" {
 // channel after channel, row after row, with labels in 0..classes-1.
 // A zeroed struct is an empty data set; cnn_dataset_free accepts it.
 typedef struct {
-    uint8_t *images;     // (n, c, h, w), owned
-    uint8_t *labels;     // (n), owned
+    uint8_t *images;  // (n, c, h, w), owned
+    uint8_t *labels;  // (n), owned
     size_t n;
     int c, h, w;
     int classes;
@@ -102,8 +102,8 @@ typedef struct {
 // One image's random draw from the stream cnn_rng_derive(seed, epoch, index):
 // dy, dx in [-crop_pad, crop_pad] (0 without crop) and flip 0/1 (0 without hflip).
 // aug NULL: all zero. Depends on nothing else (not batch size, not threads).
-void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint64_t index,
-                      int *dy, int *dx, int *flip);
+void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint64_t index, int *dy,
+                      int *dx, int *flip);
 
 // One image src (c,h,w) uint8 -> dst (c,h,w) float32:
 //   dst[ch][y][x] = ((float)p / 255.0f - mean[ch]) / std[ch],
@@ -115,23 +115,23 @@ void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *me
 
 // ---------------------------------------------------------------- batches
 typedef struct {
-    int batch;                // images per batch, > 0
-    int shuffle;              // 1: a new permutation each epoch from (seed, epoch); 0: data set order
-    int drop_last;            // 1: skip the final partial batch
-    uint64_t seed;            // shuffling and augmentation streams
-    CnnAugment aug;           // {0, 0} for evaluation
+    int batch;       // images per batch, > 0
+    int shuffle;     // 1: a new permutation each epoch from (seed, epoch); 0: data set order
+    int drop_last;   // 1: skip the final partial batch
+    uint64_t seed;   // shuffling and augmentation streams
+    CnnAugment aug;  // {0, 0} for evaluation
     const float *mean, *std;  // c floats each ([0,1] units, std > 0) or NULL: 0 and 1; copied
 } CnnBatcherConfig;
 
 // Epoch iterator over a data set. Fields are read-only for callers.
 typedef struct {
-    const CnnDataset *data;   // not owned; must outlive the batcher
-    CnnBatcherConfig cfg;     // cfg.mean/std are NULL here (folded into lut)
-    float *lut;               // (c, 256): normalised value of each pixel value
-    uint32_t *order;          // (n): this epoch's order of data set indices
-    size_t pos;               // next position in order
-    size_t last_pos;          // first position of the last batch returned
-    int last_B;               // size of the last batch returned
+    const CnnDataset *data;  // not owned; must outlive the batcher
+    CnnBatcherConfig cfg;    // cfg.mean/std are NULL here (folded into lut)
+    float *lut;              // (c, 256): normalised value of each pixel value
+    uint32_t *order;         // (n): this epoch's order of data set indices
+    size_t pos;              // next position in order
+    size_t last_pos;         // first position of the last batch returned
+    int last_B;              // size of the last batch returned
     uint64_t epoch;
 } CnnBatcher;
 
