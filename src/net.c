@@ -150,7 +150,7 @@ void cnn_net_init_weights(CnnNet *net, uint64_t seed) {
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
         CnnRng r;
-        cnn_rng_derive(&r, seed, (uint64_t)i, 0);
+        cnn_rng_derive(&r, seed ^ 0x696e6974ULL, (uint64_t)i, 0);  // "init": apart from data streams
         float *w = net->params + l->p_off;
         if (l->spec.kind == LAYER_CONV || l->spec.kind == LAYER_DENSE) {
             // He et al. 2015: N(0, 2/fan_in) keeps ReLU activations' variance steady.
