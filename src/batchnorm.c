@@ -9,7 +9,7 @@
 void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int training) {
     // x, y (B,C,H,W); gamma, beta, running_*, save_* (C)
     const int C = l->C, HW = l->HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * C * HW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < C; c++) {
         float mean, invstd;
         if (training) {
@@ -49,7 +49,7 @@ void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, flo
     // x, dy, dx (B,C,H,W) with the batch statistics saved by the training forward.
     // dx = gamma*invstd/n * (n*dy - sum(dy) - xhat*sum(dy*xhat))
     const int C = l->C, HW = l->HW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * C * HW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < C; c++) {
         const float mean = l->save_mean[c], invstd = l->save_invstd[c];
         double sdy = 0.0, sdyx = 0.0;

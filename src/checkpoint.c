@@ -232,19 +232,19 @@ static CnnStatus reader_open(Reader *r, const char *path) {
         reader_close(r);
         return cnn_error(CNN_EIO, "%s: not a regular file", path);
     }
-    r->file_size = (size_t)sb.st_size;
+    const size_t size = r->file_size = (size_t)sb.st_size;
     unsigned char len8[8];
-    if (r->file_size < 8 || fread(len8, 1, 8, r->f) != 8) {
+    if (size < 8 || fread(len8, 1, 8, r->f) != 8) {
         reader_close(r);
         return cnn_error(CNN_EFORMAT, "%s: %zu bytes is too short for a safetensors checkpoint (needs an 8-byte header length)",
-                         path, r->file_size);
+                         path, size);
     }
     uint64_t hlen = 0;
     for (int b = 0; b < 8; b++) hlen |= (uint64_t)len8[b] << (8 * b);
-    if (hlen == 0 || hlen > MAX_HEADER || hlen > r->file_size - 8) {
+    if (hlen == 0 || hlen > MAX_HEADER || hlen > size - 8) {
         reader_close(r);
         return cnn_error(CNN_EFORMAT, "%s: header length %llu does not fit a file of %zu bytes (truncated or not a checkpoint)",
-                         path, (unsigned long long)hlen, r->file_size);
+                         path, (unsigned long long)hlen, size);
     }
     char *json = malloc(hlen);
     if (!json) {

@@ -18,7 +18,7 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
     const int nchunks = batch_chunks(B);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *col = ws->col + (size_t)c * ws->col_size;
         for (int i = chunk_begin(B, nchunks, c); i < chunk_begin(B, nchunks, c + 1); i++) {
@@ -49,7 +49,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
     const int nchunks = batch_chunks(B);
     const int pointwise = is_pointwise(l);
     CNN_ASSERT(nw + (size_t)l->OC <= stride);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *col = ws->col + (size_t)c * ws->col_size;
         float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nw;

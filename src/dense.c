@@ -8,7 +8,7 @@
 void dense_forward(const Dense *l, const float *x, float *y, int B) {
     // x (B,IN), w (OUT,IN), b (OUT), y (B,OUT)
     const int nchunks = batch_chunks(B);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         const int i0 = chunk_begin(B, nchunks, c), rows = chunk_begin(B, nchunks, c + 1) - i0;
         float *yc = y + (size_t)i0 * l->OUT;
@@ -25,7 +25,7 @@ void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, 
     const int nchunks = batch_chunks(B);
     const size_t nw = (size_t)l->OUT * l->IN, stride = ws->partial_size;
     CNN_ASSERT(nw + (size_t)l->OUT <= stride);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         const int i0 = chunk_begin(B, nchunks, c), rows = chunk_begin(B, nchunks, c + 1) - i0;
         const float *xc = x + (size_t)i0 * l->IN, *dyc = dy + (size_t)i0 * l->OUT;

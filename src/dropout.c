@@ -13,7 +13,7 @@ void dropout_forward(float p, const float *x, float *y, float *mask, int B, size
         return;
     }
     const float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * per_sample >= CNN_PAR_MIN_WORK)
     for (int b = 0; b < B; b++) {
         CnnRng r;
         cnn_rng_derive(&r, seed, step, (uint64_t)b);
@@ -27,6 +27,6 @@ void dropout_forward(float p, const float *x, float *y, float *mask, int B, size
 }
 
 void dropout_backward(const float *mask, const float *dy, float *dx, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
 }

@@ -36,6 +36,11 @@ static inline int mul_overflow4(size_t a, size_t b, size_t c, size_t d, size_t *
 static inline int batch_chunks(int B) { return B < CNN_MAX_CHUNKS ? B : CNN_MAX_CHUNKS; }
 static inline int chunk_begin(int B, int nchunks, int c) { return (int)((long)B * c / nchunks); }
 
+// Loops over fewer elements than this run on one thread: waking the team
+// costs more than it saves, and far more when the cores are shared (a
+// descheduled thread stalls every barrier).
+#define CNN_PAR_MIN_WORK 32768
+
 // Scratch memory shared by all layers, sized once at net build time.
 typedef struct {
     float *col;          // CNN_MAX_CHUNKS x col_size: im2col matrices

@@ -45,7 +45,7 @@ void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m
         // nesterov: g + mu*buf, else buf.
         const float mu = opt->momentum;
         const int first = opt->t == 1, nesterov = opt->nesterov;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
         for (size_t i = 0; i < n; i++) {
             float g = grads[i] + wd * params[i];
             if (mu != 0.0f) {
@@ -60,7 +60,7 @@ void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m
     const double bc1 = 1.0 - pow(b1, (double)opt->t), bc2 = 1.0 - pow(b2, (double)opt->t);
     const float step = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
     const int adamw = opt->kind == CNN_OPT_ADAMW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
         if (adamw) params[i] *= 1.0f - lr * wd;

@@ -9,7 +9,7 @@ void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax,
     // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
     const size_t planes = (size_t)B * l->C;
     const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         const float *in = x + pl * H * W;
         for (int oh = 0; oh < OH; oh++) {
@@ -43,7 +43,7 @@ void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax,
 void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B) {
     // dy, argmax (B,C,OH,OW) -> dx (B,C,H,W); each plane by one thread, in order.
     const size_t planes = (size_t)B * l->C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * l->H * l->W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         float *out = dx + pl * l->H * l->W;
         const float *g = dy + pl * l->OH * l->OW;
@@ -57,7 +57,7 @@ void avgpool_forward(const Pool2d *l, const float *x, float *y, int B) {
     // x (B,C,H,W) -> y (B,C,OH,OW)
     const size_t planes = (size_t)B * l->C;
     const float inv = 1.0f / (float)(l->K * l->K);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * l->H * l->W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         const float *in = x + pl * l->H * l->W;
         float *out = y + pl * l->OH * l->OW;
@@ -76,7 +76,7 @@ void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B) {
     // dy (B,C,OH,OW) -> dx (B,C,H,W)
     const size_t planes = (size_t)B * l->C;
     const float inv = 1.0f / (float)(l->K * l->K);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * l->H * l->W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         float *out = dx + pl * l->H * l->W;
         const float *g = dy + pl * l->OH * l->OW;
@@ -94,7 +94,7 @@ void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B) {
 void gap_forward(const float *x, float *y, int B, int C, int HW) {
     // x (B,C,H,W) -> y (B,C)
     const size_t planes = (size_t)B * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * HW >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         const float *in = x + pl * HW;
         float s = 0.0f;
@@ -106,7 +106,7 @@ void gap_forward(const float *x, float *y, int B, int C, int HW) {
 void gap_backward(const float *dy, float *dx, int B, int C, int HW) {
     // dy (B,C) -> dx (B,C,H,W)
     const size_t planes = (size_t)B * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes * HW >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         float v = dy[pl] / (float)HW;
         float *out = dx + pl * HW;

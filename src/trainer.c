@@ -559,6 +559,9 @@ static int cmd_train(Options *o) {
     sigaction(SIGINT, &sa, NULL);
     const int tty = isatty(STDOUT_FILENO);
     const double t_run = now();
+    // Fault injection for the tests of divergence handling: poison a weight after this step.
+    const char *fault = getenv("CNNC_FAULT_NAN_AT_STEP");
+    const long fault_step = fault ? strtol(fault, NULL, 10) : -1;
     CnnMetrics met = {0};
     int done_any = 0;
 
@@ -581,6 +584,7 @@ static int cmd_train(Options *o) {
             const double ts = now();
             float loss = cnn_net_train_step(net, &opt, x, y, n, lr, &correct);
             t_step += now() - ts;
+            if (step == fault_step) cnn_net_params(net)[0] = NAN;
             b++;
             if (!isfinite(loss) || !isfinite(lr))
                 die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s keeps the last good epoch; "

@@ -192,8 +192,10 @@ START_TEST(test_rejects_broken_files) {
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)good[i] << (8 * i);
 
     expect_reject("empty", good, 0, CNN_EFORMAT, "too short");
-    expect_reject("trunc4", good, 4, CNN_EFORMAT, "too short");
-    expect_reject("trunc_header", good, 8 + hlen / 2, CNN_EFORMAT, "does not fit");
+    expect_reject("trunc4", good, 4, CNN_EFORMAT, "4 bytes is too short");
+    char want[96];
+    snprintf(want, sizeof want, "does not fit a file of %zu bytes", (size_t)(8 + hlen / 2));
+    expect_reject("trunc_header", good, 8 + hlen / 2, CNN_EFORMAT, want);
     expect_reject("trunc_data", good, n - 100, CNN_EFORMAT, "data_offsets");
     expect_reject("trunc_1", good, n - 1, CNN_EFORMAT, "data_offsets");
     unsigned char huge[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};

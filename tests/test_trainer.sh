@@ -107,6 +107,77 @@ sigint)
     cmp straight.safetensors int.safetensors || fail "interrupted+resumed run differs from the uninterrupted one"
     echo "ok: SIGINT exit 130, resumed run bit-identical"
     ;;
+failures)
+    # Every row of the README's failure table, through the program.
+    train --epochs 2 --checkpoint good.safetensors >/dev/null || fail "baseline run"
+    cp good.safetensors keep.safetensors
+    # Divergence: a NaN weight after step 10 (epoch 2 of 7-step epochs at batch 64).
+    CNNC_FAULT_NAN_AT_STEP=10 expect 1 "training diverged at epoch 2, batch 5: loss is nan; keep.safetensors keeps the last good epoch" \
+        "$trainer" --data-dir data --model "$MODEL" --epochs 3 --checkpoint keep.safetensors
+    expect 0 "accuracy" "$trainer" eval --checkpoint keep.safetensors --data-dir data
+    grep -aq '"epoch":"1"' keep.safetensors || fail "the kept checkpoint is not the epoch-1 one"
+    # Unwritable output folder, and a full disk (a file size limit makes write() fail with EFBIG).
+    expect 1 "/proc/cnnc.safetensors: cannot create a temporary file beside it" train --epochs 1 --checkpoint /proc/cnnc.safetensors
+    expect 1 "nodir/x.safetensors: cannot create a temporary file beside it: No such file or directory" train --epochs 1 --checkpoint nodir/x.safetensors
+    cp good.safetensors full.safetensors
+    (ulimit -f 8; trap '' XFSZ; exec "$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 1 \
+        --checkpoint full.safetensors) >full.out 2>&1
+    rc=$?
+    [ "$rc" -eq 1 ] || fail "disk full: exit $rc, expected 1: $(cat full.out)"
+    grep -q "full.safetensors: cannot write checkpoint: File too large (the previous file, if any, is untouched)" full.out ||
+        fail "disk full message: $(cat full.out)"
+    cmp good.safetensors full.safetensors || fail "disk full: the previous checkpoint changed"
+    ls ./*.tmp.* 2>/dev/null && fail "temporary files left behind"
+    echo "ok: full disk leaves the previous checkpoint intact"
+    # Memory: a batch whose buffers cannot fit is refused before allocating.
+    expect 1 "model needs [0-9]+ MB at batch 65536 but this machine has [0-9]+ MB" \
+        "$trainer" --data-dir data --model "conv(4096,3,pad=1) relu flatten dense(10)" --batch 65536
+    # Broken data files name the file and the problem.
+    mkdir -p bad/mnist
+    cp data/mnist/*-ubyte bad/mnist/
+    head -c 1000 data/mnist/train-images-idx3-ubyte >bad/mnist/train-images-idx3-ubyte
+    expect 1 "bad/mnist/train-images-idx3-ubyte: .*(truncated|short|expected)" "$trainer" --data-dir bad --model "$MODEL"
+    cp data/mnist/train-images-idx3-ubyte bad/mnist/
+    gzip -c data/mnist/train-labels-idx1-ubyte >bad/mnist/train-labels-idx1-ubyte
+    expect 1 "bad/mnist/train-labels-idx1-ubyte: .*gzip" "$trainer" --data-dir bad --model "$MODEL"
+    cp data/mnist/train-labels-idx1-ubyte bad/mnist/
+    printf '\x0c' | dd of=bad/mnist/train-labels-idx1-ubyte bs=1 seek=20 conv=notrunc status=none
+    expect 1 "bad/mnist/train-labels-idx1-ubyte: label 12 at record 12" "$trainer" --data-dir bad --model "$MODEL"
+    printf 'junk' >bad.safetensors
+    expect 1 "bad.safetensors: 4 bytes is too short" "$trainer" eval --checkpoint bad.safetensors --data-dir data
+    expect 1 "bad.safetensors: 4 bytes is too short" "$trainer" --resume bad.safetensors --data-dir data
+    ;;
+crash)
+    # SIGKILL at random moments, checkpoint writes included: the file on disk always
+    # loads and holds a completed epoch, and resuming ends with the uninterrupted weights.
+    train --epochs 40 --checkpoint straight.safetensors >/dev/null || fail "straight run"
+    "$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 40 --checkpoint k.safetensors >/dev/null 2>&1 &
+    pid=$!
+    sleep 0.05
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    kills=1
+    while :; do
+        if [ -e k.safetensors ]; then
+            "$trainer" eval --checkpoint k.safetensors --data-dir data >/dev/null 2>&1 || fail "checkpoint unreadable after kill $kills"
+            grep -aq '"batch_in_epoch":"0"' k.safetensors || fail "checkpoint after kill $kills is not at an epoch boundary"
+            cmd=("$trainer" --resume k.safetensors --data-dir data)
+        else
+            cmd=("$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 40 --checkpoint k.safetensors)
+        fi
+        [ "$kills" -ge 8 ] && break
+        "${cmd[@]}" >/dev/null 2>&1 &
+        pid=$!
+        sleep "0.$((RANDOM % 9 + 1))"
+        kill -9 $pid 2>/dev/null && kills=$((kills + 1))
+        wait $pid 2>/dev/null
+        grep -aq '"epoch":"40"' k.safetensors 2>/dev/null && break
+    done
+    "${cmd[@]}" >/dev/null 2>&1 || fail "final resume failed"
+    cmp straight.safetensors k.safetensors || fail "after $kills kills the resumed run differs from the uninterrupted one"
+    ls ./*.tmp.* 2>/dev/null && echo "note: a killed write left a temporary file (harmless; the target is intact)"
+    echo "ok: $kills SIGKILLs, checkpoint always loadable, final weights bit-identical"
+    ;;
 *)
     fail "unknown case $case_name"
     ;;
