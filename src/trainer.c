@@ -24,7 +24,7 @@ typedef struct {
     int epochs, batch, threads, augment, grayscale, normalize, nesterov, hflip, crop_pad;
     int step_epochs, invert, top;
     long warmup;
-    size_t limit_train, val_split;
+    size_t limit_train, val_split, limit_test;
     uint64_t seed;
     CnnOptKind opt_kind;
     CnnScheduleKind schedule;
@@ -86,6 +86,7 @@ static const char *HELP_TRAIN =
     "  --grayscale           CIFAR as one channel (mean of R, G, B)\n"
     "  --limit-train N       use only the first N training images\n"
     "  --val-split N         hold out the last N training images and evaluate on them\n"
+    "  --limit-test N        evaluate on the first N test images only\n"
     "  --no-normalize        feed pixels/255 (default: standardise each channel with the\n"
     "                        training split's mean and std, stored in the checkpoint)\n"
     "  --augment             random crop with zero padding and (CIFAR) horizontal flips\n"
@@ -118,6 +119,7 @@ static const char *HELP_TRAIN =
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
+    "                    [--limit-test N]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
     "macro precision, recall and F1, a per-class table and the confusion matrix.\n";
@@ -228,6 +230,7 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (SWITCH("--no-normalize")) o->normalize = 0;
         else if (VALUE("--val-split")) o->val_split = (size_t)parse_long(flag, val, 0, 1L << 40);
         else if (VALUE("--limit-train")) o->limit_train = (size_t)parse_long(flag, val, 0, 1L << 40);
+        else if (VALUE("--limit-test")) o->limit_test = (size_t)parse_long(flag, val, 0, 1L << 40);
         else if (VALUE("--seed")) o->seed = (uint64_t)parse_long(flag, val, 0, 0x7fffffffffffffffL);
         else if (VALUE("--checkpoint")) o->checkpoint = val;
         else if (VALUE("--resume")) o->resume = val;
@@ -267,6 +270,12 @@ static void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnD
         die(EXIT_RUNTIME, "%s is not available in %s; get it with: tools/fetch-data %s --dir %s", o->dataset, dir,
             o->dataset, o->data_dir);
     check(st);
+    if (o->limit_test && o->limit_test < test->n) {
+        CnnDataset first;
+        check(cnn_dataset_subset(test, 0, o->limit_test, &first));
+        cnn_dataset_free(test);
+        *test = first;
+    }
     printf("data: %s from %s: %zu train, %zu %s, %zu test, %dx%dx%d, %d classes (loaded in %.2f s)\n", o->dataset, dir,
            train->n, val->n, "validation", test->n, train->c, train->h, train->w, train->classes, now() - t0);
 }

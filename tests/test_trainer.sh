@@ -90,13 +90,16 @@ resume)
     ;;
 sigint)
     # Ctrl-C mid-run: exit 130, a checkpoint that resumes to the same final weights.
-    train --epochs 600 --checkpoint straight.safetensors >/dev/null || fail "straight run"
+    # A heavier model, so that an epoch lasts long enough to be interrupted inside.
+    BIG="conv(32,3,pad=1) relu conv(32,3,pad=1) relu maxpool(2) flatten dense(10)"
+    "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 --checkpoint straight.safetensors \
+        >/dev/null || fail "straight run"
     # The program itself in the background (a shell function there would be a
-    # subshell, and those ignore SIGINT).
-    "$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 600 --checkpoint int.safetensors \
+    # subshell, and those ignore SIGINT); interrupted once epoch 2 has started.
+    "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 --checkpoint int.safetensors \
         >int.out 2>&1 &
     pid=$!
-    sleep 0.5
+    for _ in $(seq 600); do grep -q "^epoch 1/5" int.out && break; sleep 0.05; done
     kill -INT $pid
     wait $pid
     rc=$?
@@ -105,7 +108,7 @@ sigint)
         fail "no interruption message: $(cat int.out)"
     expect 0 "resume: int.safetensors at epoch" "$trainer" --resume int.safetensors --data-dir data
     cmp straight.safetensors int.safetensors || fail "interrupted+resumed run differs from the uninterrupted one"
-    echo "ok: SIGINT exit 130, resumed run bit-identical"
+    echo "ok: SIGINT exit 130 ($(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)), resumed run bit-identical"
     ;;
 failures)
     # Every row of the README's failure table, through the program.
