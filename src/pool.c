@@ -12,6 +12,25 @@ void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax,
 #pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
         const float *in = x + pl * H * W;
+        if (K == 2 && S == 2) {  // the common case: one pass, four loads per output
+            for (int oh = 0; oh < OH; oh++) {
+                const float *r0 = in + (size_t)2 * oh * W, *r1 = r0 + W;
+                float *restrict out = y + (pl * OH + oh) * OW;
+                int32_t *restrict best = argmax + (pl * OH + oh) * OW;
+                for (int ow = 0; ow < OW; ow++) {
+                    const int i0 = 2 * oh * W + 2 * ow;
+                    const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                    float m = r0[2 * ow];
+                    int bi = i0, t;
+                    t = (b > m) | (b != b); m = t ? b : m; bi = t ? i0 + 1 : bi;
+                    t = (c > m) | (c != c); m = t ? c : m; bi = t ? i0 + W : bi;
+                    t = (d > m) | (d != d); m = t ? d : m; bi = t ? i0 + W + 1 : bi;
+                    out[ow] = m;
+                    best[ow] = bi;
+                }
+            }
+            continue;
+        }
         for (int oh = 0; oh < OH; oh++) {
             float *restrict m = y + (pl * OH + oh) * OW;
             int32_t *restrict best = argmax + (pl * OH + oh) * OW;

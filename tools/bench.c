@@ -189,9 +189,14 @@ int main(int argc, char **argv) {
                    res[o.nthreads - 1].threads);
             printf("  #  %-34s %-12s %8s %8s %6s %8s %6s\n", "layer", "output", "fwd ms", "bwd ms", "share",
                    "GFLOP/s", "%sgemm");
+            double conv_flops = 0, conv_time = 0;
             for (int i = 0; i < L; i++) {
                 CnnLayerInfo li;
                 cnn_net_layer_info(net, i, &li);
+                if (!strcmp(li.kind, "conv")) {
+                    conv_flops += li.flops * B * (i == 0 ? 2.0 : 3.0) * steps;
+                    conv_time += fwd[i] + bwd[i];
+                }
                 char shape[32];
                 snprintf(shape, sizeof shape, "%dx%dx%d", li.OC, li.OH, li.OW);
                 printf(" %2d  %-34s %-12s %8.3f %8.3f %5.1f%%", i, li.text, shape, 1e3 * fwd[i] / steps,
@@ -203,6 +208,9 @@ int main(int argc, char **argv) {
                 }
                 printf("\n");
             }
+            if (conv_time > 0)
+                printf("  all conv layers: %.2f GFLOP/s forward+backward = %.0f%% of sgemm, %.0f%% of the step\n",
+                       conv_flops / conv_time / 1e9, 100.0 * conv_flops / conv_time / 1e9 / sg, 100.0 * conv_time / total);
         }
     }
     if (o.json) {
