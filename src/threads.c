@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "cnnc.h"
 
@@ -14,6 +15,13 @@ extern int openblas_get_parallel(void);
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
 
+void cnn_threads_prefer_passive(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || !argv || !argv[0]) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on with the default policy
+}
+
 int cnn_threads_init(int n) {
     openblas_set_num_threads(1);
     if (n > 0) omp_set_num_threads(n);
@@ -23,7 +31,8 @@ int cnn_threads_init(int n) {
 void cnn_threads_describe(char *buf, size_t n) {
     static const char *modes[] = {"sequential", "pthreads", "OpenMP"};
     int p = openblas_get_parallel();
-    snprintf(buf, n, "%d OpenMP threads; OpenBLAS core %s, %s build (1 thread inside cnnc)",
-             omp_get_max_threads(), openblas_get_corename(),
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    snprintf(buf, n, "%d OpenMP threads (wait policy %s); OpenBLAS core %s, %s build (1 thread inside cnnc)",
+             omp_get_max_threads(), wait ? wait : "default", openblas_get_corename(),
              (p >= 0 && p <= 2) ? modes[p] : "unknown");
 }
