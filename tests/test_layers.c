@@ -106,6 +106,9 @@ START_TEST(test_conv_fixed_shapes) {
         {1, 2, 7, 5, 3, 2, 3, 1, 1, 0},   // rectangular kernel, no bias, batch 1
         {17, 2, 5, 5, 2, 3, 3, 1, 1, 1},  // more images than batch chunks
         {2, 3, 5, 5, 2, 5, 5, 1, 0, 1},   // kernel as large as the image
+        {2, 2, 17, 16, 3, 3, 3, 1, 1, 1},  // larger planes
+        {3, 3, 16, 17, 4, 1, 1, 1, 0, 1},  // pointwise on larger planes
+        {20, 1, 18, 15, 2, 3, 3, 1, 1, 0}, // more images than chunks, uneven chunks
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 100 + i);
 }
