@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of the trainer program on a tiny generated data set.
-# usage: test_trainer.sh CASE TRAINER MKTINY
+# usage: test_trainer.sh CASE TRAINER MKTINY [SOURCE_ROOT]
 set -u
-case_name=$1 trainer=$2 mktiny=$3
+case_name=$1 trainer=$2 mktiny=$3 root=${4:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/data/mnist"
@@ -55,6 +55,11 @@ train)
     [ -s a.safetensors ] || fail "no checkpoint written"
     [ "$(wc -l <run.csv)" -eq 3 ] || fail "run.csv should have a header and 2 rows: $(cat run.csv)"
     head -1 run.csv | grep -q "^epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc" || fail "csv header"
+    if [ -n "$root" ] && command -v gnuplot >/dev/null; then
+        expect 0 "plot-metrics: wrote run.png" "$root/tools/plot-metrics" run.csv run.png
+        [ "$(head -c 4 run.png | tail -c 3)" = PNG ] || fail "run.png is not a PNG"
+        expect 1 "not a trainer --log file" "$root/tools/plot-metrics" a.safetensors x.png
+    fi
     # The tiny set is easy: the last epoch must reach 100% test accuracy.
     train --epochs 10 --checkpoint b.safetensors | tee out.txt
     grep -q "epoch 10/10 .*test loss [0-9.]* acc 100.00%" out.txt || fail "tiny set not learnt"
