@@ -262,7 +262,7 @@ extern "C" {
 #endif
 
 // ---------------------------------------------------------------- images
-// Decodes an image file (PNG, JPEG, PGM/PPM, BMP, ...) into out (C,H,W)
+// Decodes an image file (PNG, JPEG, BMP, 8-bit binary PGM/PPM) into out (C,H,W)
 // uint8, converted to C channels (1: grey, 3: RGB) and resized to H x W.
 CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
 
