@@ -245,6 +245,7 @@ static void make_descs(void) {
          "maxpool(k=2,stride=2) flatten dropout(p=0.5) dense(16) relu dense(2)"),
         "flatten dense(10)",
         "conv(3,1) avgpool(kernel=4) gap dense(4,bias=1)",
+        "dropout(0.9999999) bn(eps=1.2345678e-5,momentum=0.3) flatten dense(3)",
     };
     char buf[1024], name[32];
     for (int i = 0; i < 3; i++) {
