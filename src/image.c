@@ -65,6 +65,34 @@ static int jpeg_bad_huffman(const uint8_t *b, size_t n) {
     return 0;
 }
 
+// ---------------------------------------------------------------- PGM/PPM guard
+// stb_image 2.27 accumulates the header's width, height and maxval in an int
+// with no overflow check (undefined behaviour on "P5 20000000000 ..."). This
+// reads the header the way stbi__pnm_info does and refuses any number beyond
+// stb_image's own limits (2^24 pixels a side, maxval 65535) before it can
+// overflow.
+static int pnm_space(int c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static int pnm_numbers_ok(const uint8_t *b, size_t n) {
+    static const unsigned long long limit[3] = {1u << 24, 1u << 24, 65535};
+    size_t p = 2;  // after "P5" / "P6"
+    int c = (int)byte_at(b, n, p++);
+    for (int k = 0; k < 3; k++) {
+        for (;;) {  // white space and # comments
+            while (p < n && pnm_space(c)) c = b[p++];
+            if (p >= n || c != '#') break;
+            while (p < n && c != '\n' && c != '\r') c = b[p++];
+        }
+        unsigned long long v = 0;
+        while (p < n && c >= '0' && c <= '9') {
+            v = v * 10 + (unsigned)(c - '0');
+            if (v > limit[k]) return 0;
+            c = b[p++];
+        }
+    }
+    return 1;
+}
+
 // ---------------------------------------------------------------- formats
 // The formats predict needs, told by their first bytes. stb_image's other
 // decoders (GIF, PSD, PIC, TGA, HDR) have open memory-safety bugs in 2.27
@@ -124,6 +152,11 @@ CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out) {
     if (fmt == IMG_JPEG && jpeg_bad_huffman(file, len)) {
         free(file);
         return cnn_error(CNN_EFORMAT, "%s: corrupt JPEG (a Huffman table with more than 256 codes)", path);
+    }
+    if (fmt == IMG_PNM && !pnm_numbers_ok(file, len)) {
+        free(file);
+        return cnn_error(CNN_EFORMAT, "%s: PGM/PPM header holds a number beyond 16777216 "
+                         "(width, height) or 65535 (maxval)", path);
     }
     // stb_image 2.27 converts 16-bit PGM/PPM channels with its 8-bit routine
     // and then reads past the buffer (GHSL-2023-151).

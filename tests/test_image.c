@@ -83,6 +83,18 @@ START_TEST(test_jpeg_huffman_overflow) {
 }
 END_TEST
 
+// A width of 20000000000: stb_image 2.27 overflows an int reading it (UBSan).
+START_TEST(test_pgm_number_overflow) {
+    static const char f[] = "P5\n000020000000000 5\n255\n\x01\x02\x03";
+    write_raw(tmp_path("o.pgm"), f, sizeof f - 1);
+    ck_assert_int_eq(load_both(tmp_path("o.pgm")), CNN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "beyond"));
+    static const char g[] = "P5\n# c\n2 1\n#x\n99999999999\n\x01\x02";
+    write_raw(tmp_path("m.pgm"), g, sizeof g - 1);
+    ck_assert_int_eq(load_both(tmp_path("m.pgm")), CNN_EFORMAT);
+}
+END_TEST
+
 // A 16-bit PGM read as RGB: stb_image 2.27 reads past its buffer.
 START_TEST(test_pgm_16bit) {
     static const char f[] = "P5\n2 2\n65535\n\x01\x02\x03\x04\x05\x06\x07\x08";
@@ -125,6 +137,7 @@ static Suite *image_suite(void) {
     tcase_add_test(tc, test_same_size_is_a_copy);
     tcase_add_test(tc, test_pgm_zero_width);
     tcase_add_test(tc, test_jpeg_huffman_overflow);
+    tcase_add_test(tc, test_pgm_number_overflow);
     tcase_add_test(tc, test_pgm_16bit);
     tcase_add_test(tc, test_bmp_too_short);
     tcase_add_test(tc, test_other_formats);
