@@ -93,6 +93,21 @@ static int pnm_numbers_ok(const uint8_t *b, size_t n) {
     return 1;
 }
 
+// ---------------------------------------------------------------- PNG guard
+// stb_image 2.27 grows its IDAT buffer to a chunk's declared length before
+// reading it, so a 157-byte PNG can ask for 2 GB. Every chunk must fit in
+// the file (length, type, data, CRC).
+static int png_chunks_fit(const uint8_t *b, size_t n) {
+    size_t p = 8;
+    while (p + 8 <= n) {
+        const size_t len = (size_t)b[p] << 24 | (size_t)b[p + 1] << 16 | (size_t)b[p + 2] << 8 | b[p + 3];
+        if (len > n - p - 8 || n - p - 8 - len < 4) return 0;
+        if (!memcmp(b + p + 4, "IEND", 4)) break;
+        p += 12 + len;
+    }
+    return 1;
+}
+
 // ---------------------------------------------------------------- formats
 // The formats predict needs, told by their first bytes. stb_image's other
 // decoders (GIF, PSD, PIC, TGA, HDR) have open memory-safety bugs in 2.27
@@ -152,6 +167,10 @@ CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out) {
     if (fmt == IMG_JPEG && jpeg_bad_huffman(file, len)) {
         free(file);
         return cnn_error(CNN_EFORMAT, "%s: corrupt JPEG (a Huffman table with more than 256 codes)", path);
+    }
+    if (fmt == IMG_PNG && !png_chunks_fit(file, len)) {
+        free(file);
+        return cnn_error(CNN_EFORMAT, "%s: truncated PNG (a chunk runs past the end of the file)", path);
     }
     if (fmt == IMG_PNM && !pnm_numbers_ok(file, len)) {
         free(file);

@@ -95,6 +95,24 @@ START_TEST(test_pgm_number_overflow) {
 }
 END_TEST
 
+// A PNG whose IDAT chunk declares 1 GB: stb_image 2.27 allocated it first.
+START_TEST(test_png_chunk_past_end) {
+    fill();
+    ck_assert(stbi_write_png(tmp_path("c.png"), W, H, 3, px, W * 3));
+    size_t n;
+    FILE *f = fopen(tmp_path("c.png"), "rb");
+    ck_assert_ptr_nonnull(f);
+    uint8_t b[512];
+    n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    ck_assert_uint_gt(n, 33 + 8);
+    b[33] = 0x40;  // IDAT length (after the 8-byte signature and 25-byte IHDR): 1 GB
+    write_raw(tmp_path("c.png"), b, n);
+    ck_assert_int_eq(load_both(tmp_path("c.png")), CNN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "truncated PNG"));
+}
+END_TEST
+
 // A 16-bit PGM read as RGB: stb_image 2.27 reads past its buffer.
 START_TEST(test_pgm_16bit) {
     static const char f[] = "P5\n2 2\n65535\n\x01\x02\x03\x04\x05\x06\x07\x08";
@@ -138,6 +156,7 @@ static Suite *image_suite(void) {
     tcase_add_test(tc, test_pgm_zero_width);
     tcase_add_test(tc, test_jpeg_huffman_overflow);
     tcase_add_test(tc, test_pgm_number_overflow);
+    tcase_add_test(tc, test_png_chunk_past_end);
     tcase_add_test(tc, test_pgm_16bit);
     tcase_add_test(tc, test_bmp_too_short);
     tcase_add_test(tc, test_other_formats);
