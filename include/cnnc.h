@@ -104,6 +104,12 @@ CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
 // the layer and the shapes.
 CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W,
                          int max_batch, uint64_t seed);
+// Largest network cnn_net_create may allocate, in bytes (parameters, moments,
+// activations and workspaces together); bigger ones fail with CNN_ENOMEM
+// before anything is allocated. 0 (the default): 90% of physical memory.
+// Process-wide; set it before building nets (fuzzers, containers whose
+// memory limit is below the machine's).
+void cnn_set_memory_limit(size_t bytes);
 void cnn_net_free(CnnNet *net);
 
 // Re-initialises all weights (He normal), zeroes biases and BN statistics.
@@ -264,7 +270,7 @@ extern "C" {
 #endif
 
 // ---------------------------------------------------------------- images
-// Decodes an image file (PNG, JPEG, PGM/PPM, BMP, ...) into out (C,H,W)
+// Decodes an image file (PNG, JPEG, BMP, 8-bit binary PGM/PPM) into out (C,H,W)
 // uint8, converted to C channels (1: grey, 3: RGB) and resized to H x W.
 CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
 

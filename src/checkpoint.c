@@ -3,6 +3,7 @@
 // directly: safetensors.torch.load_file(path) gives a state_dict.
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,10 +350,16 @@ static CnnStatus opt_from_meta(const CnnMeta *m, const char *path, CnnOptimizer 
         char *end;
         if (!v || (*dst[i] = strtof(v, &end), *end || !*v))
             return cnn_error(CNN_EFORMAT, "%s: metadata '%s' is missing or not a number", path, keys[i]);
+        // A NaN or negative rate would silently wreck the resumed run.
+        const int beta = dst[i] == &opt->beta1 || dst[i] == &opt->beta2;
+        if (!isfinite(*dst[i]) || *dst[i] < 0.0f || (beta && *dst[i] >= 1.0f))
+            return cnn_error(CNN_EFORMAT, "%s: metadata '%s' is %s, outside %s", path, keys[i], v,
+                             beta ? "[0, 1)" : "[0, inf)");
     }
     const char *t = cnn_meta_get(m, "optimizer_step"), *nest = cnn_meta_get(m, "nesterov");
     char *end;
-    if (!t || (opt->t = strtol(t, &end, 10), *end) || opt->t < 0)
+    errno = 0;
+    if (!t || !*t || (opt->t = strtol(t, &end, 10), *end) || errno || opt->t < 0)
         return cnn_error(CNN_EFORMAT, "%s: metadata 'optimizer_step' is missing or bad", path);
     opt->nesterov = nest && !strcmp(nest, "1");
     return CNN_OK;
@@ -382,6 +389,18 @@ CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, 
     }
     CnnOptimizer o;
     if (opt && (st = opt_from_meta(m, path, &o))) goto done;
+    // Optional (older files lack it), but when present a whole decimal number.
+    const char *step = cnn_meta_get(m, "net_step");
+    unsigned long long net_step = 0;
+    if (step) {
+        char *end;
+        errno = 0;
+        net_step = strtoull(step, &end, 10);
+        if (!*step || *end || errno || step[strspn(step, " \t")] == '-') {
+            st = cnn_error(CNN_EFORMAT, "%s: metadata 'net_step' is '%s', not a step count", path, step);
+            goto done;
+        }
+    }
     NetTensor ts[CNN_MAX_TENSORS];
     Entry e[3 * CNN_MAX_TENSORS];
     const int n = entries(net, opt ? &o : NULL, ts, e);
@@ -412,8 +431,7 @@ CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, 
             pos += e[i].t->numel;
         }
         if (opt) *opt = o;
-        const char *step = cnn_meta_get(m, "net_step");
-        if (step) cnn_net_set_step(net, strtoull(step, NULL, 10));
+        if (step) cnn_net_set_step(net, net_step);
     }
     cnn_free(scratch);
 done:

@@ -122,6 +122,7 @@ void dataset_truncate(CnnDataset *d, size_t n) {
 }
 
 // ---------------------------------------------------------------- class names
+#define MAX_NAME 255  // characters in one class name
 CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return cnn_error(CNN_EIO, "%s: cannot open class names: %s", path, strerror(errno));
@@ -131,20 +132,35 @@ CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path) {
         return cnn_error(CNN_ENOMEM, "cannot allocate %d class names", d->classes);
     }
     CnnStatus s = CNN_OK;
-    int count = 0;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
+    int count = 0, lineno = 0;
+    // getline, not fgets into a fixed buffer: a long line must not become
+    // two names, nor a NUL byte cut one short.
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) > 0) {
+        size_t len = (size_t)got;
+        lineno++;
+        if (memchr(line, 0, len)) {
+            s = cnn_error(CNN_EFORMAT, "%s: line %d holds a NUL byte (not a text file?)", path, lineno);
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
                            line[len - 1] == '\t'))
             line[--len] = '\0';
         if (len == 0) continue;
+        if (len > MAX_NAME) {
+            s = cnn_error(CNN_EFORMAT, "%s: line %d is longer than %d characters (not a names file?)",
+                          path, lineno, MAX_NAME);
+            break;
+        }
         if (count < d->classes && !(names[count] = strdup(line))) {
             s = cnn_error(CNN_ENOMEM, "cannot allocate %d class names", d->classes);
             break;
         }
         count++;
     }
+    free(line);
     if (s == CNN_OK && ferror(f)) s = cnn_error(CNN_EIO, "%s: read error", path);
     if (s == CNN_OK && count != d->classes)
         s = cnn_error(CNN_EFORMAT, "%s: has %d class names (non-empty lines), expected %d", path,

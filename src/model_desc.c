@@ -15,7 +15,17 @@ const char *layer_kind_name(LayerKind k) {
     return names[k];
 }
 
+// The shortest of %g and %.9g that reads back as x: the canonical text must
+// rebuild the same layer (checkpoints store it), and %g alone rounds
+// dropout(0.9999999) to "dropout(1)", which does not parse.
+static const char *fmt_float(float x, char *buf, size_t n) {
+    snprintf(buf, n, "%g", x);
+    if (strtof(buf, NULL) != x) snprintf(buf, n, "%.9g", x);
+    return buf;
+}
+
 void layer_spec_format(const LayerSpec *s, char *buf, size_t n) {
+    char f1[32], f2[32];
     switch (s->kind) {
     case LAYER_CONV:
         if (s->k_h == s->k_w)
@@ -30,9 +40,10 @@ void layer_spec_format(const LayerSpec *s, char *buf, size_t n) {
         snprintf(buf, n, "%s(%d,stride=%d)", layer_kind_name(s->kind), s->a, s->stride);
         break;
     case LAYER_BATCHNORM:
-        snprintf(buf, n, "batchnorm(eps=%g,momentum=%g)", s->eps, s->momentum);
+        snprintf(buf, n, "batchnorm(eps=%s,momentum=%s)", fmt_float(s->eps, f1, sizeof f1),
+                 fmt_float(s->momentum, f2, sizeof f2));
         break;
-    case LAYER_DROPOUT: snprintf(buf, n, "dropout(%g)", s->p); break;
+    case LAYER_DROPOUT: snprintf(buf, n, "dropout(%s)", fmt_float(s->p, f1, sizeof f1)); break;
     case LAYER_DENSE: snprintf(buf, n, "dense(%d%s)", s->a, s->bias ? "" : ",bias=0"); break;
     default: snprintf(buf, n, "%s", layer_kind_name(s->kind)); break;
     }

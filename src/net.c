@@ -169,6 +169,10 @@ static size_t physical_memory(void) {
     return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : SIZE_MAX;
 }
 
+static size_t memory_limit;  // 0: 90% of physical memory
+
+void cnn_set_memory_limit(size_t bytes) { memory_limit = bytes; }
+
 CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, int max_batch,
                          uint64_t seed) {
     *out = NULL;
@@ -238,10 +242,11 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
                                 (double)extra + 2.0 * gmax + (double)nch * (col_max + partial_max) +
                                 (double)max_batch * last->OC;
     const double bytes = 4.0 * total_floats;
-    if (bytes > 0.9 * (double)physical_memory()) {
-        st = cnn_error(CNN_ENOMEM, "model needs %.0f MB at batch %d but this machine has %.0f MB: "
+    const double limit = memory_limit ? (double)memory_limit : 0.9 * (double)physical_memory();
+    if (bytes > limit) {
+        st = cnn_error(CNN_ENOMEM, "model needs %.0f MB at batch %d but the limit is %.0f MB%s: "
                        "use a smaller --batch or model", bytes / 1048576.0, max_batch,
-                       (double)physical_memory() / 1048576.0);
+                       limit / 1048576.0, memory_limit ? "" : " (90% of this machine's memory)");
         goto fail;
     }
     net->params = cnn_alloc_floats(net->n_params);

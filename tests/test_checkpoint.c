@@ -228,6 +228,19 @@ START_TEST(test_rejects_broken_files) {
     b = edit_header(good, n, "\"lr\":\"0.00100000005\"", "\"lr\":\"fast\"", &m);
     expect_reject("lr", b, m, CNN_EFORMAT, "'lr' is missing or not a number");
     free(b);
+    // Found by reading the fuzz target's reach: values that parse but make no sense.
+    b = edit_header(good, n, "\"lr\":\"0.00100000005\"", "\"lr\":\"nan\"", &m);
+    expect_reject("lr_nan", b, m, CNN_EFORMAT, "'lr' is nan, outside [0, inf)");
+    free(b);
+    b = edit_header(good, n, "\"beta2\":\"0.999000013\"", "\"beta2\":\"1\"", &m);
+    expect_reject("beta2", b, m, CNN_EFORMAT, "'beta2' is 1, outside [0, 1)");
+    free(b);
+    b = edit_header(good, n, "\"optimizer_step\":\"1\"", "\"optimizer_step\":\"99999999999999999999\"", &m);
+    expect_reject("opt_step", b, m, CNN_EFORMAT, "'optimizer_step' is missing or bad");
+    free(b);
+    b = edit_header(good, n, "\"net_step\":\"1\"", "\"net_step\":\"-1\"", &m);
+    expect_reject("net_step", b, m, CNN_EFORMAT, "'net_step' is '-1'");
+    free(b);
     b = edit_header(good, n, "\"__metadata__\":{", "\"9.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"__metadata__\":{", &m);
     expect_reject("extra", b, m, CNN_ESHAPE, "tensor '9.weight' does not belong to this model");
     free(b);

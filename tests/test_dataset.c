@@ -198,6 +198,21 @@ START_TEST(test_class_names_file) {
     ck_assert_str_eq(d.class_names[2], " c");  // unchanged on failure
     ck_assert_error(cnn_dataset_read_class_names(&d, tmp_path("none.txt")), CNN_EIO,
                     tmp_path("none.txt"), "cannot open");
+    // A line of 300 characters used to become two names (fgets into 256 bytes).
+    char text[400];
+    memset(text, 'x', 300);
+    memcpy(text + 300, "\ny\nz\n", 5);
+    write_raw(tmp_path("names.txt"), text, 305);
+    ck_assert_error(cnn_dataset_read_class_names(&d, tmp_path("names.txt")), CNN_EFORMAT,
+                    tmp_path("names.txt"), "line 1 is longer than 255 characters");
+    memset(text, 'x', 250);
+    memcpy(text + 250, "\ny\nz\n", 5);
+    write_raw(tmp_path("names.txt"), text, 255);
+    ck_assert_int_eq(cnn_dataset_read_class_names(&d, tmp_path("names.txt")), CNN_OK);
+    ck_assert_uint_eq(strlen(d.class_names[0]), 250);
+    write_raw(tmp_path("names.txt"), "a\nb\0b\nc\n", 8);
+    ck_assert_error(cnn_dataset_read_class_names(&d, tmp_path("names.txt")), CNN_EFORMAT,
+                    tmp_path("names.txt"), "line 2 holds a NUL byte");
     cnn_dataset_free(&d);
 }
 END_TEST

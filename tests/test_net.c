@@ -94,6 +94,45 @@ START_TEST(test_description_errors) {
 }
 END_TEST
 
+// Found by tests/fuzz/fuzz_model_desc: the canonical description (stored in
+// checkpoints) must build the same net, also for floats %g would round.
+START_TEST(test_canonical_description_round_trips) {
+    static const struct {
+        const char *desc, *canonical;
+    } cases[] = {
+        {"dropout(0.9999999) flatten dense(3)", "dropout(0.999999881) flatten dense(3)"},
+        {"bn(eps=1.2345678e-5,momentum=0.1) flatten dense(3)",
+         "batchnorm(eps=1.23456784e-05,momentum=0.1) flatten dense(3)"},
+        {"dropout(0.25) bn flatten dense(3)",
+         "dropout(0.25) batchnorm(eps=1e-05,momentum=0.1) flatten dense(3)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CnnNet *net, *again;
+        ck_assert_int_eq(cnn_net_create(&net, cases[i].desc, 1, 4, 4, 2, 1), CNN_OK);
+        ck_assert_str_eq(cnn_net_desc(net), cases[i].canonical);
+        ck_assert_msg(cnn_net_create(&again, cnn_net_desc(net), 1, 4, 4, 2, 1) == CNN_OK, "%s: %s",
+                      cnn_net_desc(net), cnn_last_error());
+        ck_assert_str_eq(cnn_net_desc(again), cnn_net_desc(net));
+        cnn_net_free(again);
+        cnn_net_free(net);
+    }
+}
+END_TEST
+
+// cnn_set_memory_limit: a net above the limit fails before allocating.
+START_TEST(test_memory_limit) {
+    cnn_set_quiet(1);
+    CnnNet *net;
+    cnn_set_memory_limit((size_t)64 << 20);
+    ck_assert_int_eq(cnn_net_create(&net, "flatten dense(1000000) dense(10)", 3, 16, 16, 1, 1), CNN_ENOMEM);
+    ck_assert_ptr_null(net);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "the limit is 64 MB"));
+    ck_assert_int_eq(cnn_net_create(&net, "flatten dense(10)", 3, 16, 16, 1, 1), CNN_OK);
+    cnn_net_free(net);
+    cnn_set_memory_limit(0);
+}
+END_TEST
+
 START_TEST(test_he_initialisation) {
     CnnNet *net;
     ck_assert_int_eq(cnn_net_create(&net, "conv(64,5) relu flatten dense(200) relu dense(10)", 3, 12, 12, 2, 5), CNN_OK);
@@ -296,6 +335,8 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_builtin_models_match_pytorch);
     tcase_add_test(tc, test_description_syntax);
     tcase_add_test(tc, test_description_errors);
+    tcase_add_test(tc, test_canonical_description_round_trips);
+    tcase_add_test(tc, test_memory_limit);
     tcase_add_test(tc, test_he_initialisation);
     tcase_add_test(tc, test_optimizers_match_pytorch);
     tcase_add_test(tc, test_bit_identical_across_thread_counts);
