@@ -65,13 +65,13 @@ void cnn_rng_permutation(CnnRng *r, uint32_t *perm, size_t n);
 // Returns the number of threads in use.
 int cnn_threads_init(int n);
 // Call first thing in main(argv): unless the user chose OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT, re-executes the program (execv of /proc/self/exe) with
-// OMP_WAIT_POLICY=passive, because libgomp reads it only at start-up. Idle
-// threads then sleep at once instead of spinning: a 2-thread run on 2 cores
-// keeps its speed when another process takes a core (spinning made it 10x
-// slower), at a cost of a few percent on an idle machine (see tools/PERF.md).
+// GOMP_SPINCOUNT, re-executes the program with GOMP_SPINCOUNT=3000 (libgomp
+// reads it only at start-up), so idle OpenMP threads spin briefly, then sleep.
+// With libgomp's default a 2-thread run on 2 cores fell to a tenth of its
+// speed as soon as another process took a core; with the short spin it keeps
+// most of it, and loses nothing on an idle machine (see tools/PERF.md).
 // Returns only if no re-execution was needed or it failed.
-void cnn_threads_prefer_passive(char **argv);
+void cnn_threads_limit_spin(char **argv);
 // "OpenBLAS 0.3.21 Haswell (pthreads, 1 thread inside cnnc)" style description.
 void cnn_threads_describe(char *buf, size_t n);
 

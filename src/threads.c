@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+// Spin iterations before an idle OpenMP thread sleeps (libgomp's default is
+// 300000): measured in tools/PERF.md.
+#define CNN_SPINCOUNT "3000"
+
 #include "cnnc.h"
 
 // OpenBLAS extensions (declared in its cblas.h; repeated here so the library
@@ -15,11 +19,15 @@ extern int openblas_get_parallel(void);
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
 
-void cnn_threads_prefer_passive(char **argv) {
+void cnn_threads_limit_spin(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || !argv || !argv[0]) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
-    execv("/proc/self/exe", argv);
-    unsetenv("OMP_WAIT_POLICY");  // exec failed: carry on with the default policy
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return;
+    self[len] = 0;  // the real path, so the process keeps its name in ps and top
+    if (setenv("GOMP_SPINCOUNT", CNN_SPINCOUNT, 1)) return;
+    execv(self, argv);
+    unsetenv("GOMP_SPINCOUNT");  // exec failed: carry on with libgomp's default
 }
 
 int cnn_threads_init(int n) {
@@ -31,8 +39,12 @@ int cnn_threads_init(int n) {
 void cnn_threads_describe(char *buf, size_t n) {
     static const char *modes[] = {"sequential", "pthreads", "OpenMP"};
     int p = openblas_get_parallel();
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    snprintf(buf, n, "%d OpenMP threads (wait policy %s); OpenBLAS core %s, %s build (1 thread inside cnnc)",
-             omp_get_max_threads(), wait ? wait : "default", openblas_get_corename(),
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    char policy[64];
+    if (wait) snprintf(policy, sizeof policy, "wait policy %s", wait);
+    else if (spin) snprintf(policy, sizeof policy, "spin %s", spin);
+    else snprintf(policy, sizeof policy, "default wait policy");
+    snprintf(buf, n, "%d OpenMP threads (%s); OpenBLAS core %s, %s build (1 thread inside cnnc)",
+             omp_get_max_threads(), policy, openblas_get_corename(),
              (p >= 0 && p <= 2) ? modes[p] : "unknown");
 }

@@ -774,7 +774,7 @@ static int cmd_summary(Options *o) {
 }
 
 int main(int argc, char **argv) {
-    cnn_threads_prefer_passive(argv);
+    cnn_threads_limit_spin(argv);
     Options o;
     parse_args(argc, argv, &o);
     int rc;

@@ -138,7 +138,7 @@ failures)
     ls ./*.tmp.* 2>/dev/null && fail "temporary files left behind"
     echo "ok: full disk leaves the previous checkpoint intact"
     # Memory: a batch whose buffers cannot fit is refused before allocating.
-    expect 1 "model needs [0-9]+ MB at batch 65536 but this machine has [0-9]+ MB" \
+    expect 1 "model needs [0-9]+ MB at batch 65536 but the limit is [0-9]+ MB \(90% of this machine.s memory\)" \
         "$trainer" --data-dir data --model "conv(4096,3,pad=1) relu flatten dense(10)" --batch 65536
     # Broken data files name the file and the problem.
     mkdir -p bad/mnist

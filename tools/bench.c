@@ -119,7 +119,7 @@ typedef struct {
 } Result;
 
 int main(int argc, char **argv) {
-    cnn_threads_prefer_passive(argv);  // measure what the trainer runs with
+    cnn_threads_limit_spin(argv);  // measure what the trainer runs with
     Options o;
     if (!parse_args(argc, argv, &o)) return 2;
     char desc[2048];

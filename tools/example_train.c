@@ -4,7 +4,7 @@
 
 int main(int argc, char **argv) {
     (void)argc;
-    cnn_threads_prefer_passive(argv);  // idle threads sleep instead of spinning (see below)
+    cnn_threads_limit_spin(argv);      // idle threads spin briefly, then sleep (see below)
     cnn_threads_init(0);               // OMP_NUM_THREADS or all cores
     CnnDataset train = {0}, val = {0}, test = {0};
     if (cnn_dataset_load("mnist", "data/mnist", NULL, &train, &val, &test)) return 1;
