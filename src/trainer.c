@@ -358,6 +358,27 @@ static const char *need(const CnnMeta *m, const char *path, const char *key) {
     return v;
 }
 
+// A whole number from checkpoint metadata, within [lo, hi], or exit 1 naming the key.
+static long long meta_int(const CnnMeta *m, const char *path, const char *key, long long lo, long long hi) {
+    const char *v = need(m, path, key);
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi)
+        die(EXIT_RUNTIME, "%s: checkpoint metadata '%s' is '%s', not a whole number in %lld..%lld", path, key, v, lo, hi);
+    return x;
+}
+
+static float meta_float(const CnnMeta *m, const char *path, const char *key, double lo, double hi) {
+    const char *v = need(m, path, key);
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (!*v || *end || errno || !(x >= lo && x <= hi))
+        die(EXIT_RUNTIME, "%s: checkpoint metadata '%s' is '%s', not a number in [%g, %g]", path, key, v, lo, hi);
+    return (float)x;
+}
+
 static void class_names_meta(const CnnDataset *d, char *buf, size_t size) {
     size_t len = 0;
     buf[0] = 0;
@@ -412,21 +433,21 @@ static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *p
         die(EXIT_USAGE, "--resume %s: the checkpoint trained on %s, not %s", path, ds, o->dataset);
     o->dataset = canonical_dataset(ds);
     o->model = need(m, path, "model");
-    if (!o->set_epochs) o->epochs = (int)strtol(need(m, path, "epochs"), NULL, 10);
-    o->batch = (int)strtol(need(m, path, "batch"), NULL, 10);
-    o->seed = strtoull(need(m, path, "seed"), NULL, 10);
+    if (!o->set_epochs) o->epochs = (int)meta_int(m, path, "epochs", 1, 100000);
+    o->batch = (int)meta_int(m, path, "batch", 1, 65536);
+    o->seed = (uint64_t)meta_int(m, path, "seed", 0, 0x7fffffffffffffffLL);
     o->grayscale = !strcmp(need(m, path, "grayscale"), "1");
     o->normalize = !strcmp(need(m, path, "normalize"), "1");
-    o->limit_train = (size_t)strtoull(need(m, path, "limit_train"), NULL, 10);
-    o->val_split = (size_t)strtoull(need(m, path, "val_split"), NULL, 10);
+    o->limit_train = (size_t)meta_int(m, path, "limit_train", 0, 1LL << 40);
+    o->val_split = (size_t)meta_int(m, path, "val_split", 0, 1LL << 40);
     o->augment = !strcmp(need(m, path, "augment"), "1");
-    o->crop_pad = (int)strtol(need(m, path, "crop_pad"), NULL, 10);
-    o->hflip = (int)strtol(need(m, path, "hflip"), NULL, 10);
+    o->crop_pad = (int)meta_int(m, path, "crop_pad", 0, 16);
+    o->hflip = (int)meta_int(m, path, "hflip", 0, 1);
     if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
-    o->warmup = strtol(need(m, path, "warmup"), NULL, 10);
-    o->step_epochs = (int)strtol(need(m, path, "step_epochs"), NULL, 10);
-    o->gamma = strtof(need(m, path, "gamma"), NULL);
-    o->lr = strtof(need(m, path, "base_lr"), NULL);
+    o->warmup = (long)meta_int(m, path, "warmup", 0, 100000000);
+    o->step_epochs = (int)meta_int(m, path, "step_epochs", 1, 100000);
+    o->gamma = meta_float(m, path, "gamma", 0, 1);
+    o->lr = meta_float(m, path, "base_lr", 0, 10);
     if (o->batch < 1 || o->epochs < 1) die(EXIT_RUNTIME, "%s: checkpoint metadata holds a bad batch or epoch count", path);
 }
 
@@ -532,8 +553,8 @@ static int cmd_train(Options *o) {
     if (o->resume) {
         check(cnn_checkpoint_load(o->resume, net, &opt, NULL));
         sched.lr = o->lr;
-        start_epoch = (int)strtol(need(&resume_meta, o->resume, "epoch"), NULL, 10);
-        skip_batches = strtol(need(&resume_meta, o->resume, "batch_in_epoch"), NULL, 10);
+        start_epoch = (int)meta_int(&resume_meta, o->resume, "epoch", 0, 100000);
+        skip_batches = (long)meta_int(&resume_meta, o->resume, "batch_in_epoch", 0, 1LL << 40);
         if (start_epoch < 0 || skip_batches < 0 || skip_batches > steps_per_epoch)
             die(EXIT_RUNTIME, "%s: checkpoint position epoch %d batch %ld does not fit this data", o->resume, start_epoch,
                 skip_batches);

@@ -151,6 +151,10 @@ failures)
     cp data/mnist/train-labels-idx1-ubyte bad/mnist/
     printf '\x0c' | dd of=bad/mnist/train-labels-idx1-ubyte bs=1 seek=20 conv=notrunc status=none
     expect 1 "bad/mnist/train-labels-idx1-ubyte: label 12 at record 12" "$trainer" --data-dir bad --model "$MODEL"
+    # Resume metadata that parses as JSON but makes no sense.
+    sed 's/"batch":"32"/"batch":"0x"/' good.safetensors >badmeta.safetensors
+    expect 1 "badmeta.safetensors: checkpoint metadata 'batch' is '0x', not a whole number" \
+        "$trainer" --resume badmeta.safetensors --data-dir data
     printf 'junk' >bad.safetensors
     expect 1 "bad.safetensors: 4 bytes is too short" "$trainer" eval --checkpoint bad.safetensors --data-dir data
     expect 1 "bad.safetensors: 4 bytes is too short" "$trainer" --resume bad.safetensors --data-dir data
