@@ -110,6 +110,24 @@ static inline uint8_t gen_label(size_t i, int classes) {
     return (uint8_t)((i * 7u + 3u) % (unsigned)classes);
 }
 
+// An in-memory (n,c,h,w) data set with varied pixels and labels i % 10.
+static inline void gen_dataset(CnnDataset *d, size_t n, int c, int h, int w) {
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->c = c;
+    d->h = h;
+    d->w = w;
+    d->classes = 10;
+    size_t is = (size_t)c * h * w;
+    d->images = malloc(n * is);
+    d->labels = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        d->labels[i] = (uint8_t)(i % 10);
+        for (size_t k = 0; k < is; k++)
+            d->images[i * is + k] = (uint8_t)((i * 151 + k * 53 + (k * k) % 23) & 255);
+    }
+}
+
 // IDX image file: n images of rows x cols; length in *len.
 static inline uint8_t *idx_images(uint32_t n, uint32_t rows, uint32_t cols, size_t *len) {
     *len = 16 + (size_t)n * rows * cols;

@@ -9,24 +9,7 @@
 #include <string.h>
 
 #include "cnnc.h"
-
-// (n,c,h,w) data set with varied pixels and labels i % 10.
-static void make_set(CnnDataset *d, size_t n, int c, int h, int w) {
-    memset(d, 0, sizeof *d);
-    d->n = n;
-    d->c = c;
-    d->h = h;
-    d->w = w;
-    d->classes = 10;
-    size_t is = (size_t)c * h * w;
-    d->images = malloc(n * is);
-    d->labels = malloc(n);
-    for (size_t i = 0; i < n; i++) {
-        d->labels[i] = (uint8_t)(i % 10);
-        for (size_t k = 0; k < is; k++)
-            d->images[i * is + k] = (uint8_t)((i * 151 + k * 53 + (k * k) % 23) & 255);
-    }
-}
+#include "datagen.h"
 
 // Reference: pad with zeros into (h+2P, w+2P), crop at (P+dy, P+dx), mirror.
 static void naive_augment(const uint8_t *src, int c, int h, int w, int P, int dy, int dx, int flip,
@@ -50,7 +33,7 @@ static void naive_augment(const uint8_t *src, int c, int h, int w, int P, int dy
 // ---------------------------------------------------------------- one image
 START_TEST(test_image_to_float) {
     CnnDataset d;
-    make_set(&d, 1, 3, 4, 5);
+    gen_dataset(&d, 1, 3, 4, 5);
     float x[60];
     cnn_image_to_float(d.images, 3, 4, 5, NULL, NULL, 0, 0, 0, x);
     for (int k = 0; k < 60; k++) ck_assert_float_eq(x[k], (float)d.images[k] / 255.0f);
@@ -64,7 +47,7 @@ END_TEST
 
 START_TEST(test_crop_flip_vs_naive) {
     CnnDataset d;
-    make_set(&d, 1, 3, 6, 7);
+    gen_dataset(&d, 1, 3, 6, 7);
     const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.247f, 0.243f, 0.261f};
     float x[126], ref[126];
     const int P = 4;
@@ -138,7 +121,7 @@ static void run_epoch(const CnnDataset *d, const CnnBatcherConfig *cfg, uint64_t
 
 START_TEST(test_shuffle_is_permutation) {
     CnnDataset d;
-    make_set(&d, 1000, 1, 2, 2);
+    gen_dataset(&d, 1000, 1, 2, 2);
     CnnBatcherConfig cfg = {.batch = 64, .shuffle = 1, .seed = 7};
     float *xs = malloc(1000 * 4 * sizeof *xs);
     uint8_t labels[1000];
@@ -174,7 +157,7 @@ END_TEST
 
 START_TEST(test_thread_and_batch_invariance) {
     CnnDataset d;
-    make_set(&d, 203, 3, 8, 8);
+    gen_dataset(&d, 203, 3, 8, 8);
     const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.2f, 0.25f, 0.3f};
     CnnBatcherConfig cfg = {
         .batch = 16, .shuffle = 1, .seed = 99, .aug = {2, 1}, .mean = mean, .std = std};
@@ -211,7 +194,7 @@ END_TEST
 
 START_TEST(test_augment_seed) {
     CnnDataset d;
-    make_set(&d, 64, 1, 10, 10);
+    gen_dataset(&d, 64, 1, 10, 10);
     size_t nf = 64 * 100;
     float *a = malloc(nf * sizeof(float)), *b = malloc(nf * sizeof(float));
     float *c = malloc(nf * sizeof(float)), *e = malloc(nf * sizeof(float));
@@ -240,7 +223,7 @@ END_TEST
 
 START_TEST(test_normalised_with_stats) {
     CnnDataset d;
-    make_set(&d, 150, 3, 6, 6);
+    gen_dataset(&d, 150, 3, 6, 6);
     float mean[3], std[3];
     cnn_dataset_channel_stats(&d, mean, std);
     CnnBatcherConfig cfg = {.batch = 32, .mean = mean, .std = std};
@@ -268,7 +251,7 @@ END_TEST
 
 START_TEST(test_partial_last_batch) {
     CnnDataset d;
-    make_set(&d, 10, 1, 2, 2);
+    gen_dataset(&d, 10, 1, 2, 2);
     CnnBatcher b;
     CnnBatcherConfig cfg = {.batch = 4, .shuffle = 1, .seed = 3};
     ck_assert_int_eq(cnn_batcher_init(&b, &d, &cfg), CNN_OK);
@@ -305,7 +288,7 @@ END_TEST
 
 START_TEST(test_init_errors) {
     CnnDataset d, empty = {0};
-    make_set(&d, 10, 3, 4, 5);
+    gen_dataset(&d, 10, 3, 4, 5);
     CnnBatcher b;
     cnn_set_quiet(1);
     CnnBatcherConfig cfg = {.batch = 0};

@@ -84,27 +84,9 @@ START_TEST(test_options_that_do_not_fit) {
 }
 END_TEST
 
-// A small hand-made data set (n,c,h,w) with pixel k of image i = f(i, k).
-static void make_set(CnnDataset *d, size_t n, int c, int h, int w) {
-    memset(d, 0, sizeof *d);
-    d->n = n;
-    d->c = c;
-    d->h = h;
-    d->w = w;
-    d->classes = 10;
-    size_t is = (size_t)c * h * w;
-    d->images = malloc(n * is);
-    d->labels = malloc(n);
-    for (size_t i = 0; i < n; i++) {
-        d->labels[i] = (uint8_t)(i % 10);
-        for (size_t k = 0; k < is; k++)
-            d->images[i * is + k] = (uint8_t)((i * 131 + k * 29 + (k * k) % 17) & 255);
-    }
-}
-
 START_TEST(test_subset) {
     CnnDataset d, s;
-    make_set(&d, 10, 2, 3, 3);
+    gen_dataset(&d, 10, 2, 3, 3);
     ck_assert_int_eq(cnn_dataset_subset(&d, 4, 5, &s), CNN_OK);
     ck_assert_uint_eq(s.n, 5);
     ck_assert_mem_eq(s.images, d.images + 4 * 18, 5 * 18);
@@ -123,7 +105,7 @@ END_TEST
 // ---------------------------------------------------------------- grayscale
 START_TEST(test_grayscale_rounding) {
     CnnDataset d;
-    make_set(&d, 1, 3, 1, 4);
+    gen_dataset(&d, 1, 3, 1, 4);
     // (R,G,B) -> round(mean): sums 0, 1 (0.33 -> 0), 2 (0.67 -> 1), 765.
     const uint8_t rgb[12] = {0, 1, 1, 255, /*G*/ 0, 0, 1, 255, /*B*/ 0, 0, 0, 255};
     memcpy(d.images, rgb, 12);
@@ -133,7 +115,7 @@ START_TEST(test_grayscale_rounding) {
     ck_assert_mem_eq(d.images, want, 4);
     cnn_dataset_free(&d);
 
-    make_set(&d, 37, 3, 5, 6);
+    gen_dataset(&d, 37, 3, 5, 6);
     CnnDataset ref;
     ck_assert_int_eq(cnn_dataset_subset(&d, 0, 37, &ref), CNN_OK);
     ck_assert_int_eq(cnn_dataset_to_grayscale(&d), CNN_OK);
@@ -146,7 +128,7 @@ START_TEST(test_grayscale_rounding) {
     cnn_dataset_free(&d);
     cnn_dataset_free(&ref);
 
-    make_set(&d, 2, 2, 2, 2);
+    gen_dataset(&d, 2, 2, 2, 2);
     cnn_set_quiet(1);
     ck_assert_int_eq(cnn_dataset_to_grayscale(&d), CNN_ESHAPE);
     cnn_dataset_free(&d);
@@ -156,7 +138,7 @@ END_TEST
 // ---------------------------------------------------------------- statistics
 START_TEST(test_channel_stats) {
     CnnDataset d;
-    make_set(&d, 23, 3, 7, 5);
+    gen_dataset(&d, 23, 3, 7, 5);
     float mean[3], std[3];
     cnn_dataset_channel_stats(&d, mean, std);
     for (int ch = 0; ch < 3; ch++) {
@@ -184,7 +166,7 @@ END_TEST
 
 START_TEST(test_class_names_file) {
     CnnDataset d;
-    make_set(&d, 3, 1, 2, 2);
+    gen_dataset(&d, 3, 1, 2, 2);
     d.classes = 3;
     write_raw(tmp_path("names.txt"), "a\n\nb\n c\n", 8);
     ck_assert_int_eq(cnn_dataset_read_class_names(&d, tmp_path("names.txt")), CNN_OK);
