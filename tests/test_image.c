@@ -1,6 +1,6 @@
 // cnn_image_load (trainer predict): small PNG, JPEG, BMP and PGM files decode
-// and resize; the broken files the image fuzzer found (tests/fuzz) fail with
-// CNN_EFORMAT instead of reaching stb_image's bugs.
+// and resize with the right pixels; the broken files the image fuzzer found
+// (tests/fuzz) fail with CNN_EFORMAT and a message instead of crashing.
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +55,34 @@ START_TEST(test_same_size_is_a_copy) {
 }
 END_TEST
 
+// Pixels arrive unchanged and planar: RGB and grey PNGs at their own size,
+// an RGBA PNG with its alpha dropped, a quality-100 JPEG within JPEG's error.
+START_TEST(test_pixels) {
+    uint8_t o[3 * W * H];
+    uint8_t rgba[4 * W * H];
+    for (int i = 0; i < H * W; i++) {
+        const uint8_t v[3] = {(uint8_t)(i * 7), (uint8_t)(255 - i * 5), (uint8_t)(i % 3 * 90)};
+        for (int c = 0; c < 3; c++) px[3 * i + c] = rgba[4 * i + c] = v[c];
+        rgba[4 * i + 3] = (uint8_t)(i * 11);  // alpha, including fully transparent
+    }
+    ck_assert(stbi_write_png(tmp_path("p.png"), W, H, 3, px, W * 3));
+    ck_assert(stbi_write_png(tmp_path("q.png"), W, H, 4, rgba, W * 4));
+    const char *names[] = {"p.png", "q.png"};
+    for (int f = 0; f < 2; f++) {
+        ck_assert_int_eq(cnn_image_load(tmp_path(names[f]), 3, H, W, o), CNN_OK);
+        for (int i = 0; i < H * W; i++)
+            for (int c = 0; c < 3; c++) ck_assert_uint_eq(o[c * H * W + i], px[3 * i + c]);
+    }
+    // A smooth grey ramp survives JPEG at quality 100 to within a few levels.
+    enum { JW = 16, JH = 16 };
+    uint8_t ramp[JW * JH], g[JW * JH];
+    for (int i = 0; i < JW * JH; i++) ramp[i] = (uint8_t)(40 + (i % JW) * 8 + (i / JW) * 3);
+    ck_assert(stbi_write_jpg(tmp_path("r.jpg"), JW, JH, 1, ramp, 100));
+    ck_assert_int_eq(cnn_image_load(tmp_path("r.jpg"), 1, JH, JW, g), CNN_OK);
+    for (int i = 0; i < JW * JH; i++) ck_assert_int_le(abs((int)g[i] - ramp[i]), 4);
+}
+END_TEST
+
 // ---------------------------------------------------------------- fuzzer finds
 // A PGM whose width is not a number: stb_image returns a 0-pixel image, and
 // resizing it divided by zero (UBSan: NaN to int).
@@ -83,6 +111,35 @@ START_TEST(test_jpeg_huffman_overflow) {
 }
 END_TEST
 
+// A scan that names a Huffman table no DHT segment defined: stb_image 2.27
+// decoded with uninitialised tables and aborted on an assertion (found by
+// the image fuzzer in CI). Also a JPEG cut off in its entropy-coded data:
+// refused rather than classified with its lower half grey.
+START_TEST(test_jpeg_corrupt_scan) {
+    enum { JW = 32, JH = 32 };
+    uint8_t img[JW * JH * 3];
+    for (int i = 0; i < JW * JH * 3; i++) img[i] = (uint8_t)(i * 97 + (i >> 5) * 13);
+    ck_assert(stbi_write_jpg(tmp_path("s.jpg"), JW, JH, 3, img, 90));
+    FILE *f = fopen(tmp_path("s.jpg"), "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t b[65536];
+    const size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    size_t sos = 0;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (b[i] == 0xFF && b[i + 1] == 0xDA) sos = i;
+    ck_assert_uint_gt(sos, 0);
+    ck_assert_int_eq(load_both(tmp_path("s.jpg")), CNN_OK);
+    write_raw(tmp_path("t.jpg"), b, sos + 14 + (n - sos - 14) / 2);  // half the scan data
+    ck_assert_int_eq(load_both(tmp_path("t.jpg")), CNN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "corrupt JPEG"));
+    b[sos + 6] = 0x33;  // first component: DC and AC table 3, never defined
+    write_raw(tmp_path("u.jpg"), b, n);
+    ck_assert_int_eq(load_both(tmp_path("u.jpg")), CNN_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "Huffman table"));
+}
+END_TEST
+
 // A width of 20000000000: stb_image 2.27 overflows an int reading it (UBSan).
 START_TEST(test_pgm_number_overflow) {
     static const char f[] = "P5\n000020000000000 5\n255\n\x01\x02\x03";
@@ -95,7 +152,8 @@ START_TEST(test_pgm_number_overflow) {
 }
 END_TEST
 
-// A PNG whose IDAT chunk declares 1 GB: stb_image 2.27 allocated it first.
+// A PNG whose IDAT chunk declares 1 GB: stb_image 2.27 allocated it first;
+// libpng reports the chunk running past the end.
 START_TEST(test_png_chunk_past_end) {
     fill();
     ck_assert(stbi_write_png(tmp_path("c.png"), W, H, 3, px, W * 3));
@@ -109,7 +167,7 @@ START_TEST(test_png_chunk_past_end) {
     b[33] = 0x40;  // IDAT length (after the 8-byte signature and 25-byte IHDR): 1 GB
     write_raw(tmp_path("c.png"), b, n);
     ck_assert_int_eq(load_both(tmp_path("c.png")), CNN_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "truncated PNG"));
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "corrupt PNG"));
 }
 END_TEST
 
@@ -153,8 +211,10 @@ static Suite *image_suite(void) {
     tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
     tcase_add_test(tc, test_formats);
     tcase_add_test(tc, test_same_size_is_a_copy);
+    tcase_add_test(tc, test_pixels);
     tcase_add_test(tc, test_pgm_zero_width);
     tcase_add_test(tc, test_jpeg_huffman_overflow);
+    tcase_add_test(tc, test_jpeg_corrupt_scan);
     tcase_add_test(tc, test_pgm_number_overflow);
     tcase_add_test(tc, test_png_chunk_past_end);
     tcase_add_test(tc, test_pgm_16bit);

@@ -1,5 +1,7 @@
-// Image files through cnn_image_load (stb_image decoding, then a resize), the
-// path of `trainer predict`, to 1x28x28 (MNIST) and 3x32x32 (CIFAR).
+// Image files through cnn_image_load, the path of `trainer predict`: libpng,
+// libjpeg-turbo or stb_image decoding, then a resize to 1x28x28 (MNIST) and
+// 3x32x32 (CIFAR). Only stb_image is instrumented (stb_impl.c), so coverage
+// steers the fuzzer into the BMP and PGM/PPM decoders and cnnc's guards.
 // Input: the whole image file.
 #include "fuzz_common.h"
 
