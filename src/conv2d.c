@@ -13,6 +13,32 @@ size_t conv2d_col_size(const Conv2d *l) {
     return is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
 }
 
+// y (OC,N) = b + w (OC,K) . src (K,N)
+static void output_gemm(const Conv2d *l, int K, int N, const float *src, float *y) {
+#if CNN_HAVE_SMALL_K_GEMM
+    if (K <= CNN_SMALL_K_MAX) {
+        gemm_small_k(l->OC, N, K, l->w, src, l->has_bias ? l->b : NULL, y);
+        return;
+    }
+#endif
+    if (l->has_bias)
+        for (int oc = 0; oc < l->OC; oc++)
+            for (int p = 0; p < N; p++) y[(size_t)oc * N + p] = l->b[oc];
+    gemm(0, 0, l->OC, N, K, 1.0f, l->w, K, src, N, l->has_bias ? 1.0f : 0.0f, y, N);
+}
+
+// dw (OC,K) = beta dw + dy (OC,N) . src (K,N)^T
+static void weight_gemm(const Conv2d *l, int K, int N, const float *dy, const float *src, float beta,
+                        float *dw) {
+#if CNN_HAVE_SMALL_K_GEMM
+    if (K <= CNN_SMALL_K_MAX) {
+        gemm_small_k_nt(l->OC, K, N, dy, src, beta, dw);
+        return;
+    }
+#endif
+    gemm(0, 1, l->OC, K, N, 1.0f, dy, N, src, N, beta, dw, K);
+}
+
 void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C*KH*KW), b (OC), y (B,OC,OH,OW)
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
@@ -29,13 +55,7 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
                 im2col(xi, l->C, l->H, l->W, l->KH, l->KW, l->S, l->P, l->OH, l->OW, col);
                 src = col;
             }
-            if (l->has_bias) {
-                for (int oc = 0; oc < l->OC; oc++) {
-                    float *row = yi + (size_t)oc * N;
-                    for (int p = 0; p < N; p++) row[p] = l->b[oc];
-                }
-            }
-            gemm(0, 0, l->OC, N, K, 1.0f, l->w, K, src, N, l->has_bias ? 1.0f : 0.0f, yi, N);
+            output_gemm(l, K, N, src, yi);
         }
     }
 }
@@ -64,7 +84,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
                 src = col;
             }
             // dW_chunk += dy_i (OC,N) . col_i^T (N,K)
-            gemm(0, 1, l->OC, K, N, 1.0f, dyi, N, src, N, i == i0 ? 0.0f : 1.0f, pdw, K);
+            weight_gemm(l, K, N, dyi, src, i == i0 ? 0.0f : 1.0f, pdw);
             for (int oc = 0; oc < l->OC; oc++) {
                 const float *row = dyi + (size_t)oc * N;
                 float s = 0.0f;

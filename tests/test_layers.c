@@ -480,6 +480,52 @@ START_TEST(test_gemm_matches_naive) {
 }
 END_TEST
 
+// The AVX2 kernels of first convolutions against the naive GEMM: every row
+// and column tail, with and without bias (beta 0 and 1 for the weight
+// gradient), and nothing written past C.
+START_TEST(test_gemm_small_k_matches_naive) {
+#if CNN_HAVE_SMALL_K_GEMM
+    CnnRng r;
+    cnn_rng_seed(&r, 1050);
+    static const int Ms[] = {1, 3, 4, 5, 32, 37}, Ns[] = {1, 7, 8, 15, 16, 17, 33, 676},
+                     Ks[] = {1, 9, 27, CNN_SMALL_K_MAX};
+    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
+                for (int with_bias = 0; with_bias < 2; with_bias++) {
+                    const int M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                    float *A = cnn_alloc_floats((size_t)M * K), *Bm = cnn_alloc_floats((size_t)K * N);
+                    float *bias = cnn_alloc_floats((size_t)M), *want = cnn_alloc_floats((size_t)M * N);
+                    float *got = cnn_alloc_floats((size_t)M * N + 8);
+                    fill_uniform(A, (size_t)M * K, -1, 1, &r);
+                    fill_uniform(Bm, (size_t)K * N, -1, 1, &r);
+                    fill_uniform(bias, (size_t)M, -1, 1, &r);
+                    for (int i = 0; i < M; i++)
+                        for (int j = 0; j < N; j++) want[(size_t)i * N + j] = with_bias ? bias[i] : 0.0f;
+                    gemm_naive(0, 0, M, N, K, 1.0f, A, K, Bm, N, 1.0f, want, N);
+                    for (int i = 0; i < M * N + 8; i++) got[i] = 12345.0f;
+                    gemm_small_k(M, N, K, A, Bm, with_bias ? bias : NULL, got);
+                    ck_assert_msg(rel_err_ff(got, want, M * N, 1e-6) < 1e-5, "M %d N %d K %d", M, N, K);
+                    for (int i = M * N; i < M * N + 8; i++) ck_assert_float_eq(got[i], 12345.0f);
+                    // The weight gradient: dW (M,K) = beta dW + dy (M,N) . col (K,N)^T.
+                    const float beta = with_bias ? 1.0f : 0.0f;
+                    float *dy = cnn_alloc_floats((size_t)M * N), *dw = cnn_alloc_floats((size_t)M * K + 8);
+                    float *dw_want = cnn_alloc_floats((size_t)M * K);
+                    fill_uniform(dy, (size_t)M * N, -1, 1, &r);
+                    fill_uniform(dw_want, (size_t)M * K, -1, 1, &r);
+                    memcpy(dw, dw_want, sizeof(float) * M * K);
+                    for (int i = M * K; i < M * K + 8; i++) dw[i] = 12345.0f;
+                    gemm_naive(0, 1, M, K, N, 1.0f, dy, N, Bm, N, beta, dw_want, K);
+                    gemm_small_k_nt(M, K, N, dy, Bm, beta, dw);
+                    ck_assert_msg(rel_err_ff(dw, dw_want, M * K, 1e-6) < 1e-5, "nt: M %d N %d K %d", M, N, K);
+                    for (int i = M * K; i < M * K + 8; i++) ck_assert_float_eq(dw[i], 12345.0f);
+                    cnn_free(dy); cnn_free(dw); cnn_free(dw_want);
+                    cnn_free(A); cnn_free(Bm); cnn_free(bias); cnn_free(want); cnn_free(got);
+                }
+#endif
+}
+END_TEST
+
 START_TEST(test_col2im_is_adjoint_of_im2col) {
     // <im2col(x), c> == <x, col2im(c)> for any x, c: the backward scatter is exact.
     CnnRng r;
@@ -516,6 +562,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, test_softmax_xent);
     tcase_add_test(tc, test_softmax_xent_large_logits);
     tcase_add_test(tc, test_gemm_matches_naive);
+    tcase_add_test(tc, test_gemm_small_k_matches_naive);
     tcase_add_test(tc, test_col2im_is_adjoint_of_im2col);
     suite_add_tcase(s, tc);
     return s;
