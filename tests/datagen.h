@@ -72,6 +72,17 @@ static inline void write_raw(const char *path, const void *buf, size_t n) {
     ck_assert(fclose(f) == 0);
 }
 
+// Reads the whole file at path into buf (cap bytes, more than the file) and
+// returns its length.
+static inline size_t read_raw(const char *path, void *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    const size_t n = fread(buf, 1, cap, f);
+    ck_assert_msg(n < cap && feof(f), "%s does not fit in %zu bytes", path, cap);
+    ck_assert(fclose(f) == 0);
+    return n;
+}
+
 static inline void write_gz(const char *path, const void *buf, size_t n) {
     gzFile g = gzopen(path, "wb");
     ck_assert_msg(g != NULL, "cannot create %s", path);
