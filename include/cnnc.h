@@ -62,7 +62,11 @@ void cnn_rng_permutation(CnnRng *r, uint32_t *perm, size_t n);
 // ---------------------------------------------------------------- threads
 // Sets the OpenMP thread count (n <= 0: keep OMP_NUM_THREADS or all cores)
 // and makes OpenBLAS single-threaded: cnnc parallelises around BLAS calls.
-// Returns the number of threads in use.
+// The first call also checks OpenBLAS's choice of kernels: when
+// OPENBLAS_CORETYPE is unset and OpenBLAS runs a core older than the CPU
+// (its SSE3 "Prescott" kernels on an AVX-512 Xeon it does not recognise), it
+// switches OpenBLAS to the Haswell or SkylakeX core (cnn_threads_describe
+// says so). Call it before any BLAS work. Returns the number of threads.
 int cnn_threads_init(int n);
 // Call first thing in main(argv): unless the user chose OMP_WAIT_POLICY or
 // GOMP_SPINCOUNT, re-executes the program with GOMP_SPINCOUNT=3000 (libgomp
@@ -70,10 +74,39 @@ int cnn_threads_init(int n);
 // With libgomp's default a 2-thread run on 2 cores fell to a tenth of its
 // speed as soon as another process took a core; with the short spin it keeps
 // most of it, and loses nothing on an idle machine (see tools/PERF.md).
-// Returns only if no re-execution was needed or it failed.
+// It also re-executes with OPENBLAS_CORETYPE set where cnn_threads_init
+// would switch OpenBLAS's core but the OpenBLAS in use cannot do that
+// in-process. Returns only if no re-execution was needed or it failed.
 void cnn_threads_limit_spin(char **argv);
-// "OpenBLAS 0.3.21 Haswell (pthreads, 1 thread inside cnnc)" style description.
+// "2 OpenMP threads (spin 3000); OpenBLAS core Haswell, pthreads build (1
+// thread inside cnnc)" style description.
 void cnn_threads_describe(char *buf, size_t n);
+
+// ---------------------------------------------------------------- kernels
+// The code that runs convolutions is chosen once, at run time, from the CPU's
+// features: "avx2" (AVX2 + FMA) where the CPU has them, else "reference"
+// (im2col + OpenBLAS, portable C). CNNC_KERNELS=<name> in the environment
+// forces a backend, as does cnn_kernels_select. For each backend, results are
+// bit-identical at any thread count; between backends they differ in the
+// last bits (sums are taken in another order).
+//
+// Selects a backend by name; NULL, "" or "auto" take the best this CPU runs.
+// CNN_EARG with a message if the name is unknown or the CPU lacks its
+// features. Do not call it while a training step runs.
+CnnStatus cnn_kernels_select(const char *name);
+// Selects the backend named by CNNC_KERNELS (the best this CPU runs if it
+// is unset); CNN_EARG with a message if the name is bad. Without a call to
+// this or cnn_kernels_select, the first convolution does the same but falls
+// back to the best backend, with a warning, where the variable is bad.
+CnnStatus cnn_kernels_from_env(void);
+// Name of the backend in use.
+const char *cnn_kernels_name(void);
+// The backends compiled in, best first: name of backend i (NULL past the
+// end) and, in *supported if not NULL, whether this CPU runs it.
+int cnn_kernels_count(void);
+const char *cnn_kernels_list(int i, int *supported);
+// "kernels avx2 (AVX2+FMA small-K GEMMs ...; the best this CPU runs)".
+void cnn_kernels_describe(char *buf, size_t n);
 
 // ---------------------------------------------------------------- tensors
 // A float32 NCHW tensor with 64-byte aligned storage that it owns.

@@ -15,12 +15,11 @@ size_t conv2d_col_size(const Conv2d *l) {
 
 // y (OC,N) = b + w (OC,K) . src (K,N)
 static void output_gemm(const Conv2d *l, int K, int N, const float *src, float *y) {
-#if CNN_HAVE_SMALL_K_GEMM
-    if (K <= CNN_SMALL_K_MAX) {
-        gemm_small_k(l->OC, N, K, l->w, src, l->has_bias ? l->b : NULL, y);
+    const Kernels *k = kernels();
+    if (K <= CNN_SMALL_K_MAX && k->gemm_small_k) {
+        k->gemm_small_k(l->OC, N, K, l->w, src, l->has_bias ? l->b : NULL, y);
         return;
     }
-#endif
     if (l->has_bias)
         for (int oc = 0; oc < l->OC; oc++)
             for (int p = 0; p < N; p++) y[(size_t)oc * N + p] = l->b[oc];
@@ -30,12 +29,11 @@ static void output_gemm(const Conv2d *l, int K, int N, const float *src, float *
 // dw (OC,K) = beta dw + dy (OC,N) . src (K,N)^T
 static void weight_gemm(const Conv2d *l, int K, int N, const float *dy, const float *src, float beta,
                         float *dw) {
-#if CNN_HAVE_SMALL_K_GEMM
-    if (K <= CNN_SMALL_K_MAX) {
-        gemm_small_k_nt(l->OC, K, N, dy, src, beta, dw);
+    const Kernels *k = kernels();
+    if (K <= CNN_SMALL_K_MAX && k->gemm_small_k_nt) {
+        k->gemm_small_k_nt(l->OC, K, N, dy, src, beta, dw);
         return;
     }
-#endif
     gemm(0, 1, l->OC, K, N, 1.0f, dy, N, src, N, beta, dw, K);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "cnnc.h"
+#include "kernels/kernels.h"
 
 // Programmer errors abort with file:line (never used for bad input).
 #define CNN_ASSERT(x)                                                                   \
@@ -60,17 +61,8 @@ void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const floa
 void gemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-// For K <= CNN_SMALL_K_MAX (first convolutions), all operands contiguous;
-// AVX2/FMA builds only. gemm_small_k: C(M,N) = bias (per row, none if NULL)
-// + A(M,K) B(K,N). gemm_small_k_nt: C(M,K) = beta C + A(M,N) B(K,N)^T.
+// Kernels for the hot loops are chosen at run time: src/kernels/kernels.h.
 #define CNN_SMALL_K_MAX 32
-#if defined(__AVX2__) && defined(__FMA__)
-#define CNN_HAVE_SMALL_K_GEMM 1
-void gemm_small_k(int M, int N, int K, const float *A, const float *B, const float *bias, float *C);
-void gemm_small_k_nt(int M, int K, int N, const float *A, const float *B, float beta, float *C);
-#else
-#define CNN_HAVE_SMALL_K_GEMM 0
-#endif
 
 // ---------------------------------------------------------------- im2col
 // x (C,H,W) -> col (C*KH*KW, OH*OW); zero padding P, stride S.

@@ -1,5 +1,7 @@
 // ReLU; the backward pass reads the forward output, so it can run in place.
 // NaN passes through (as in PyTorch), so a diverging run shows in the loss.
+#include <string.h>
+
 #include "internal.h"
 
 void relu_forward(const float *x, float *y, size_t n) {
@@ -7,7 +9,14 @@ void relu_forward(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
+// dx = y <= 0 ? 0 : dy as a bit mask: the compiler turns a select on random
+// signs into a branch (6x slower when the library is built for SSE2).
 void relu_backward(const float *y, const float *dy, float *dx, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
-    for (size_t i = 0; i < n; i++) dx[i] = y[i] <= 0.0f ? 0.0f : dy[i];
+    for (size_t i = 0; i < n; i++) {
+        uint32_t g;
+        memcpy(&g, &dy[i], sizeof g);
+        g &= -(uint32_t)!(y[i] <= 0.0f);
+        memcpy(&dx[i], &g, sizeof g);
+    }
 }

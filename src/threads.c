@@ -2,6 +2,7 @@
 // single-threaded OpenBLAS inside. Debian's default OpenBLAS is the pthread
 // build, which would otherwise start its own pool per call and oversubscribe.
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,7 +11,7 @@
 // 300000): measured in tools/PERF.md.
 #define CNN_SPINCOUNT "3000"
 
-#include "cnnc.h"
+#include "internal.h"
 
 // OpenBLAS extensions (declared in its cblas.h; repeated here so the library
 // does not depend on which cblas.h the include path finds first).
@@ -19,18 +20,38 @@ extern int openblas_get_parallel(void);
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
 
+// Both settings are read once, when libgomp and OpenBLAS load: the only way
+// to change them for this process is to run it again.
 void cnn_threads_limit_spin(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || !argv || !argv[0]) return;
+    const char *core;
+    const int spin = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
+    const int blas = blas_core_needs_reexec(&core);
+    if ((!spin && !blas) || !argv || !argv[0]) return;
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) return;
     self[len] = 0;  // the real path, so the process keeps its name in ps and top
-    if (setenv("GOMP_SPINCOUNT", CNN_SPINCOUNT, 1)) return;
+    char detected[64];
+    snprintf(detected, sizeof detected, "%s", openblas_get_corename());
+    if (spin && setenv("GOMP_SPINCOUNT", CNN_SPINCOUNT, 1)) return;
+    if (blas && (setenv("OPENBLAS_CORETYPE", core, 1) ||
+                 setenv(blas_core_reported_env(), detected, 1)))
+        return;
     execv(self, argv);
-    unsetenv("GOMP_SPINCOUNT");  // exec failed: carry on with libgomp's default
+    // exec failed: carry on with the defaults
+    if (spin) unsetenv("GOMP_SPINCOUNT");
+    if (blas) {
+        unsetenv("OPENBLAS_CORETYPE");
+        unsetenv(blas_core_reported_env());
+    }
 }
 
+static char blas_note[160];
+static void choose_blas_core(void) { blas_core_choose(blas_note, sizeof blas_note); }
+
 int cnn_threads_init(int n) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, choose_blas_core);
     openblas_set_num_threads(1);
     if (n > 0) omp_set_num_threads(n);
     return omp_get_max_threads();
@@ -44,7 +65,7 @@ void cnn_threads_describe(char *buf, size_t n) {
     if (wait) snprintf(policy, sizeof policy, "wait policy %s", wait);
     else if (spin) snprintf(policy, sizeof policy, "spin %s", spin);
     else snprintf(policy, sizeof policy, "default wait policy");
-    snprintf(buf, n, "%d OpenMP threads (%s); OpenBLAS core %s, %s build (1 thread inside cnnc)",
-             omp_get_max_threads(), policy, openblas_get_corename(),
+    snprintf(buf, n, "%d OpenMP threads (%s); OpenBLAS core %s%s, %s build (1 thread inside cnnc)",
+             omp_get_max_threads(), policy, openblas_get_corename(), blas_note,
              (p >= 0 && p <= 2) ? modes[p] : "unknown");
 }

@@ -20,7 +20,7 @@ enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 typedef struct {
     const char *command;
-    const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path;
+    const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path, *kernels;
     int epochs, batch, threads, augment, grayscale, normalize, nesterov, hflip, crop_pad;
     int step_epochs, invert, top;
     long warmup;
@@ -108,6 +108,8 @@ static const char *HELP_TRAIN =
     "  --gamma X             step schedule factor (default 0.1)\n"
     "run:\n"
     "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores)\n"
+    "  --kernels NAME        compute kernels: auto (default: the best this CPU runs), avx2 or\n"
+    "                        reference (im2col + OpenBLAS); also CNNC_KERNELS=NAME\n"
     "  --seed S              seeds initialisation, shuffling, augmentation and dropout (default 1)\n"
     "  --checkpoint FILE     written atomically after every epoch and on Ctrl-C\n"
     "                        (default cnnc-<dataset>-<model>.safetensors)\n"
@@ -115,11 +117,11 @@ static const char *HELP_TRAIN =
     "                        --epochs may extend it)\n"
     "  --log FILE.csv        append one row of metrics per epoch\n"
     "\n"
-    "Results are bit-identical for any --threads with the same --seed.\n";
+    "Results are bit-identical for any --threads with the same --seed and kernels.\n";
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
-    "                    [--limit-test N]\n"
+    "                    [--kernels NAME] [--limit-test N]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
     "macro precision, recall and F1, a per-class table and the confusion matrix.\n";
@@ -213,6 +215,7 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--epochs")) { o->epochs = (int)parse_long(flag, val, 1, 100000); o->set_epochs = 1; }
         else if (VALUE("--batch")) o->batch = (int)parse_long(flag, val, 1, 65536);
         else if (VALUE("--threads")) o->threads = (int)parse_long(flag, val, 1, 4096);
+        else if (VALUE("--kernels")) o->kernels = val;
         else if (VALUE("--optimizer")) { if (cnn_opt_parse(val, &o->opt_kind)) exit(EXIT_USAGE); }
         else if (VALUE("--lr")) o->lr = parse_float(flag, val, 0, 10);
         else if (VALUE("--momentum")) o->momentum = parse_float(flag, val, 0, 1);
@@ -490,6 +493,16 @@ static int is_builtin(const char *model) {
     return cnn_builtin_model(model, 10, buf, sizeof buf) == CNN_OK;
 }
 
+// Threads, OpenBLAS's core and the compute kernels, before any work; a
+// --kernels or CNNC_KERNELS that this CPU cannot run is a usage error.
+static int setup_compute(const Options *o) {
+    const int threads = cnn_threads_init(o->threads);
+    if (o->kernels ? cnn_kernels_select(o->kernels) : cnn_kernels_from_env())
+        die(EXIT_USAGE, "%s: cannot use kernels '%s'", o->kernels ? "--kernels" : "CNNC_KERNELS",
+            o->kernels ? o->kernels : getenv("CNNC_KERNELS"));
+    return threads;
+}
+
 static int cmd_train(Options *o) {
     CnnMeta resume_meta = {0};
     if (o->resume) {
@@ -497,10 +510,12 @@ static int cmd_train(Options *o) {
         settings_from_checkpoint(o, &resume_meta, o->resume);
         if (!o->checkpoint) o->checkpoint = o->resume;
     }
-    const int threads = cnn_threads_init(o->threads);
-    char info[256];
+    const int threads = setup_compute(o);
+    char info[512], kinfo[256];
     cnn_threads_describe(info, sizeof info);
+    cnn_kernels_describe(kinfo, sizeof kinfo);
     printf("cnnc %s trainer: %s\n", CNNC_VERSION, info);
+    printf("cnnc %s trainer: %s\n", CNNC_VERSION, kinfo);
 
     CnnDataset train = {0}, val = {0}, test = {0};
     load_data(o, &train, &val, &test);
@@ -703,7 +718,7 @@ static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean,
 }
 
 static int cmd_eval(Options *o) {
-    cnn_threads_init(o->threads);
+    setup_compute(o);
     CnnMeta m = {0};
     float mean[3], stdv[3];
     CnnNet *net = open_checkpoint(o->checkpoint, o->batch, &m, mean, stdv);
@@ -738,7 +753,7 @@ static int cmd_eval(Options *o) {
 
 static int cmd_predict(Options *o) {
     if (!o->nimages) die(EXIT_USAGE, "predict needs at least one IMAGE (see trainer predict --help)");
-    cnn_threads_init(o->threads);
+    setup_compute(o);
     CnnMeta m = {0};
     float mean[3], stdv[3];
     CnnNet *net = open_checkpoint(o->checkpoint, 1, &m, mean, stdv);

@@ -110,26 +110,29 @@ START_TEST(test_conv_fixed_shapes) {
         {3, 3, 16, 17, 4, 1, 1, 1, 0, 1},  // pointwise on larger planes
         {20, 1, 18, 15, 2, 3, 3, 1, 1, 0}, // more images than chunks, uneven chunks
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 100 + i);
+    for (int kb = 0; kernels_next(&kb);)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 100 + i);
 }
 END_TEST
 
 START_TEST(test_conv_random_shapes) {
-    CnnRng r;
-    cnn_rng_seed(&r, 7);
-    for (int t = 0; t < 6; t++) {
-        ConvCase k;
-        k.B = 1 + (int)cnn_rng_below(&r, 3);
-        k.C = 1 + (int)cnn_rng_below(&r, 4);
-        k.OC = 1 + (int)cnn_rng_below(&r, 4);
-        k.KH = 1 + (int)cnn_rng_below(&r, 4);
-        k.KW = 1 + (int)cnn_rng_below(&r, 4);
-        k.S = 1 + (int)cnn_rng_below(&r, 2);
-        k.P = (int)cnn_rng_below(&r, 3);
-        k.H = k.KH + (int)cnn_rng_below(&r, 6);
-        k.W = k.KW + (int)cnn_rng_below(&r, 6);
-        k.bias = (int)cnn_rng_below(&r, 2);
-        run_conv_case(k, 200 + t);
+    for (int kb = 0; kernels_next(&kb);) {
+        CnnRng r;
+        cnn_rng_seed(&r, 7);
+        for (int t = 0; t < 6; t++) {
+            ConvCase k;
+            k.B = 1 + (int)cnn_rng_below(&r, 3);
+            k.C = 1 + (int)cnn_rng_below(&r, 4);
+            k.OC = 1 + (int)cnn_rng_below(&r, 4);
+            k.KH = 1 + (int)cnn_rng_below(&r, 4);
+            k.KW = 1 + (int)cnn_rng_below(&r, 4);
+            k.S = 1 + (int)cnn_rng_below(&r, 2);
+            k.P = (int)cnn_rng_below(&r, 3);
+            k.H = k.KH + (int)cnn_rng_below(&r, 6);
+            k.W = k.KW + (int)cnn_rng_below(&r, 6);
+            k.bias = (int)cnn_rng_below(&r, 2);
+            run_conv_case(k, 200 + t);
+        }
     }
 }
 END_TEST
@@ -480,11 +483,10 @@ START_TEST(test_gemm_matches_naive) {
 }
 END_TEST
 
-// The AVX2 kernels of first convolutions against the naive GEMM: every row
-// and column tail, with and without bias (beta 0 and 1 for the weight
-// gradient), and nothing written past C.
-START_TEST(test_gemm_small_k_matches_naive) {
-#if CNN_HAVE_SMALL_K_GEMM
+// Each backend's kernels for first convolutions against the naive GEMM:
+// every row and column tail, with and without bias (beta 0 and 1 for the
+// weight gradient), and nothing written past C.
+static void check_gemm_small_k(const Kernels *kern) {
     CnnRng r;
     cnn_rng_seed(&r, 1050);
     static const int Ms[] = {1, 3, 4, 5, 32, 37}, Ns[] = {1, 7, 8, 15, 16, 17, 33, 676},
@@ -504,7 +506,7 @@ START_TEST(test_gemm_small_k_matches_naive) {
                         for (int j = 0; j < N; j++) want[(size_t)i * N + j] = with_bias ? bias[i] : 0.0f;
                     gemm_naive(0, 0, M, N, K, 1.0f, A, K, Bm, N, 1.0f, want, N);
                     for (int i = 0; i < M * N + 8; i++) got[i] = 12345.0f;
-                    gemm_small_k(M, N, K, A, Bm, with_bias ? bias : NULL, got);
+                    kern->gemm_small_k(M, N, K, A, Bm, with_bias ? bias : NULL, got);
                     ck_assert_msg(rel_err_ff(got, want, M * N, 1e-6) < 1e-5, "M %d N %d K %d", M, N, K);
                     for (int i = M * N; i < M * N + 8; i++) ck_assert_float_eq(got[i], 12345.0f);
                     // The weight gradient: dW (M,K) = beta dW + dy (M,N) . col (K,N)^T.
@@ -516,13 +518,26 @@ START_TEST(test_gemm_small_k_matches_naive) {
                     memcpy(dw, dw_want, sizeof(float) * M * K);
                     for (int i = M * K; i < M * K + 8; i++) dw[i] = 12345.0f;
                     gemm_naive(0, 1, M, K, N, 1.0f, dy, N, Bm, N, beta, dw_want, K);
-                    gemm_small_k_nt(M, K, N, dy, Bm, beta, dw);
+                    kern->gemm_small_k_nt(M, K, N, dy, Bm, beta, dw);
                     ck_assert_msg(rel_err_ff(dw, dw_want, M * K, 1e-6) < 1e-5, "nt: M %d N %d K %d", M, N, K);
                     for (int i = M * K; i < M * K + 8; i++) ck_assert_float_eq(dw[i], 12345.0f);
                     cnn_free(dy); cnn_free(dw); cnn_free(dw_want);
                     cnn_free(A); cnn_free(Bm); cnn_free(bias); cnn_free(want); cnn_free(got);
                 }
-#endif
+}
+
+START_TEST(test_gemm_small_k_matches_naive) {
+    int tested = 0;
+    for (int kb = 0; kernels_next(&kb);) {
+        const Kernels *k = kernels();
+        ck_assert_msg(!k->gemm_small_k == !k->gemm_small_k_nt, "%s: half a small-K pair", k->name);
+        if (!k->gemm_small_k) continue;  // this backend uses OpenBLAS for them
+        check_gemm_small_k(k);
+        tested++;
+    }
+    printf("small-K kernels of %d backends checked\n", tested);
+    // An AVX2 CPU always has one to check (the "avx2" backend).
+    if (CNN_X86_KERNELS && cpu_has_avx2_fma()) ck_assert_int_ge(tested, 1);
 }
 END_TEST
 

@@ -244,51 +244,55 @@ START_TEST(test_bit_identical_across_thread_counts) {
     const size_t n = cnn_net_num_params(probe) + cnn_net_num_buffers(probe);
     cnn_net_free(probe);
     static const int batches[] = {37, 64};
-    for (int bi = 0; bi < 2; bi++) {
-        float *ref = train_with_threads(EVERY_LAYER, 1, 3, batches[bi]);
-        static const int threads[] = {2, 3, 7, 16};
-        for (int t = 0; t < 4; t++) {
-            float *p = train_with_threads(EVERY_LAYER, threads[t], 3, batches[bi]);
-            ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0,
-                          "batch %d: parameters after 3 steps differ between 1 and %d threads",
-                          batches[bi], threads[t]);
-            free(p);
+    for (int kb = 0; kernels_next(&kb);)
+        for (int bi = 0; bi < 2; bi++) {
+            float *ref = train_with_threads(EVERY_LAYER, 1, 3, batches[bi]);
+            static const int threads[] = {2, 3, 7, 16};
+            for (int t = 0; t < 4; t++) {
+                float *p = train_with_threads(EVERY_LAYER, threads[t], 3, batches[bi]);
+                ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0,
+                              "kernels %s, batch %d: parameters after 3 steps differ between 1 and %d threads",
+                              cnn_kernels_name(), batches[bi], threads[t]);
+                free(p);
+            }
+            free(ref);
         }
-        free(ref);
-    }
 }
 END_TEST
 
 START_TEST(test_tfcnn_bit_identical_across_thread_counts) {
     // The built-in tfcnn on 1x28x28 at batch 64, 1/2/3/7 threads.
-    const int B = 64;
-    float *ref = NULL;
-    size_t n = 0;
-    static const int threads[] = {1, 2, 3, 7};
-    for (int t = 0; t < 4; t++) {
-        omp_set_num_threads(threads[t]);
-        CnnNet *net;
-        ck_assert_int_eq(cnn_net_create(&net, "tfcnn", 1, 28, 28, B, 3), CNN_OK);
-        float *x = cnn_alloc_floats((size_t)B * 784);
-        uint8_t y[64];
-        CnnOptimizer opt;
-        cnn_opt_defaults(&opt, CNN_OPT_ADAM);
-        for (int s = 0; s < 3; s++) {
-            synthetic(x, y, B, 1, 28, 28, 10, 50 + s);
-            cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+    for (int kb = 0; kernels_next(&kb);) {
+        const int B = 64;
+        float *ref = NULL;
+        size_t n = 0;
+        static const int threads[] = {1, 2, 3, 7};
+        for (int t = 0; t < 4; t++) {
+            omp_set_num_threads(threads[t]);
+            CnnNet *net;
+            ck_assert_int_eq(cnn_net_create(&net, "tfcnn", 1, 28, 28, B, 3), CNN_OK);
+            float *x = cnn_alloc_floats((size_t)B * 784);
+            uint8_t y[64];
+            CnnOptimizer opt;
+            cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+            for (int s = 0; s < 3; s++) {
+                synthetic(x, y, B, 1, 28, 28, 10, 50 + s);
+                cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+            }
+            n = cnn_net_num_params(net);
+            if (!ref) {
+                ref = malloc(n * sizeof(float));
+                memcpy(ref, cnn_net_params(net), n * sizeof(float));
+            } else {
+                ck_assert_msg(memcmp(ref, cnn_net_params(net), n * sizeof(float)) == 0,
+                              "kernels %s: tfcnn parameters differ between 1 and %d threads",
+                              cnn_kernels_name(), threads[t]);
+            }
+            cnn_net_free(net);
+            cnn_free(x);
         }
-        n = cnn_net_num_params(net);
-        if (!ref) {
-            ref = malloc(n * sizeof(float));
-            memcpy(ref, cnn_net_params(net), n * sizeof(float));
-        } else {
-            ck_assert_msg(memcmp(ref, cnn_net_params(net), n * sizeof(float)) == 0,
-                          "tfcnn parameters differ between 1 and %d threads", threads[t]);
-        }
-        cnn_net_free(net);
-        cnn_free(x);
+        free(ref);
     }
-    free(ref);
 }
 END_TEST
 

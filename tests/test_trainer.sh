@@ -5,6 +5,12 @@ set -u
 case_name=$1 trainer=$2 mktiny=$3 root=${4:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Under an emulator (tests/test_qemu.sh) the trainer runs through it.
+if [ -n "${CNNC_TEST_WRAPPER:-}" ]; then
+    printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$CNNC_TEST_WRAPPER" "$trainer" >"$work/trainer"
+    chmod +x "$work/trainer"
+    trainer=$work/trainer
+fi
 mkdir -p "$work/data/mnist"
 "$mktiny" "$work/data/mnist" || { echo "mktiny failed"; exit 1; }
 cd "$work" || exit 1
@@ -40,6 +46,8 @@ usage)
     expect 2 "unknown optimizer 'rmsprop'" "$trainer" --optimizer rmsprop
     expect 2 "unknown schedule 'linear'" "$trainer" --schedule linear
     expect 2 "unknown command 'fit'" "$trainer" fit
+    expect 2 "unknown kernels 'sse9' \(expected auto, .*reference\)" "$trainer" --data-dir data --kernels sse9
+    CNNC_KERNELS=sse9 expect 2 "CNNC_KERNELS: cannot use kernels 'sse9'" "$trainer" --data-dir data
     expect 2 "unknown layer 'resnet'" "$trainer" --data-dir data --model resnet --epochs 1
     expect 2 "kernel 5x5 does not fit" "$trainer" --data-dir data --model "conv(4,5) maxpool(2) conv(4,5) flatten dense(10)"
     expect 2 "ends in 7 outputs but mnist has 10 classes" "$trainer" --data-dir data --model "flatten dense(7)"
@@ -85,6 +93,14 @@ threads)
     cmp t1.safetensors t2.safetensors || fail "1 and 2 threads differ"
     cmp t1.safetensors t3.safetensors || fail "1 and 3 threads differ"
     echo "ok: checkpoints identical at 1, 2 and 3 threads"
+    # The same under every kernel backend this CPU runs (each against itself).
+    expect 0 "trainer: kernels reference \(.*; forced\)" train --epochs 1 --kernels reference --checkpoint r1.safetensors
+    CNNC_KERNELS=reference expect 0 "trainer: kernels reference \(.*set by CNNC_KERNELS\)" \
+        train --epochs 1 --threads 3 --checkpoint r3.safetensors
+    cmp r1.safetensors r3.safetensors || fail "reference kernels: 2 and 3 threads differ"
+    expect 0 "trainer: kernels [a-z0-9]+ \(.*the best this CPU runs\)" train --epochs 1 --kernels auto --checkpoint a2.safetensors
+    cmp t2.safetensors a2.safetensors || fail "--kernels auto differs from the default"
+    echo "ok: reference kernels identical at 2 and 3 threads; auto is the default"
     ;;
 resume)
     train --epochs 3 --augment --checkpoint straight.safetensors >/dev/null || fail "straight run"

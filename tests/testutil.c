@@ -69,3 +69,21 @@ int run_suite(Suite *s) {
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+int kernels_next(int *i) {
+    for (; *i < cnn_kernels_count(); (*i)++) {
+        int ok;
+        const char *name = cnn_kernels_list(*i, &ok);
+        if (!ok) {
+            printf("[kernels %s: this CPU lacks its features, skipped]\n", name);
+            continue;
+        }
+        ck_assert_int_eq(cnn_kernels_select(name), CNN_OK);
+        ck_assert_str_eq(cnn_kernels_name(), name);
+        printf("[kernels %s]\n", name);
+        (*i)++;
+        return 1;
+    }
+    ck_assert_int_eq(cnn_kernels_select("auto"), CNN_OK);
+    return 0;
+}

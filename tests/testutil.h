@@ -43,6 +43,13 @@ typedef double (*ObjectiveFn)(void *ctx);
 void finite_diff(ObjectiveFn f, void *ctx, double *v, size_t n, double *grad);
 double dot_dd(const double *a, const double *b, size_t n);
 
+// ---------------------------------------------------------------- kernel backends
+// Selects the next backend this CPU runs, starting from *i = 0, and prints
+// its name (and a "skipped" line for each one it cannot run); returns 0,
+// with the automatic choice restored, after the last:
+//   for (int kb = 0; kernels_next(&kb);) { ... }
+int kernels_next(int *i);
+
 // Runs one suite in Check's fork mode; returns the process exit status.
 int run_suite(Suite *s);
 

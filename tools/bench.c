@@ -1,8 +1,9 @@
 // tools/bench: training and inference throughput of a model on synthetic data
-// (so I/O does not count), a per-layer time table, thread scaling, and the
-// large square SGEMM of the same run as the practical ceiling.
+// (so I/O does not count), a per-layer time table, thread scaling, and two
+// ceilings measured in the same run: the CPU's FP32 FMA peak (AVX2 and
+// AVX-512 where present) and a large square SGEMM.
 //
-//   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2]
+//   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2] [--kernels NAME]
 //         [--steps 20] [--reps 5] [--warmup 3] [--classes 10] [--json] [--no-layers]
 #include <omp.h>
 #include <stdio.h>
@@ -13,11 +14,13 @@
 #include <cblas.h>
 
 #include "cnnc.h"
+#include "fma_peak.h"
 
 extern void openblas_set_num_threads(int num_threads);
+extern char *openblas_get_corename(void);
 
 typedef struct {
-    const char *model;
+    const char *model, *kernels;
     int C, H, W, batch, steps, reps, warmup, classes, json, layers;
     int threads[16], nthreads;
 } Options;
@@ -25,9 +28,12 @@ typedef struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bench [--model NAME|DESC] [--input CxHxW] [--batch B] [--threads N[,N...]]\n"
-            "             [--steps S] [--reps R] [--warmup W] [--classes K] [--json] [--no-layers]\n"
+            "             [--kernels NAME] [--steps S] [--reps R] [--warmup W] [--classes K] [--json]\n"
+            "             [--no-layers]\n"
             "Trains on synthetic data; prints median images/s over R repetitions of S steps,\n"
-            "a per-layer forward/backward table, and SGEMM GFLOP/s of a 2048^3 product.\n");
+            "a per-layer forward/backward table, the FP32 FMA peak of this CPU at each thread\n"
+            "count and SGEMM GFLOP/s of a 2048^3 product, all measured in the same run.\n"
+            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx2, reference.\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -42,7 +48,7 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) 
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.model = "tfcnn", .C = 1, .H = 28, .W = 28, .batch = 64, .steps = 20, .reps = 5,
+    *o = (Options){.model = "tfcnn", .kernels = NULL, .C = 1, .H = 28, .W = 28, .batch = 64, .steps = 20, .reps = 5,
                    .warmup = 3, .classes = 10, .layers = 1, .threads = {0}, .nthreads = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -52,6 +58,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         else if (!strcmp(a, "--no-layers")) { o->layers = 0; continue; }
         else if (!v) { fprintf(stderr, "bench: %s needs a value\n", a); return 0; }
         else if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--kernels")) o->kernels = v;
         else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 65536, &o->batch);
         else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 1, 100000, &o->steps);
         else if (!strcmp(a, "--reps")) ok = parse_int(a, v, 1, 1000, &o->reps);
@@ -113,9 +120,59 @@ static double sgemm_gflops(int threads) {
     return median(best, 3);
 }
 
+// ---------------------------------------------------------------- FMA peak
+typedef enum { ISA_NONE, ISA_AVX2, ISA_AVX512 } Isa;
+static const char *const isa_names[] = {"none", "AVX2", "AVX-512"};
+
+static int cpu_runs(Isa isa) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (isa == ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == ISA_AVX512) return __builtin_cpu_supports("avx512f");
+#endif
+    (void)isa;
+    return 0;
+}
+
+// Median GFLOP/s of `threads` threads each running the FMA loop (~5 GFLOP a
+// thread, a few tens of ms); 0 where the CPU lacks the instructions.
+static double fma_peak(Isa isa, int threads) {
+    if (!cpu_runs(isa)) return 0.0;
+    double (*burn)(long) = NULL;
+#if defined(__x86_64__)
+    burn = isa == ISA_AVX512 ? fma_burn_avx512 : fma_burn_avx2;
+#endif
+    if (!burn) return 0.0;
+    const long iters = (long)(5e9 / burn(1));
+    double v[5], flops = 0.0;
+    burn(iters / 4);  // warm-up: clocks settle, pages are touched
+    for (int r = 0; r < 5; r++) {
+        double t0 = now();
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+        flops += burn(iters);
+        v[r] = flops / (now() - t0) / 1e9;
+        flops = 0.0;
+    }
+    return median(v, 5);
+}
+
+static void cpu_model(char *buf, size_t n) {
+    snprintf(buf, n, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            const char *v = strchr(line, ':') + 2;
+            snprintf(buf, n, "%.*s", (int)strcspn(v, "\n"), v);
+            break;
+        }
+    fclose(f);
+}
+
 typedef struct {
     int threads;
-    double train, infer, sgemm;
+    double train, infer, sgemm, peak[3];  // peak by Isa
 } Result;
 
 int main(int argc, char **argv) {
@@ -134,14 +191,22 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)B * o.C * o.H * o.W; i++) x[i] = cnn_rng_uniform(&r);
     for (int i = 0; i < B; i++) y[i] = (uint8_t)cnn_rng_below(&r, (uint32_t)K);
     const double flops = cnn_net_flops(net);
-    char blas[256];
+    char blas[512], kinfo[256], cpu[128];
     cnn_threads_init(o.threads[0]);
+    if (o.kernels ? cnn_kernels_select(o.kernels) : cnn_kernels_from_env()) return 2;
     cnn_threads_describe(blas, sizeof blas);
+    cnn_kernels_describe(kinfo, sizeof kinfo);
+    cpu_model(cpu, sizeof cpu);
+    const Isa top = cpu_runs(ISA_AVX512) ? ISA_AVX512 : cpu_runs(ISA_AVX2) ? ISA_AVX2 : ISA_NONE;
     if (!o.json) {
         printf("cnnc bench: model %s, input %dx%dx%d, batch %d, Adam; median of %d x %d steps\n", o.model,
                o.C, o.H, o.W, B, o.reps, o.steps);
-        printf("%zu parameters, %.3f MFLOP/image forward; %s\n", cnn_net_num_params(net), flops / 1e6, blas);
-        printf("\n threads  train img/s  train GFLOP/s  speed-up  efficiency  infer img/s  sgemm GFLOP/s  train/sgemm\n");
+        printf("%zu parameters, %.3f MFLOP/image forward\nCPU %s; %s\n%s\n", cnn_net_num_params(net),
+               flops / 1e6, cpu, blas, kinfo);
+        printf("peak: the %s FP32 FMA peak at each thread count (AVX2 too where AVX-512 is present)\n",
+               isa_names[top]);
+        printf("\n threads  train img/s  train GFLOP/s  speed-up  efficiency  infer img/s  peak GFLOP/s  train/peak"
+               "  sgemm GFLOP/s  train/sgemm\n");
     }
     Result res[16];
     CnnOptimizer opt;
@@ -165,11 +230,16 @@ int main(int argc, char **argv) {
         }
         res[ti].infer = median(reps, o.reps);
         res[ti].sgemm = sgemm_gflops(t);
+        for (int isa = ISA_AVX2; isa <= ISA_AVX512; isa++) res[ti].peak[isa] = fma_peak((Isa)isa, t);
         res[ti].threads = t;
         if (!o.json) {
             const double gf = 3.0 * flops * res[ti].train / 1e9, sp = res[ti].train / res[0].train;
-            printf(" %7d  %11.1f  %13.2f  %7.2fx  %9.0f%%  %11.1f  %13.1f  %10.0f%%\n", t, res[ti].train, gf, sp,
-                   100.0 * sp * res[0].threads / t, res[ti].infer, res[ti].sgemm, 100.0 * gf / res[ti].sgemm);
+            const double pk = res[ti].peak[top];
+            printf(" %7d  %11.1f  %13.2f  %7.2fx  %9.0f%%  %11.1f  %12.1f  %9.0f%%  %13.1f  %10.0f%%", t,
+                   res[ti].train, gf, sp, 100.0 * sp * res[0].threads / t, res[ti].infer, pk,
+                   pk > 0 ? 100.0 * gf / pk : 0.0, res[ti].sgemm, 100.0 * gf / res[ti].sgemm);
+            if (top == ISA_AVX512) printf("  (AVX2 peak %.1f)", res[ti].peak[ISA_AVX2]);
+            printf("\n");
         }
     }
     // Per-layer table at the last thread count: median-free, summed over reps*steps steps.
@@ -184,12 +254,12 @@ int main(int argc, char **argv) {
         }
         cnn_net_set_profiling(net, 0);
         const int steps = o.reps * o.steps;
-        const double sg = res[o.nthreads - 1].sgemm;
+        const double sg = res[o.nthreads - 1].sgemm, pk = res[o.nthreads - 1].peak[top];
         if (!o.json) {
-            printf("\nper layer at %d threads (ms per step; GFLOP/s of forward+backward, as %% of sgemm):\n",
-                   res[o.nthreads - 1].threads);
-            printf("  #  %-34s %-12s %8s %8s %6s %8s %6s\n", "layer", "output", "fwd ms", "bwd ms", "share",
-                   "GFLOP/s", "%sgemm");
+            printf("\nper layer at %d threads (ms per step; GFLOP/s of forward+backward, as %% of the FMA peak"
+                   " and of sgemm):\n", res[o.nthreads - 1].threads);
+            printf("  #  %-34s %-12s %8s %8s %6s %8s %6s %6s\n", "layer", "output", "fwd ms", "bwd ms", "share",
+                   "GFLOP/s", "%peak", "%sgemm");
             double conv_flops = 0, conv_time = 0;
             for (int i = 0; i < L; i++) {
                 CnnLayerInfo li;
@@ -205,22 +275,29 @@ int main(int argc, char **argv) {
                 if (li.flops > 0 && bwd[i] > 0) {
                     // Backward: dW and dx each cost a forward's FLOPs (dx is skipped for the first layer).
                     const double f = li.flops * B * (i == 0 ? 2.0 : 3.0) * steps / (fwd[i] + bwd[i]) / 1e9;
-                    printf(" %8.2f %5.0f%%", f, 100.0 * f / sg);
+                    printf(" %8.2f %5.0f%% %5.0f%%", f, pk > 0 ? 100.0 * f / pk : 0.0, 100.0 * f / sg);
                 }
                 printf("\n");
             }
-            if (conv_time > 0)
-                printf("  all conv layers: %.2f GFLOP/s forward+backward = %.0f%% of sgemm, %.0f%% of the step\n",
-                       conv_flops / conv_time / 1e9, 100.0 * conv_flops / conv_time / 1e9 / sg, 100.0 * conv_time / total);
+            if (conv_time > 0) {
+                const double cg = conv_flops / conv_time / 1e9;
+                printf("  all conv layers: %.2f GFLOP/s forward+backward = %.0f%% of the FMA peak, %.0f%% of sgemm,"
+                       " %.0f%% of the step\n", cg, pk > 0 ? 100.0 * cg / pk : 0.0, 100.0 * cg / sg,
+                       100.0 * conv_time / total);
+            }
         }
     }
     if (o.json) {
         printf("{\"model\":\"%s\",\"input\":[%d,%d,%d],\"batch\":%d,\"params\":%zu,\"fwd_flops_per_img\":%.0f,"
-               "\"runs\":[", o.model, o.C, o.H, o.W, B, cnn_net_num_params(net), flops);
+               "\"cpu\":\"%s\",\"kernels\":\"%s\",\"openblas\":\"%s\",\"peak_isa\":\"%s\",\"runs\":[", o.model, o.C,
+               o.H, o.W, B, cnn_net_num_params(net), flops, cpu, cnn_kernels_name(), openblas_get_corename(),
+               isa_names[top]);
         for (int ti = 0; ti < o.nthreads; ti++)
             printf("%s{\"threads\":%d,\"train_img_s\":%.1f,\"infer_img_s\":%.1f,\"train_gflop_s\":%.2f,"
-                   "\"sgemm_gflop_s\":%.1f,\"speedup\":%.3f}", ti ? "," : "", res[ti].threads, res[ti].train,
-                   res[ti].infer, 3.0 * flops * res[ti].train / 1e9, res[ti].sgemm, res[ti].train / res[0].train);
+                   "\"sgemm_gflop_s\":%.1f,\"fma_peak_gflop_s\":%.1f,\"fma_peak_avx2_gflop_s\":%.1f,"
+                   "\"speedup\":%.3f}", ti ? "," : "", res[ti].threads, res[ti].train, res[ti].infer,
+                   3.0 * flops * res[ti].train / 1e9, res[ti].sgemm, res[ti].peak[top], res[ti].peak[ISA_AVX2],
+                   res[ti].train / res[0].train);
         printf("],\"layers\":[");
         for (int i = 0; o.layers && i < L; i++) {
             CnnLayerInfo li;

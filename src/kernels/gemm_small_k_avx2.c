@@ -12,10 +12,10 @@
 // dot product over N in 8 lanes, summed across lanes in a fixed order.
 //
 // The blocking never changes the order of a sum, so neither do threads.
-#include "internal.h"
-
-#if CNN_HAVE_SMALL_K_GEMM
+// Compiled with -mavx2 -mfma alone; called only where the CPU has both.
 #include <immintrin.h>
+
+#include "internal.h"
 
 // Lanes 0..n-1 on (n may be <= 0 or >= 8).
 static inline __m256i lanes(int n) {
@@ -60,7 +60,7 @@ static inline __attribute__((always_inline)) void rows(int R, const float *A, in
     if (j < N) block(R, 1, N - j, A, K, B + j, N, bias, C + j);
 }
 
-void gemm_small_k(int M, int N, int K, const float *A, const float *B, const float *bias, float *C) {
+void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, const float *bias, float *C) {
     int i = 0;
     for (; i + 4 <= M; i += 4)
         rows(4, A + (size_t)i * K, N, K, B, bias ? bias + i : NULL, C + (size_t)i * N);
@@ -115,9 +115,8 @@ static inline __attribute__((always_inline)) void dot_rows(int RA, int N, int K,
     if (K - q == 1) dots(RA, 1, N, A, B + (size_t)q * N, beta, C + q, K);
 }
 
-void gemm_small_k_nt(int M, int K, int N, const float *A, const float *B, float beta, float *C) {
+void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta, float *C) {
     int i = 0;
     for (; i + 4 <= M; i += 4) dot_rows(4, N, K, A + (size_t)i * N, B, beta, C + (size_t)i * K);
     for (; i < M; i++) dot_rows(1, N, K, A + (size_t)i * N, B, beta, C + (size_t)i * K);
 }
-#endif

@@ -1,0 +1,118 @@
+// The kernel backends compiled in, best first, and the choice among them:
+// made once, from CNNC_KERNELS or else the CPU's features, and changed only
+// by cnn_kernels_select (between training steps, never during one).
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+static int always(void) { return 1; }
+
+#if defined(__x86_64__) || defined(__i386__)
+// __builtin_cpu_supports also checks that the OS saves the vector registers.
+int cpu_has_avx2_fma(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+#else
+int cpu_has_avx2_fma(void) { return 0; }
+int cpu_has_avx512(void) { return 0; }
+#endif
+
+static const Kernels backends[] = {
+#if CNN_X86_KERNELS
+    {.name = "avx2",
+     .summary = "AVX2+FMA small-K GEMMs for first convolutions, im2col + OpenBLAS for the rest",
+     .cpu_supports = cpu_has_avx2_fma,
+     .gemm_small_k = gemm_small_k_avx2,
+     .gemm_small_k_nt = gemm_small_k_nt_avx2},
+#endif
+    {.name = "reference",
+     .summary = "im2col + OpenBLAS for every convolution, portable C",
+     .cpu_supports = always},
+};
+#define NBACKENDS ((int)(sizeof backends / sizeof backends[0]))
+
+static const Kernels *active;
+static const char *how;  // why `active` was chosen, for the banner
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static const Kernels *best(void) {
+    for (int i = 0; i < NBACKENDS; i++)
+        if (backends[i].cpu_supports()) return &backends[i];
+    return &backends[NBACKENDS - 1];
+}
+
+static int is_auto(const char *name) { return !name || !*name || !strcasecmp(name, "auto"); }
+
+static CnnStatus find(const char *name, const Kernels **out) {
+    if (is_auto(name)) {
+        *out = best();
+        return CNN_OK;
+    }
+    char known[256] = "auto";
+    for (int i = 0; i < NBACKENDS; i++) {
+        if (!strcasecmp(name, backends[i].name)) {
+            if (!backends[i].cpu_supports())
+                return cnn_error(CNN_EARG, "kernels '%s' need CPU features this CPU lacks (it runs: %s)",
+                                 backends[i].name, best()->name);
+            *out = &backends[i];
+            return CNN_OK;
+        }
+        strncat(known, ", ", sizeof known - strlen(known) - 1);
+        strncat(known, backends[i].name, sizeof known - strlen(known) - 1);
+    }
+    return cnn_error(CNN_EARG, "unknown kernels '%s' (expected %s)", name, known);
+}
+
+// Makes `name` the active backend; `source` says who asked, for the banner.
+static CnnStatus use(const char *name, const char *source) {
+    const Kernels *k;
+    CnnStatus st = find(name, &k);
+    if (st != CNN_OK) return st;
+    active = k;
+    how = is_auto(name) ? "the best this CPU runs" : source;
+    return CNN_OK;
+}
+
+CnnStatus cnn_kernels_from_env(void) { return use(getenv("CNNC_KERNELS"), "set by CNNC_KERNELS"); }
+
+static void select_from_env(void) {
+    if (active) return;  // cnn_kernels_select came first
+    if (cnn_kernels_from_env() != CNN_OK) {
+        fprintf(stderr, "cnnc: CNNC_KERNELS ignored; using '%s'\n", best()->name);
+        active = best();
+        how = "the best this CPU runs";
+    }
+}
+
+const Kernels *kernels(void) {
+    pthread_once(&once, select_from_env);
+    return active;
+}
+
+CnnStatus cnn_kernels_select(const char *name) { return use(name, "forced"); }
+
+const char *cnn_kernels_name(void) { return kernels()->name; }
+
+int cnn_kernels_count(void) { return NBACKENDS; }
+
+const char *cnn_kernels_list(int i, int *supported) {
+    if (i < 0 || i >= NBACKENDS) return NULL;
+    if (supported) *supported = backends[i].cpu_supports();
+    return backends[i].name;
+}
+
+void cnn_kernels_describe(char *buf, size_t n) {
+    const Kernels *k = kernels();
+    snprintf(buf, n, "kernels %s (%s; %s)", k->name, k->summary, how);
+}
