@@ -10,7 +10,24 @@ static int is_pointwise(const Conv2d *l) {
 }
 
 size_t conv2d_col_size(const Conv2d *l) {
-    return is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
+    const size_t col = is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
+    const size_t direct = conv2d_direct_scratch_size(l);
+    return col > direct ? col : direct;
+}
+
+static int use_direct(const Conv2d *l) {
+    const Kernels *k = kernels();
+    return k->conv_fwd_blocked && k->conv_wgrad_blocked && k->block_pad && k->unblock &&
+           conv2d_direct_applies(l);
+}
+
+void conv2d_bias_grad(const float *dy, int OC, size_t N, float *db) {
+    for (int oc = 0; oc < OC; oc++) {
+        const float *row = dy + (size_t)oc * N;
+        float s = 0.0f;
+        for (size_t p = 0; p < N; p++) s += row[p];
+        db[oc] += s;
+    }
 }
 
 // y (OC,N) = b + w (OC,K) . src (K,N)
@@ -39,6 +56,10 @@ static void weight_gemm(const Conv2d *l, int K, int N, const float *dy, const fl
 
 void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C*KH*KW), b (OC), y (B,OC,OH,OW)
+    if (use_direct(l)) {
+        conv2d_direct_forward(l, x, y, B, ws);
+        return;
+    }
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
     const int nchunks = batch_chunks(B);
@@ -61,6 +82,10 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
 void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
                      Workspace *ws) {
     // x (B,C,H,W), dy (B,OC,OH,OW), dx (B,C,H,W) or NULL; dw (OC,C*KH*KW) +=, db (OC) +=
+    if (use_direct(l)) {
+        conv2d_direct_backward(l, x, dy, dx, B, ws);
+        return;
+    }
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
     const size_t nw = (size_t)l->OC * K, stride = ws->partial_size;
@@ -83,12 +108,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
             }
             // dW_chunk += dy_i (OC,N) . col_i^T (N,K)
             weight_gemm(l, K, N, dyi, src, i == i0 ? 0.0f : 1.0f, pdw);
-            for (int oc = 0; oc < l->OC; oc++) {
-                const float *row = dyi + (size_t)oc * N;
-                float s = 0.0f;
-                for (int p = 0; p < N; p++) s += row[p];
-                pdb[oc] += s;
-            }
+            conv2d_bias_grad(dyi, l->OC, (size_t)N, pdb);
             if (!dx) continue;
             float *dxi = dx + (size_t)i * in_size;
             if (pointwise) {

@@ -48,6 +48,8 @@ typedef struct {
     size_t col_size;
     float *partial;      // CNN_MAX_CHUNKS x partial_size: per-chunk dW|db
     size_t partial_size;
+    float *packed;       // packed_size: one layer's weights in a kernel's layout
+    size_t packed_size;
 } Workspace;
 
 // dst[j] += sum over chunks c (in order) of partial[c*stride + j], j < n.
@@ -83,8 +85,21 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
 // dx may be NULL (the network input needs no gradient).
 void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
                      Workspace *ws);
+// Scratch floats per batch chunk (ws->col_size) and packed weights
+// (ws->packed_size) a layer needs, whichever kernels run it.
 size_t conv2d_col_size(const Conv2d *l);
+size_t conv2d_packed_size(const Conv2d *l);
 void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B);
+// db (OC) += per-channel sums of one image's dy (OC, N).
+void conv2d_bias_grad(const float *dy, int OC, size_t N, float *db);
+
+// Direct convolution on 8-channel blocks (conv2d_direct.c): stride-1
+// layers with C and OC multiples of 8, where the backend has the kernels.
+int conv2d_direct_applies(const Conv2d *l);
+size_t conv2d_direct_scratch_size(const Conv2d *l);
+void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
+void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
+                            Workspace *ws);
 
 typedef struct {
     int C, H, W, K, S, OH, OW;

@@ -194,7 +194,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->first_param_layer = L;
     // Shapes, arena offsets, buffer sizes; all in size_t with overflow checks.
     int c = C, h = H, w = W;
-    size_t act_total = 0, gmax = 0, col_max = 0, partial_max = 0, extra = 0;
+    size_t act_total = 0, gmax = 0, col_max = 0, partial_max = 0, packed_max = 0, extra = 0;
     for (int i = 0; i < L; i++) {
         Layer *l = &net->layers[i];
         l->spec = specs[i];
@@ -216,10 +216,11 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         if (l->spec.kind == LAYER_MAXPOOL) extra += acts;  // argmax, int32
         if ((size_t)max_batch * l->in_size > gmax) gmax = (size_t)max_batch * l->in_size;
         if (l->spec.kind == LAYER_CONV) {
-            l->conv = (Conv2d){.C = l->C, .H = l->H, .W = l->W, .KH = l->spec.k_h, .KW = l->spec.k_w,
+            l->conv = (Conv2d){.C = l->C, .H = l->H, .W = l->W, .OC = l->OC, .KH = l->spec.k_h, .KW = l->spec.k_w,
                                .S = l->spec.stride, .P = l->spec.pad, .OH = l->OH, .OW = l->OW};
-            size_t cs = conv2d_col_size(&l->conv);
+            size_t cs = conv2d_col_size(&l->conv), ps = conv2d_packed_size(&l->conv);
             if (cs > col_max) col_max = cs;
+            if (ps > packed_max) packed_max = ps;
         }
         if ((l->spec.kind == LAYER_CONV || l->spec.kind == LAYER_DENSE) && l->n_w + l->OC > partial_max)
             partial_max = l->n_w + (size_t)l->OC;
@@ -240,6 +241,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     const int nch = batch_chunks(max_batch);
     const double total_floats = 4.0 * net->n_params + (double)net->n_buffers + (double)act_total +
                                 (double)extra + 2.0 * gmax + (double)nch * (col_max + partial_max) +
+                                (double)packed_max +
                                 (double)max_batch * last->OC;
     const double bytes = 4.0 * total_floats;
     const double limit = memory_limit ? (double)memory_limit : 0.9 * (double)physical_memory();
@@ -261,8 +263,10 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->ws.col = cnn_alloc_floats((size_t)nch * col_max);
     net->ws.partial_size = partial_max;
     net->ws.partial = cnn_alloc_floats((size_t)nch * partial_max);
+    net->ws.packed_size = packed_max;
+    net->ws.packed = cnn_alloc_floats(packed_max ? packed_max : 1);
     int ok = net->params && net->grads && net->m && net->v && net->buffers && net->gbuf[0] &&
-             net->gbuf[1] && net->dlogits && net->ws.col && net->ws.partial;
+             net->gbuf[1] && net->dlogits && net->ws.col && net->ws.partial && net->ws.packed;
     for (int i = 0; i < L && ok; i++) {
         Layer *l = &net->layers[i];
         size_t acts = (size_t)max_batch * l->out_size;
@@ -306,7 +310,7 @@ void cnn_net_free(CnnNet *net) {
     }
     free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers);
     free(net->gbuf[0]); free(net->gbuf[1]); free(net->dlogits);
-    free(net->ws.col); free(net->ws.partial);
+    free(net->ws.col); free(net->ws.partial); free(net->ws.packed);
     free(net->desc);
     free(net);
 }

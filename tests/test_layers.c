@@ -17,18 +17,21 @@ static void check_grad(const char *what, const float *analytic, ObjectiveFn f, v
     free(g);
 }
 
-static Workspace make_ws(size_t col_size, size_t partial_size, int B) {
+static Workspace make_ws(size_t col_size, size_t partial_size, size_t packed_size, int B) {
     Workspace ws;
-    ws.col_size = col_size;
-    ws.partial_size = partial_size;
-    ws.col = cnn_alloc_floats((size_t)batch_chunks(B) * (col_size ? col_size : 1));
-    ws.partial = cnn_alloc_floats((size_t)batch_chunks(B) * partial_size);
+    ws.col_size = (col_size + 15) & ~(size_t)15;
+    ws.partial_size = (partial_size + 15) & ~(size_t)15;
+    ws.packed_size = packed_size;
+    ws.col = cnn_alloc_floats((size_t)batch_chunks(B) * (ws.col_size ? ws.col_size : 1));
+    ws.partial = cnn_alloc_floats((size_t)batch_chunks(B) * ws.partial_size);
+    ws.packed = cnn_alloc_floats(packed_size ? packed_size : 1);
     return ws;
 }
 
 static void free_ws(Workspace *ws) {
     cnn_free(ws->col);
     cnn_free(ws->partial);
+    cnn_free(ws->packed);
 }
 
 // ---------------------------------------------------------------- conv2d
@@ -56,8 +59,9 @@ static void run_conv_case(ConvCase k, uint64_t seed) {
                 .P = k.P, .has_bias = k.bias};
     l.OH = (k.H + 2 * k.P - k.KH) / k.S + 1;
     l.OW = (k.W + 2 * k.P - k.KW) / k.S + 1;
-    printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d S=%d P=%d bias=%d -> %dx%d\n", k.B, k.C, k.H, k.W,
-           k.OC, k.KH, k.KW, k.S, k.P, k.bias, l.OH, l.OW);
+    const int direct = conv2d_direct_applies(&l) && kernels()->conv_fwd_blocked;
+    printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d S=%d P=%d bias=%d -> %dx%d%s\n", k.B, k.C, k.H, k.W,
+           k.OC, k.KH, k.KW, k.S, k.P, k.bias, l.OH, l.OW, direct ? " (direct)" : "");
     const size_t nx = (size_t)k.B * k.C * k.H * k.W, nw = (size_t)k.OC * k.C * k.KH * k.KW;
     const size_t ny = (size_t)k.B * k.OC * l.OH * l.OW;
     float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx), *dx2 = cnn_alloc_floats(nx);
@@ -68,7 +72,7 @@ static void run_conv_case(ConvCase k, uint64_t seed) {
     fill_uniform(l.w, nw, -0.5f, 0.5f, &r);
     fill_uniform(l.b, k.OC, -0.5f, 0.5f, &r);
     fill_uniform(dy, ny, -1, 1, &r);
-    Workspace ws = make_ws(conv2d_col_size(&l), nw + k.OC, k.B);
+    Workspace ws = make_ws(conv2d_col_size(&l), nw + k.OC, conv2d_packed_size(&l), k.B);
 
     conv2d_forward(&l, x, y, k.B, &ws);
     ConvCtx c = {.k = k, .OH = l.OH, .OW = l.OW, .x = to_double(x, nx), .w = to_double(l.w, nw),
@@ -109,6 +113,13 @@ START_TEST(test_conv_fixed_shapes) {
         {2, 2, 17, 16, 3, 3, 3, 1, 1, 1},  // larger planes
         {3, 3, 16, 17, 4, 1, 1, 1, 0, 1},  // pointwise on larger planes
         {20, 1, 18, 15, 2, 3, 3, 1, 1, 0}, // more images than chunks, uneven chunks
+        // Channels in multiples of 8: the direct kernels where the backend has them.
+        {2, 8, 7, 9, 8, 3, 3, 1, 1, 1},    // odd sizes, pad 1
+        {3, 16, 6, 5, 24, 3, 3, 1, 0, 0},  // 2 input blocks, 3 output blocks (a lone last one), no bias
+        {2, 8, 8, 7, 8, 5, 5, 1, 2, 1},    // 5x5, pad 2
+        {17, 8, 2, 13, 8, 3, 3, 1, 1, 1},  // more images than chunks; rows of 13 = 6 + 6 + 1
+        {2, 8, 6, 7, 8, 2, 3, 1, 1, 1},    // rectangular 2x3 kernel
+        {2, 8, 7, 7, 8, 3, 3, 2, 1, 1},    // stride 2: im2col under every backend
     };
     for (int kb = 0; kernels_next(&kb);)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 100 + i);
@@ -351,7 +362,7 @@ START_TEST(test_dense) {
         fill_uniform(l.w, nw, -1, 1, &r);
         fill_uniform(l.b, l.OUT, -1, 1, &r);
         fill_uniform(dy, ny, -1, 1, &r);
-        Workspace ws = make_ws(0, nw + l.OUT, B);
+        Workspace ws = make_ws(0, nw + l.OUT, 0, B);
         dense_forward(&l, x, y, B);
         DenseCtx c = {B, l.IN, l.OUT, l.has_bias, to_double(x, nx), to_double(l.w, nw),
                       to_double(l.b, l.OUT), to_double(dy, ny), malloc(ny * sizeof(double))};
@@ -541,6 +552,44 @@ START_TEST(test_gemm_small_k_matches_naive) {
 }
 END_TEST
 
+// Each backend's layout conversions against the index formula: every pixel
+// tail (widths and planes not multiples of 8), padding of 0, 1 and 2.
+START_TEST(test_blocked_layouts_match_naive) {
+    CnnRng r;
+    cnn_rng_seed(&r, 1070);
+    int tested = 0;
+    for (int kb = 0; kernels_next(&kb);) {
+        const Kernels *k = kernels();
+        if (!k->block_pad) continue;
+        tested++;
+        static const int shapes[][5] = {{8, 5, 13, 1, 1}, {16, 7, 8, 0, 0}, {8, 3, 3, 2, 1}, {24, 9, 17, 1, 2}};
+        for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+            const int C = shapes[si][0], H = shapes[si][1], W = shapes[si][2], PH = shapes[si][3], PW = shapes[si][4];
+            const int Hp = H + 2 * PH, Wp = W + 2 * PW;
+            const size_t n = (size_t)C * H * W, np = (size_t)C * Hp * Wp;
+            float *x = cnn_alloc_floats(n), *xb = cnn_alloc_floats(np), *back = cnn_alloc_floats(n);
+            fill_uniform(x, n, -1, 1, &r);
+            fill_uniform(xb, np, 5, 6, &r);  // stale values where the halo must become 0
+            k->block_pad(x, C, H, W, PH, PW, xb);
+            for (int c = 0; c < C; c++)
+                for (int h = 0; h < Hp; h++)
+                    for (int w = 0; w < Wp; w++) {
+                        const int ih = h - PH, iw = w - PW;
+                        const float want = ih < 0 || ih >= H || iw < 0 || iw >= W ? 0.0f : x[((size_t)c * H + ih) * W + iw];
+                        ck_assert_float_eq(xb[(((size_t)(c / 8) * Hp + h) * Wp + w) * 8 + c % 8], want);
+                    }
+            // unblock is the inverse on an unpadded block.
+            k->block_pad(x, C, H, W, 0, 0, xb);
+            k->unblock(xb, C, H, W, back);
+            ck_assert_int_eq(memcmp(x, back, n * sizeof(float)), 0);
+            cnn_free(x); cnn_free(xb); cnn_free(back);
+        }
+    }
+    printf("blocked layouts of %d backends checked\n", tested);
+    if (CNN_X86_KERNELS && cpu_has_avx2_fma()) ck_assert_int_ge(tested, 1);
+}
+END_TEST
+
 START_TEST(test_col2im_is_adjoint_of_im2col) {
     // <im2col(x), c> == <x, col2im(c)> for any x, c: the backward scatter is exact.
     CnnRng r;
@@ -578,6 +627,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, test_softmax_xent_large_logits);
     tcase_add_test(tc, test_gemm_matches_naive);
     tcase_add_test(tc, test_gemm_small_k_matches_naive);
+    tcase_add_test(tc, test_blocked_layouts_match_naive);
     tcase_add_test(tc, test_col2im_is_adjoint_of_im2col);
     suite_add_tcase(s, tc);
     return s;

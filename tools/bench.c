@@ -134,8 +134,9 @@ static int cpu_runs(Isa isa) {
     return 0;
 }
 
-// Median GFLOP/s of `threads` threads each running the FMA loop (~5 GFLOP a
-// thread, a few tens of ms); 0 where the CPU lacks the instructions.
+// Best GFLOP/s of 5 runs of `threads` threads each running the FMA loop (~5
+// GFLOP a thread, a few tens of ms): a ceiling, which noise only lowers; 0
+// where the CPU lacks the instructions.
 static double fma_peak(Isa isa, int threads) {
     if (!cpu_runs(isa)) return 0.0;
     double (*burn)(long) = NULL;
@@ -153,7 +154,8 @@ static double fma_peak(Isa isa, int threads) {
         v[r] = flops / (now() - t0) / 1e9;
         flops = 0.0;
     }
-    return median(v, 5);
+    qsort(v, 5, sizeof *v, cmp_double);
+    return v[4];
 }
 
 static void cpu_model(char *buf, size_t n) {

@@ -14,6 +14,17 @@
 
 #include <stddef.h>
 
+// A convolution on channel-blocked tensors: 8 channels a block, the block's
+// channels innermost ([block][row][column][8]). The input plane is already
+// zero-padded (Hp x Wp) and the kernel packed as w[ob][cb][kh][kw][i][o]
+// (input channel i and output channel o of blocks cb and ob).
+typedef struct {
+    int CB, OCB;  // input and output channel blocks
+    int KH, KW, S;
+    int Hp, Wp;   // padded input plane
+    int OH, OW;
+} BlockedConv;
+
 typedef struct {
     const char *name;     // as in CNNC_KERNELS and --kernels
     const char *summary;  // one line for start-up banners
@@ -25,6 +36,21 @@ typedef struct {
     // C (M,K) = beta C + A (M,N) B (K,N)^T, for the weight gradient.
     void (*gemm_small_k_nt)(int M, int K, int N, const float *A, const float *B, float beta,
                             float *C);
+    // Direct convolution on blocked tensors (NULL: im2col + GEMM instead).
+    // y[ob][oh][ow][o] = bias[8 ob + o] (0 if NULL)
+    //     + sum over cb, kh, kw, i of x[cb][oh S + kh][ow S + kw][i] w[ob][cb][kh][kw][i][o],
+    // summed in that order (cb, kh, kw, i) for every output.
+    void (*conv_fwd_blocked)(const BlockedConv *g, const float *x, const float *w, const float *bias,
+                             float *y);
+    // dw[ob][cb][kh][kw][i][o] = (accumulate ? dw : 0)
+    //     + sum over oh, ow (in order) of x[cb][oh S + kh][ow S + kw][i] dy[ob][oh][ow][o],
+    // where dy's rows are dy_row floats apart and its blocks dy_block floats.
+    void (*conv_wgrad_blocked)(const BlockedConv *g, const float *x, const float *dy, size_t dy_row,
+                               size_t dy_block, int accumulate, float *dw);
+    // Layouts (C a multiple of 8): x (C,H,W) -> xb [C/8][H+2PH][W+2PW][8]
+    // with zeros around, and yb [C/8][H][W][8] -> y (C,H,W).
+    void (*block_pad)(const float *x, int C, int H, int W, int PH, int PW, float *xb);
+    void (*unblock)(const float *yb, int C, int H, int W, float *y);
 } Kernels;
 
 // The backend in use; the first call selects one (CNNC_KERNELS or the best
@@ -41,6 +67,13 @@ void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, cons
                        float *C);
 void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta,
                           float *C);
+
+void conv_fwd_blocked_avx2(const BlockedConv *g, const float *x, const float *w, const float *bias,
+                          float *y);
+void conv_wgrad_blocked_avx2(const BlockedConv *g, const float *x, const float *dy, size_t dy_row,
+                             size_t dy_block, int accumulate, float *dw);
+void block_pad_avx2(const float *x, int C, int H, int W, int PH, int PW, float *xb);
+void unblock_avx2(const float *yb, int C, int H, int W, float *y);
 
 // ---------------------------------------------------------------- OpenBLAS
 // When OPENBLAS_CORETYPE is unset and OpenBLAS runs a generic core on a CPU

@@ -31,10 +31,15 @@ int cpu_has_avx512(void) { return 0; }
 static const Kernels backends[] = {
 #if CNN_X86_KERNELS
     {.name = "avx2",
-     .summary = "AVX2+FMA small-K GEMMs for first convolutions, im2col + OpenBLAS for the rest",
+     .summary = "AVX2+FMA: direct convolution on 8-channel blocks where channels are multiples of 8, "
+                "small-K GEMMs for first convolutions, im2col + OpenBLAS for the rest",
      .cpu_supports = cpu_has_avx2_fma,
      .gemm_small_k = gemm_small_k_avx2,
-     .gemm_small_k_nt = gemm_small_k_nt_avx2},
+     .gemm_small_k_nt = gemm_small_k_nt_avx2,
+     .conv_fwd_blocked = conv_fwd_blocked_avx2,
+     .conv_wgrad_blocked = conv_wgrad_blocked_avx2,
+     .block_pad = block_pad_avx2,
+     .unblock = unblock_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",

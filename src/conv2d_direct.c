@@ -1,0 +1,144 @@
+// Direct convolution through the kernel backend's blocked kernels (see
+// BlockedConv in kernels/kernels.h), for stride-1 layers whose channel counts
+// are multiples of 8. Each image is copied into the 8-channel blocked layout
+// with its zero padding (the backend's block_pad), convolved without im2col,
+// and copied back to NCHW; the input gradient is the forward kernel run on
+// the padded output gradient with the kernel flipped and transposed. Chunks,
+// partial sums and their order are those of conv2d.c, so results do not
+// depend on the thread count.
+#include <string.h>
+
+#include "internal.h"
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+int conv2d_direct_applies(const Conv2d *l) {
+    const int pointwise = l->KH == 1 && l->KW == 1;  // a plain GEMM already
+    return l->C % 8 == 0 && l->OC % 8 == 0 && l->S == 1 && !pointwise && l->P <= l->KH - 1 &&
+           l->P <= l->KW - 1;
+}
+
+// Padding of the output gradient for the input-gradient convolution.
+static int pad_h(const Conv2d *l) { return l->KH - 1 - l->P; }
+static int pad_w(const Conv2d *l) { return l->KW - 1 - l->P; }
+
+static size_t padded_in(const Conv2d *l) {
+    return round16((size_t)l->C * (l->H + 2 * l->P) * (l->W + 2 * l->P));
+}
+static size_t padded_dy(const Conv2d *l) {
+    return round16((size_t)l->OC * (l->OH + 2 * pad_h(l)) * (l->OW + 2 * pad_w(l)));
+}
+static size_t weights(const Conv2d *l) { return (size_t)l->OC * l->C * l->KH * l->KW; }
+
+size_t conv2d_direct_scratch_size(const Conv2d *l) {
+    if (!conv2d_direct_applies(l)) return 0;
+    const size_t fwd = padded_in(l) + round16((size_t)l->OC * l->OH * l->OW);
+    const size_t bwd = padded_in(l) + padded_dy(l) + round16((size_t)l->C * l->H * l->W) +
+                       round16(weights(l));
+    return fwd > bwd ? fwd : bwd;
+}
+
+size_t conv2d_packed_size(const Conv2d *l) {
+    return conv2d_direct_applies(l) ? 2 * round16(weights(l)) : 0;
+}
+
+// Index of w[oc][ic][kh][kw] in PyTorch's layout (OC, C, KH, KW).
+static size_t widx(const Conv2d *l, int oc, int ic, int kh, int kw) {
+    return (((size_t)oc * l->C + ic) * l->KH + kh) * l->KW + kw;
+}
+
+// Between (OC, C, KH, KW) and the forward kernel's blocked layout
+// [ob][cb][kh][kw][i][o] (w[8 ob + o][8 cb + i][kh][kw]): packs w into blk,
+// or, with to_blocked 0, unpacks blk into w (the weight gradient).
+static void blocked_weights(const Conv2d *l, float *w, float *blk, int to_blocked) {
+    size_t n = 0;
+    for (int ob = 0; ob < l->OC / 8; ob++)
+        for (int cb = 0; cb < l->C / 8; cb++)
+            for (int kh = 0; kh < l->KH; kh++)
+                for (int kw = 0; kw < l->KW; kw++)
+                    for (int i = 0; i < 8; i++)
+                        for (int o = 0; o < 8; o++, n++) {
+                            float *v = w + widx(l, ob * 8 + o, cb * 8 + i, kh, kw);
+                            if (to_blocked) blk[n] = *v;
+                            else *v = blk[n];
+                        }
+}
+
+// wp[cb][ob][kh][kw][o][i] = w[8 ob + o][8 cb + i][KH-1-kh][KW-1-kw]: the
+// kernel of the input gradient, with output channels as its inputs.
+static void pack_input_grad(const Conv2d *l, float *wp) {
+    size_t n = 0;
+    for (int cb = 0; cb < l->C / 8; cb++)
+        for (int ob = 0; ob < l->OC / 8; ob++)
+            for (int kh = 0; kh < l->KH; kh++)
+                for (int kw = 0; kw < l->KW; kw++)
+                    for (int o = 0; o < 8; o++)
+                        for (int i = 0; i < 8; i++)
+                            wp[n++] = l->w[widx(l, ob * 8 + o, cb * 8 + i, l->KH - 1 - kh, l->KW - 1 - kw)];
+}
+
+static BlockedConv forward_shape(const Conv2d *l) {
+    return (BlockedConv){.CB = l->C / 8, .OCB = l->OC / 8, .KH = l->KH, .KW = l->KW, .S = 1,
+                         .Hp = l->H + 2 * l->P, .Wp = l->W + 2 * l->P, .OH = l->OH, .OW = l->OW};
+}
+
+// ---------------------------------------------------------------- passes
+void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
+    // x (B,C,H,W), w (OC,C,KH,KW), b (OC), y (B,OC,OH,OW)
+    const Kernels *k = kernels();
+    const BlockedConv g = forward_shape(l);
+    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
+    const int nchunks = batch_chunks(B);
+    CNN_ASSERT(conv2d_direct_scratch_size(l) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
+    blocked_weights(l, l->w, ws->packed, 1);
+#pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+    for (int c = 0; c < nchunks; c++) {
+        float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + padded_in(l);
+        for (int i = chunk_begin(B, nchunks, c); i < chunk_begin(B, nchunks, c + 1); i++) {
+            k->block_pad(x + (size_t)i * in_size, l->C, l->H, l->W, l->P, l->P, xb);
+            k->conv_fwd_blocked(&g, xb, ws->packed, l->has_bias ? l->b : NULL, yb);
+            k->unblock(yb, l->OC, l->OH, l->OW, y + (size_t)i * out_size);
+        }
+    }
+}
+
+void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
+                            Workspace *ws) {
+    // x (B,C,H,W), dy (B,OC,OH,OW), dx (B,C,H,W) or NULL; dw (OC,C,KH,KW) +=, db (OC) +=
+    const Kernels *k = kernels();
+    const BlockedConv g = forward_shape(l);
+    const int ph = pad_h(l), pw = pad_w(l), OHp = l->OH + 2 * ph, OWp = l->OW + 2 * pw;
+    // The input gradient: a forward convolution from OC to C channels.
+    const BlockedConv gd = {.CB = l->OC / 8, .OCB = l->C / 8, .KH = l->KH, .KW = l->KW, .S = 1,
+                            .Hp = OHp, .Wp = OWp, .OH = l->H, .OW = l->W};
+    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
+    const size_t nw = weights(l), stride = ws->partial_size;
+    const int nchunks = batch_chunks(B);
+    CNN_ASSERT(nw + (size_t)l->OC <= stride);
+    CNN_ASSERT(conv2d_direct_scratch_size(l) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
+    float *dx_kernel = ws->packed + round16(nw);
+    if (dx) pack_input_grad(l, dx_kernel);
+#pragma omp parallel for schedule(static) if ((size_t)B * nw * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+    for (int c = 0; c < nchunks; c++) {
+        float *xb = ws->col + (size_t)c * ws->col_size, *dyb = xb + padded_in(l);
+        float *dxb = dyb + padded_dy(l), *dwb = dxb + round16(in_size);
+        float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nw;
+        memset(pdb, 0, sizeof(float) * l->OC);
+        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        for (int i = i0; i < i1; i++) {
+            const float *dyi = dy + (size_t)i * out_size;
+            k->block_pad(x + (size_t)i * in_size, l->C, l->H, l->W, l->P, l->P, xb);
+            k->block_pad(dyi, l->OC, l->OH, l->OW, ph, pw, dyb);
+            k->conv_wgrad_blocked(&g, xb, dyb + ((size_t)ph * OWp + pw) * 8, (size_t)OWp * 8,
+                                  (size_t)OHp * OWp * 8, i > i0, dwb);
+            conv2d_bias_grad(dyi, l->OC, (size_t)l->OH * l->OW, pdb);
+            if (!dx) continue;
+            k->conv_fwd_blocked(&gd, dyb, dx_kernel, NULL, dxb);
+            k->unblock(dxb, l->C, l->H, l->W, dx + (size_t)i * in_size);
+        }
+        if (i1 > i0) blocked_weights(l, pdw, dwb, 0);
+        else memset(pdw, 0, sizeof(float) * nw);
+    }
+    reduce_chunks(l->dw, ws->partial, stride, nchunks, nw);
+    if (l->has_bias) reduce_chunks(l->db, ws->partial + nw, stride, nchunks, (size_t)l->OC);
+}

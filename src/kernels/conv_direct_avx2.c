@@ -1,0 +1,200 @@
+// Direct convolution on 8-channel blocks with AVX2 + FMA (see BlockedConv in
+// kernels.h). Forward: a tile of up to 6 output pixels x 2 output blocks (12
+// accumulators); per input channel it loads 2 weight vectors and broadcasts
+// 6 input values, so the FMA units, not the loads, set the pace. The same
+// kernel computes the input gradient on the flipped, transposed kernel.
+// Weight gradient: one 8x8 (input x output channel) tile of one kernel tap
+// at a time, 8 accumulators, summed over the output pixels in order.
+// Compiled with -mavx2 -mfma alone; called only where the CPU has both.
+#include <immintrin.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TILE_W 6
+
+// One input block's taps for a tile of RW pixels x NB output blocks. The
+// accumulators start from the bias (first block) or from the partial sums
+// this tile stored for the previous block: the sums run in the same order
+// (cb, kh, kw, i) as if they had stayed in registers, while one block's
+// weights (2 x 9 x 64 floats for 3x3) stay in L1 for a whole row of tiles.
+static inline __attribute__((always_inline)) void fwd_tile(int RW, int NB, int S,
+                                                           const BlockedConv *g, const float *x,
+                                                           const float *w, size_t wblock,
+                                                           const float *bias, int first, float *y) {
+    // S is 1 (a constant: every broadcast is base + displacement) or g->S.
+    const size_t yblock = (size_t)g->OH * g->OW * 8, xs = (size_t)S * 8;
+    // Every loop over accumulators is unrolled, so that they live in registers.
+    __m256 acc[2][TILE_W];
+#pragma GCC unroll 2
+    for (int b = 0; b < NB; b++) {
+        const __m256 init = bias ? _mm256_loadu_ps(bias + 8 * b) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+        for (int p = 0; p < RW; p++)
+            acc[b][p] = first ? init : _mm256_loadu_ps(y + b * yblock + (size_t)p * 8);
+    }
+    for (int kh = 0; kh < g->KH; kh++)
+        for (int kw = 0; kw < g->KW; kw++) {
+            const float *xr = x + ((size_t)kh * g->Wp + kw) * 8;
+            const float *wk = w + ((size_t)kh * g->KW + kw) * 64;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                const __m256 w0 = _mm256_loadu_ps(wk + i * 8);
+                const __m256 w1 = NB > 1 ? _mm256_loadu_ps(wk + wblock + i * 8) : w0;
+#pragma GCC unroll 6
+                for (int p = 0; p < RW; p++) {
+                    const __m256 xv = _mm256_broadcast_ss(xr + p * xs + i);
+                    acc[0][p] = _mm256_fmadd_ps(xv, w0, acc[0][p]);
+                    if (NB > 1) acc[1][p] = _mm256_fmadd_ps(xv, w1, acc[1][p]);
+                }
+            }
+        }
+#pragma GCC unroll 2
+    for (int b = 0; b < NB; b++)
+#pragma GCC unroll 6
+        for (int p = 0; p < RW; p++) _mm256_storeu_ps(y + b * yblock + (size_t)p * 8, acc[b][p]);
+}
+
+// The tile for a run-time width, block count and stride, each instance
+// unrolled.
+static void fwd_tile_any(int rw, int nb, const BlockedConv *g, const float *x, const float *w,
+                         size_t wblock, const float *bias, int first, float *y) {
+#define CASE(R)                                                                    \
+    case R:                                                                        \
+        if (g->S == 1 && nb == 2) fwd_tile(R, 2, 1, g, x, w, wblock, bias, first, y);      \
+        else if (g->S == 1) fwd_tile(R, 1, 1, g, x, w, wblock, bias, first, y);            \
+        else if (nb == 2) fwd_tile(R, 2, g->S, g, x, w, wblock, bias, first, y);           \
+        else fwd_tile(R, 1, g->S, g, x, w, wblock, bias, first, y);                        \
+        break;
+    switch (rw) {
+        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+    }
+#undef CASE
+}
+
+void conv_fwd_blocked_avx2(const BlockedConv *g, const float *x, const float *w, const float *bias,
+                          float *y) {
+    const size_t yblock = (size_t)g->OH * g->OW * 8, xblock = (size_t)g->Hp * g->Wp * 8;
+    const size_t taps = (size_t)g->KH * g->KW * 64, wblock = (size_t)g->CB * taps;
+    // Tiles of equal width (+-1): a row of 8 is 4 + 4, not 6 + 2, so that
+    // each tile has enough accumulators to hide the FMA latency.
+    const int ntiles = (g->OW + TILE_W - 1) / TILE_W;
+    // Rows outermost: a row's inputs (KH rows of every block) stay in L1 while
+    // the weights stream from L2, and the image need not fit in L2.
+    for (int oh = 0; oh < g->OH; oh++)
+        for (int ob = 0; ob < g->OCB; ob += 2) {
+            const int nb = g->OCB - ob >= 2 ? 2 : 1;
+            const float *bb = bias ? bias + 8 * ob : NULL;
+            float *yr = y + ob * yblock + (size_t)oh * g->OW * 8;
+            for (int cb = 0; cb < g->CB; cb++) {
+                const float *xr = x + cb * xblock + (size_t)oh * g->S * g->Wp * 8;
+                const float *wb = w + ob * wblock + cb * taps;
+                for (int t = 0; t < ntiles; t++) {
+                    const int ow = t * g->OW / ntiles, rw = (t + 1) * g->OW / ntiles - ow;
+                    fwd_tile_any(rw, nb, g, xr + (size_t)ow * g->S * 8, wb, wblock, bb, cb == 0,
+                                 yr + (size_t)ow * 8);
+                }
+            }
+        }
+}
+
+static inline __attribute__((always_inline)) void wgrad_taps(int S, const BlockedConv *g,
+                                                             const float *x, const float *dy,
+                                                             size_t dy_row, size_t dy_block,
+                                                             int accumulate, float *dw) {
+    const size_t xblock = (size_t)g->Hp * g->Wp * 8, xs = (size_t)S * 8;
+    for (int ob = 0; ob < g->OCB; ob++)
+        for (int cb = 0; cb < g->CB; cb++)
+            for (int kh = 0; kh < g->KH; kh++)
+                for (int kw = 0; kw < g->KW; kw++) {
+                    float *d = dw + ((((size_t)ob * g->CB + cb) * g->KH + kh) * g->KW + kw) * 64;
+                    __m256 acc[8];
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; i++)
+                        acc[i] = accumulate ? _mm256_loadu_ps(d + i * 8) : _mm256_setzero_ps();
+                    for (int oh = 0; oh < g->OH; oh++) {
+                        const float *xr = x + cb * xblock + ((size_t)(oh * S + kh) * g->Wp + kw) * 8;
+                        const float *dr = dy + ob * dy_block + oh * dy_row;
+                        for (int ow = 0; ow < g->OW; ow++) {
+                            const __m256 dv = _mm256_loadu_ps(dr + (size_t)ow * 8);
+                            const float *xp = xr + ow * xs;
+#pragma GCC unroll 8
+                            for (int i = 0; i < 8; i++)
+                                acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(xp + i), dv, acc[i]);
+                        }
+                    }
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + i * 8, acc[i]);
+                }
+}
+
+void conv_wgrad_blocked_avx2(const BlockedConv *g, const float *x, const float *dy, size_t dy_row,
+                             size_t dy_block, int accumulate, float *dw) {
+    if (g->S == 1) wgrad_taps(1, g, x, dy, dy_row, dy_block, accumulate, dw);
+    else wgrad_taps(g->S, g, x, dy, dy_row, dy_block, accumulate, dw);
+}
+
+// ---------------------------------------------------------------- layouts
+// 8 rows of 8 floats (r[k] = row k) -> their transpose, in place.
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    }
+}
+
+void block_pad_avx2(const float *x, int C, int H, int W, int PH, int PW, float *xb) {
+    const int Hp = H + 2 * PH, Wp = W + 2 * PW;
+    const size_t plane = (size_t)H * W;
+    for (int cb = 0; cb < C / 8; cb++) {
+        float *blk = xb + (size_t)cb * Hp * Wp * 8;
+        const float *src = x + (size_t)cb * 8 * plane;
+        // Only the halo needs zeros: top and bottom rows, then each row's ends.
+        memset(blk, 0, sizeof(float) * (size_t)PH * Wp * 8);
+        memset(blk + (size_t)(PH + H) * Wp * 8, 0, sizeof(float) * (size_t)PH * Wp * 8);
+        for (int h = 0; h < H; h++) {
+            float *row = blk + (size_t)(h + PH) * Wp * 8;
+            memset(row, 0, sizeof(float) * (size_t)PW * 8);
+            memset(row + (size_t)(PW + W) * 8, 0, sizeof(float) * (size_t)PW * 8);
+            row += (size_t)PW * 8;
+            const float *s = src + (size_t)h * W;
+            int w = 0;
+            for (; w + 8 <= W; w += 8) {
+                __m256 r[8];
+                for (int c = 0; c < 8; c++) r[c] = _mm256_loadu_ps(s + c * plane + w);
+                transpose8(r);
+                for (int k = 0; k < 8; k++) _mm256_storeu_ps(row + (size_t)(w + k) * 8, r[k]);
+            }
+            for (; w < W; w++)
+                for (int c = 0; c < 8; c++) row[(size_t)w * 8 + c] = s[c * plane + w];
+        }
+    }
+}
+
+void unblock_avx2(const float *yb, int C, int H, int W, float *y) {
+    const size_t plane = (size_t)H * W;
+    for (int cb = 0; cb < C / 8; cb++) {
+        const float *blk = yb + (size_t)cb * plane * 8;
+        float *dst = y + (size_t)cb * 8 * plane;
+        size_t p = 0;
+        for (; p + 8 <= plane; p += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(blk + (p + k) * 8);
+            transpose8(r);
+            for (int c = 0; c < 8; c++) _mm256_storeu_ps(dst + c * plane + p, r[c]);
+        }
+        for (; p < plane; p++)
+            for (int c = 0; c < 8; c++) dst[c * plane + p] = blk[p * 8 + c];
+    }
+}
