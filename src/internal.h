@@ -183,4 +183,10 @@ typedef struct {
 #define CNN_MAX_TENSORS (4 * CNN_MAX_LAYERS)
 int net_tensors(CnnNet *net, NetTensor *out);
 
+// For tools/bench, after a forward pass at batch B: best of `reps` seconds of
+// conv layer i's forward (t[0]), input gradient (t[1], the backward pass less
+// a backward without dx) and weight gradient (t[2]). Gradients are left as
+// they were. Returns 0 if layer i is not a convolution or nothing ran yet.
+int net_conv_pass_times(CnnNet *net, int i, int B, int reps, double t[3]);
+
 #endif  // CNNC_INTERNAL_H

@@ -450,6 +450,33 @@ int net_tensors(CnnNet *net, NetTensor *t) {
     return n;
 }
 
+static double best_of(double a, double b) { return a < b ? a : b; }
+
+int net_conv_pass_times(CnnNet *net, int i, int B, int reps, double t[3]) {
+    if (i < 0 || i >= net->L || net->layers[i].spec.kind != LAYER_CONV || !net->input) return 0;
+    Layer *l = &net->layers[i];
+    const float *x = i > 0 ? net->layers[i - 1].out : net->input;
+    float *saved = malloc(sizeof(float) * net->n_params);
+    if (!saved) return 0;
+    memcpy(saved, net->grads, sizeof(float) * net->n_params);
+    t[0] = t[1] = t[2] = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = omp_get_wtime();
+        conv2d_forward(&l->conv, x, l->out, B, &net->ws);  // the same values again
+        double t1 = omp_get_wtime();
+        conv2d_backward(&l->conv, x, l->out, NULL, B, &net->ws);  // any dy will do for timing
+        double t2 = omp_get_wtime();
+        conv2d_backward(&l->conv, x, l->out, net->gbuf[0], B, &net->ws);
+        double t3 = omp_get_wtime();
+        t[0] = best_of(t[0], t1 - t0);
+        t[2] = best_of(t[2], t2 - t1);
+        t[1] = best_of(t[1], (t3 - t2) - (t2 - t1));
+    }
+    memcpy(net->grads, saved, sizeof(float) * net->n_params);
+    free(saved);
+    return 1;
+}
+
 void cnn_net_set_profiling(CnnNet *net, int on) {
     net->profiling = on;
     memset(net->fwd_time, 0, sizeof net->fwd_time);

@@ -15,6 +15,7 @@
 
 #include "cnnc.h"
 #include "fma_peak.h"
+#include "internal.h"
 
 extern void openblas_set_num_threads(int num_threads);
 extern char *openblas_get_corename(void);
@@ -286,6 +287,24 @@ int main(int argc, char **argv) {
                 printf("  all conv layers: %.2f GFLOP/s forward+backward = %.0f%% of the FMA peak, %.0f%% of sgemm,"
                        " %.0f%% of the step\n", cg, pk > 0 ? 100.0 * cg / pk : 0.0, 100.0 * cg / sg,
                        100.0 * conv_time / total);
+            }
+            // Each pass of each convolution alone (best of --reps), as % of the FMA peak.
+            printf("\nconvolutions at %d threads, each pass alone (best of %d; GFLOP/s and %% of the FMA peak):\n",
+                   res[o.nthreads - 1].threads, o.reps);
+            printf("  #  %-34s %16s %16s %16s\n", "layer", "forward", "input grad", "weight grad");
+            cnn_net_forward(net, x, B, 1);
+            for (int i = 0; i < L; i++) {
+                double t[3];
+                CnnLayerInfo li;
+                cnn_net_layer_info(net, i, &li);
+                if (!net_conv_pass_times(net, i, B, o.reps, t)) continue;
+                const double f = li.flops * B / 1e9;
+                printf(" %2d  %-34s", i, li.text);
+                for (int k = 0; k < 3; k++) {
+                    if (k == 1 && i == 0) { printf(" %16s", "(not needed)"); continue; }
+                    printf(" %9.1f (%3.0f%%)", f / t[k], pk > 0 ? 100.0 * f / t[k] / pk : 0.0);
+                }
+                printf("\n");
             }
         }
     }
