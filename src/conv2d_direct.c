@@ -51,8 +51,13 @@ static size_t widx(const Conv2d *l, int oc, int ic, int kh, int kw) {
 // [ob][cb][kh][kw][i][o] (w[8 ob + o][8 cb + i][kh][kw]): packs w into blk,
 // or, with to_blocked 0, unpacks blk into w (the weight gradient).
 static void blocked_weights(const Conv2d *l, float *w, float *blk, int to_blocked) {
-    size_t n = 0;
-    for (int ob = 0; ob < l->OC / 8; ob++)
+    const size_t per_ob = (size_t)l->C * l->KH * l->KW * 8;  // floats of one output block
+    // Parallel over output blocks (disjoint ranges of both layouts) when it
+    // packs a whole layer's kernel; the unpacking of a chunk's weight
+    // gradient runs inside the chunk loop and stays serial.
+#pragma omp parallel for schedule(static) if (to_blocked && (size_t)(l->OC / 8) * per_ob >= CNN_PAR_MIN_WORK)
+    for (int ob = 0; ob < l->OC / 8; ob++) {
+        size_t n = (size_t)ob * per_ob;
         for (int cb = 0; cb < l->C / 8; cb++)
             for (int kh = 0; kh < l->KH; kh++)
                 for (int kw = 0; kw < l->KW; kw++)
@@ -62,19 +67,23 @@ static void blocked_weights(const Conv2d *l, float *w, float *blk, int to_blocke
                             if (to_blocked) blk[n] = *v;
                             else *v = blk[n];
                         }
+    }
 }
 
 // wp[cb][ob][kh][kw][o][i] = w[8 ob + o][8 cb + i][KH-1-kh][KW-1-kw]: the
 // kernel of the input gradient, with output channels as its inputs.
 static void pack_input_grad(const Conv2d *l, float *wp) {
-    size_t n = 0;
-    for (int cb = 0; cb < l->C / 8; cb++)
+    const size_t per_cb = (size_t)l->OC * l->KH * l->KW * 8;
+#pragma omp parallel for schedule(static) if ((size_t)(l->C / 8) * per_cb >= CNN_PAR_MIN_WORK)
+    for (int cb = 0; cb < l->C / 8; cb++) {
+        size_t n = (size_t)cb * per_cb;
         for (int ob = 0; ob < l->OC / 8; ob++)
             for (int kh = 0; kh < l->KH; kh++)
                 for (int kw = 0; kw < l->KW; kw++)
                     for (int o = 0; o < 8; o++)
                         for (int i = 0; i < 8; i++)
                             wp[n++] = l->w[widx(l, ob * 8 + o, cb * 8 + i, l->KH - 1 - kh, l->KW - 1 - kw)];
+    }
 }
 
 static BlockedConv forward_shape(const Conv2d *l) {

@@ -148,6 +148,50 @@ START_TEST(test_conv_random_shapes) {
 }
 END_TEST
 
+// Layers too large for finite differences (kernels past the size at which
+// packing runs in parallel): every backend's forward against the naive
+// direct convolution, and its gradients against the reference backend's.
+START_TEST(test_conv_large_vs_twins) {
+    CnnRng r;
+    cnn_rng_seed(&r, 300);
+    Conv2d l = {.C = 64, .H = 6, .W = 7, .OC = 72, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1};
+    l.OH = 6;
+    l.OW = 7;
+    const int B = 3;
+    const size_t nx = (size_t)B * l.C * l.H * l.W, ny = (size_t)B * l.OC * l.OH * l.OW;
+    const size_t nw = (size_t)l.OC * l.C * 9;
+    float *x = cnn_alloc_floats(nx), *dy = cnn_alloc_floats(ny), *y = cnn_alloc_floats(ny);
+    float *want_y = cnn_alloc_floats(ny), *dx = cnn_alloc_floats(nx), *ref_dx = cnn_alloc_floats(nx);
+    float *ref_dw = cnn_alloc_floats(nw), *ref_db = cnn_alloc_floats(l.OC);
+    l.w = cnn_alloc_floats(nw); l.dw = cnn_alloc_floats(nw);
+    l.b = cnn_alloc_floats(l.OC); l.db = cnn_alloc_floats(l.OC);
+    fill_uniform(x, nx, -1, 1, &r);
+    fill_uniform(dy, ny, -1, 1, &r);
+    fill_uniform(l.w, nw, -0.1f, 0.1f, &r);
+    fill_uniform(l.b, l.OC, -0.5f, 0.5f, &r);
+    Workspace ws = make_ws(conv2d_col_size(&l), nw + l.OC, conv2d_packed_size(&l), B);
+    conv2d_forward_naive(&l, x, want_y, B);
+    ck_assert_int_eq(cnn_kernels_select("reference"), CNN_OK);
+    conv2d_backward(&l, x, dy, ref_dx, B, &ws);
+    memcpy(ref_dw, l.dw, nw * sizeof(float));
+    memcpy(ref_db, l.db, l.OC * sizeof(float));
+    for (int kb = 0; kernels_next(&kb);) {
+        memset(l.dw, 0, nw * sizeof(float));
+        memset(l.db, 0, l.OC * sizeof(float));
+        conv2d_forward(&l, x, y, B, &ws);
+        conv2d_backward(&l, x, dy, dx, B, &ws);
+        const double ey = rel_err_ff(y, want_y, ny, 1e-6), ex = rel_err_ff(dx, ref_dx, nx, 1e-6);
+        const double ew = rel_err_ff(l.dw, ref_dw, nw, 1e-6), eb = rel_err_ff(l.db, ref_db, l.OC, 1e-6);
+        printf("  forward %.1e, dx %.1e, dw %.1e, db %.1e\n", ey, ex, ew, eb);
+        ck_assert_msg(ey < FWD_TOL && ex < FWD_TOL && ew < FWD_TOL && eb < FWD_TOL, "%s: %.1e %.1e %.1e %.1e",
+                      cnn_kernels_name(), ey, ex, ew, eb);
+    }
+    free_ws(&ws);
+    cnn_free(x); cnn_free(dy); cnn_free(y); cnn_free(want_y); cnn_free(dx); cnn_free(ref_dx);
+    cnn_free(ref_dw); cnn_free(ref_db); cnn_free(l.w); cnn_free(l.dw); cnn_free(l.b); cnn_free(l.db);
+}
+END_TEST
+
 // ---------------------------------------------------------------- pooling
 typedef struct {
     int B, C, H, W, K, S, OH, OW, avg;
@@ -616,6 +660,7 @@ static Suite *layers_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_conv_fixed_shapes);
     tcase_add_test(tc, test_conv_random_shapes);
+    tcase_add_test(tc, test_conv_large_vs_twins);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_maxpool_ties_go_to_first);
     tcase_add_test(tc, test_gap);
