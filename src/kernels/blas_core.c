@@ -19,6 +19,7 @@ extern void gotoblas_dynamic_init(void) __attribute__((weak));
 
 // Set by cnn_threads_limit_spin when it re-executes with a chosen core.
 #define REPORTED_ENV "CNNC_OPENBLAS_DETECTED"
+#define NOTE "; core chosen by cnnc from the CPU's features (OpenBLAS detected %s)"
 
 // Cores with kernels for AVX2+FMA or AVX-512: anything else is older than an
 // AVX2 CPU (Prescott, Core2, Nehalem, Sandybridge, Bulldozer, "Unknown", ...).
@@ -46,8 +47,7 @@ void blas_core_choose(char *note, size_t n) {
     note[0] = 0;
     const char *detected = getenv(REPORTED_ENV);
     if (detected) {  // we re-executed with OPENBLAS_CORETYPE set
-        snprintf(note, n, "; core chosen by cnnc from the CPU's features (OpenBLAS detected %s)",
-                 detected);
+        snprintf(note, n, NOTE, detected);
         unsetenv(REPORTED_ENV);
         unsetenv("OPENBLAS_CORETYPE");  // child processes detect for themselves
         return;
@@ -62,7 +62,7 @@ void blas_core_choose(char *note, size_t n) {
     gotoblas_dynamic_quit();
     gotoblas_dynamic_init();
     unsetenv("OPENBLAS_CORETYPE");
-    snprintf(note, n, "; core chosen by cnnc from the CPU's features (OpenBLAS detected %s)", was);
+    snprintf(note, n, NOTE, was);
 }
 
 const char *blas_core_reported_env(void) { return REPORTED_ENV; }
