@@ -148,24 +148,9 @@ void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, 
 float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K,
                    int *correct);
 
-// ---------------------------------------------------------------- model descriptions
-typedef enum {
-    LAYER_CONV, LAYER_MAXPOOL, LAYER_AVGPOOL, LAYER_GAP, LAYER_RELU, LAYER_BATCHNORM,
-    LAYER_DROPOUT, LAYER_FLATTEN, LAYER_DENSE
-} LayerKind;
-
-typedef struct {
-    LayerKind kind;
-    int a, k_h, k_w, stride, pad, bias;  // a: out channels / units / pool kernel
-    float p, eps, momentum;              // dropout p; BN eps and momentum
-} LayerSpec;
-
+// ---------------------------------------------------------------- layers table
+// Model descriptions and the per-kind rows live in layers/layer.h.
 #define CNN_MAX_LAYERS 64
-
-// Parses a description into specs; returns the count via *n.
-CnnStatus model_desc_parse(const char *desc, LayerSpec *specs, int max_specs, int *n);
-const char *layer_kind_name(LayerKind k);
-void layer_spec_format(const LayerSpec *s, char *buf, size_t n);
 
 // ---------------------------------------------------------------- named tensors
 // The network's tensors under PyTorch's state_dict names ("0.weight",

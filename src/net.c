@@ -5,23 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-typedef struct {
-    LayerSpec spec;
-    int C, H, W, OC, OH, OW;
-    size_t in_size, out_size;  // floats per sample
-    size_t p_off, n_w, n_b;    // weight then bias in the parameter arena
-    size_t buf_off, n_buf;     // BN running mean then var in the buffer arena
-    Conv2d conv;
-    Pool2d pool;
-    BatchNorm bn;
-    Dense dense;
-    float *out;       // (max_batch, out_size); flatten aliases its input
-    int32_t *argmax;  // maxpool
-    float *mask;      // dropout
-    float *bn_save;   // batchnorm: save_mean, save_invstd
-} Layer;
+#include "layers/layer.h"
 
 struct CnnNet {
     char *desc;
@@ -62,104 +46,26 @@ CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n) 
 
 // ---------------------------------------------------------------- shapes
 static CnnStatus layer_shape(Layer *l, int idx) {
-    const LayerSpec *s = &l->spec;
     char text[96];
-    layer_spec_format(s, text, sizeof text);
+    layer_spec_format(&l->spec, text, sizeof text);
     l->OC = l->C; l->OH = l->H; l->OW = l->W;
-    switch (s->kind) {
-    case LAYER_CONV:
-        if (l->H + 2 * s->pad < s->k_h || l->W + 2 * s->pad < s->k_w)
-            return cnn_error(CNN_ESHAPE, "layer %d %s: kernel %dx%d does not fit input %dx%dx%d (pad %d)",
-                             idx, text, s->k_h, s->k_w, l->C, l->H, l->W, s->pad);
-        l->OC = s->a;
-        l->OH = (l->H + 2 * s->pad - s->k_h) / s->stride + 1;
-        l->OW = (l->W + 2 * s->pad - s->k_w) / s->stride + 1;
-        l->n_w = (size_t)s->a * l->C * s->k_h * s->k_w;
-        l->n_b = s->bias ? (size_t)s->a : 0;
-        break;
-    case LAYER_MAXPOOL:
-    case LAYER_AVGPOOL:
-        if (l->H < s->a || l->W < s->a)
-            return cnn_error(CNN_ESHAPE, "layer %d %s: window %dx%d does not fit input %dx%dx%d",
-                             idx, text, s->a, s->a, l->C, l->H, l->W);
-        l->OH = (l->H - s->a) / s->stride + 1;
-        l->OW = (l->W - s->a) / s->stride + 1;
-        break;
-    case LAYER_GAP: l->OH = l->OW = 1; break;
-    case LAYER_FLATTEN: l->OC = l->C * l->H * l->W; l->OH = l->OW = 1; break;
-    case LAYER_DENSE:
-        if (l->H != 1 || l->W != 1)
-            return cnn_error(CNN_ESHAPE, "layer %d %s: input is %dx%dx%d, dense needs a flat input "
-                             "(put flatten or gap before it)", idx, text, l->C, l->H, l->W);
-        l->OC = s->a;
-        l->n_w = (size_t)s->a * l->C;
-        l->n_b = s->bias ? (size_t)s->a : 0;
-        break;
-    case LAYER_BATCHNORM:
-        l->n_w = l->n_b = (size_t)l->C;
-        l->n_buf = 2 * (size_t)l->C;
-        break;
-    case LAYER_RELU:
-    case LAYER_DROPOUT: break;
-    }
+    CnnStatus st = l->spec.ops->shape ? l->spec.ops->shape(l, idx, text) : CNN_OK;
     l->in_size = (size_t)l->C * l->H * l->W;
     l->out_size = (size_t)l->OC * l->OH * l->OW;
-    return CNN_OK;
+    return st;
 }
 
-static double layer_flops(const Layer *l) {
-    if (l->spec.kind == LAYER_CONV || l->spec.kind == LAYER_DENSE)
-        return 2.0 * (double)l->n_w * l->OH * l->OW;
-    return 0.0;
-}
-
-// Points each layer's kernel struct at its slices of the arenas.
-static void wire_layer(CnnNet *net, Layer *l) {
-    const LayerSpec *s = &l->spec;
-    float *w = net->params + l->p_off, *dw = net->grads + l->p_off;
-    float *b = l->n_b ? w + l->n_w : NULL, *db = l->n_b ? dw + l->n_w : NULL;
-    switch (s->kind) {
-    case LAYER_CONV:
-        l->conv = (Conv2d){.C = l->C, .H = l->H, .W = l->W, .OC = l->OC, .KH = s->k_h, .KW = s->k_w,
-                           .S = s->stride, .P = s->pad, .OH = l->OH, .OW = l->OW,
-                           .has_bias = s->bias, .w = w, .b = b, .dw = dw, .db = db};
-        break;
-    case LAYER_MAXPOOL:
-    case LAYER_AVGPOOL:
-        l->pool = (Pool2d){.C = l->C, .H = l->H, .W = l->W, .K = s->a, .S = s->stride,
-                           .OH = l->OH, .OW = l->OW};
-        break;
-    case LAYER_BATCHNORM:
-        l->bn = (BatchNorm){.C = l->C, .HW = l->H * l->W, .eps = s->eps, .momentum = s->momentum,
-                            .gamma = w, .beta = b, .dgamma = dw, .dbeta = db,
-                            .running_mean = net->buffers + l->buf_off,
-                            .running_var = net->buffers + l->buf_off + l->C,
-                            .save_mean = l->bn_save, .save_invstd = l->bn_save + l->C};
-        break;
-    case LAYER_DENSE:
-        l->dense = (Dense){.IN = l->C, .OUT = l->OC, .has_bias = s->bias, .w = w, .b = b,
-                           .dw = dw, .db = db};
-        break;
-    default: break;
-    }
-}
+static double layer_flops(const Layer *l) { return l->spec.ops->flops ? l->spec.ops->flops(l) : 0.0; }
 
 void cnn_net_init_weights(CnnNet *net, uint64_t seed) {
     memset(net->params, 0, sizeof(float) * net->n_params);
     memset(net->buffers, 0, sizeof(float) * (net->n_buffers ? net->n_buffers : 1));
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
+        if (!l->spec.ops->init) continue;
         CnnRng r;
         cnn_rng_derive(&r, seed ^ 0x696e6974ULL, (uint64_t)i, 0);  // "init": apart from data streams
-        float *w = net->params + l->p_off;
-        if (l->spec.kind == LAYER_CONV || l->spec.kind == LAYER_DENSE) {
-            // He et al. 2015: N(0, 2/fan_in) keeps ReLU activations' variance steady.
-            const double fan_in = (double)l->n_w / l->OC, std = sqrt(2.0 / fan_in);
-            for (size_t j = 0; j < l->n_w; j++) w[j] = (float)(cnn_rng_normal(&r) * std);
-        } else if (l->spec.kind == LAYER_BATCHNORM) {
-            for (int c = 0; c < l->C; c++) w[c] = 1.0f;                  // gamma
-            for (int c = 0; c < l->C; c++) l->bn.running_var[c] = 1.0f;  // running var
-        }
+        l->spec.ops->init(l, net->params + l->p_off, net->buffers + l->buf_off, &r);
     }
 }
 
@@ -194,7 +100,8 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->first_param_layer = L;
     // Shapes, arena offsets, buffer sizes; all in size_t with overflow checks.
     int c = C, h = H, w = W;
-    size_t act_total = 0, gmax = 0, col_max = 0, partial_max = 0, packed_max = 0, extra = 0;
+    size_t act_total = 0, gmax = 0, extra = 0;
+    Workspace need = {0};  // largest scratch of any layer
     for (int i = 0; i < L; i++) {
         Layer *l = &net->layers[i];
         l->spec = specs[i];
@@ -210,20 +117,11 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         net->n_buffers += l->n_buf;
         if (l->n_w && net->first_param_layer == L) net->first_param_layer = i;
         net->flops += layer_flops(l);
-        size_t acts = (size_t)max_batch * l->out_size;
-        if (l->spec.kind != LAYER_FLATTEN) act_total += acts;
-        if (l->spec.kind == LAYER_DROPOUT) act_total += acts;
-        if (l->spec.kind == LAYER_MAXPOOL) extra += acts;  // argmax, int32
+        const LayerOps *ops = l->spec.ops;
+        if (!(ops->flags & LAYER_VIEW)) act_total += (size_t)max_batch * l->out_size;
+        if (ops->aux_floats) extra += ops->aux_floats(l, max_batch);
         if ((size_t)max_batch * l->in_size > gmax) gmax = (size_t)max_batch * l->in_size;
-        if (l->spec.kind == LAYER_CONV) {
-            l->conv = (Conv2d){.C = l->C, .H = l->H, .W = l->W, .OC = l->OC, .KH = l->spec.k_h, .KW = l->spec.k_w,
-                               .S = l->spec.stride, .P = l->spec.pad, .OH = l->OH, .OW = l->OW};
-            size_t cs = conv2d_col_size(&l->conv), ps = conv2d_packed_size(&l->conv);
-            if (cs > col_max) col_max = cs;
-            if (ps > packed_max) packed_max = ps;
-        }
-        if ((l->spec.kind == LAYER_CONV || l->spec.kind == LAYER_DENSE) && l->n_w + l->OC > partial_max)
-            partial_max = l->n_w + (size_t)l->OC;
+        if (ops->scratch) ops->scratch(l, &need);
         c = l->OC; h = l->OH; w = l->OW;
     }
     const Layer *last = &net->layers[L - 1];
@@ -236,8 +134,9 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         st = cnn_error(CNN_ESHAPE, "the last layer has %d outputs; labels are bytes, so at most 256 classes", last->OC);
         goto fail;
     }
-    partial_max = (partial_max + 15) & ~(size_t)15;  // keep every chunk's slice 64-byte aligned
-    col_max = (col_max + 15) & ~(size_t)15;
+    // Keep every chunk's slice 64-byte aligned.
+    const size_t partial_max = (need.partial_size + 15) & ~(size_t)15;
+    const size_t col_max = (need.col_size + 15) & ~(size_t)15, packed_max = need.packed_size;
     const int nch = batch_chunks(max_batch);
     const double total_floats = 4.0 * net->n_params + (double)net->n_buffers + (double)act_total +
                                 (double)extra + 2.0 * gmax + (double)nch * (col_max + partial_max) +
@@ -269,13 +168,12 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
              net->gbuf[1] && net->dlogits && net->ws.col && net->ws.partial && net->ws.packed;
     for (int i = 0; i < L && ok; i++) {
         Layer *l = &net->layers[i];
-        size_t acts = (size_t)max_batch * l->out_size;
-        if (l->spec.kind != LAYER_FLATTEN) ok &= (l->out = cnn_alloc_floats(acts)) != NULL;
-        if (l->spec.kind == LAYER_MAXPOOL)
-            ok &= (l->argmax = aligned_alloc(64, (acts * sizeof(int32_t) + 63) & ~(size_t)63)) != NULL;
-        if (l->spec.kind == LAYER_DROPOUT) ok &= (l->mask = cnn_alloc_floats(acts)) != NULL;
-        if (l->spec.kind == LAYER_BATCHNORM) ok &= (l->bn_save = cnn_alloc_floats(2 * (size_t)l->C)) != NULL;
-        if (ok) wire_layer(net, l);
+        const LayerOps *ops = l->spec.ops;
+        if (!(ops->flags & LAYER_VIEW))
+            ok &= (l->out = cnn_alloc_floats((size_t)max_batch * l->out_size)) != NULL;
+        if (ops->aux_floats) ok &= (l->aux = cnn_alloc_floats(ops->aux_floats(l, max_batch))) != NULL;
+        if (ok && ops->wire)
+            ops->wire(l, net->params + l->p_off, net->grads + l->p_off, net->buffers + l->buf_off);
     }
     if (!ok) {
         st = cnn_error(CNN_ENOMEM, "cannot allocate %.0f MB for the network", bytes / 1048576.0);
@@ -303,10 +201,8 @@ void cnn_net_free(CnnNet *net) {
     if (!net) return;
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
-        if (l->spec.kind != LAYER_FLATTEN) free(l->out);
-        free(l->argmax);
-        free(l->mask);
-        free(l->bn_save);
+        if (l->spec.ops && !(l->spec.ops->flags & LAYER_VIEW)) free(l->out);
+        free(l->aux);
     }
     free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers);
     free(net->gbuf[0]); free(net->gbuf[1]); free(net->dlogits);
@@ -322,22 +218,10 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
     const float *in = x;
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
-        const size_t n = (size_t)B * l->out_size;
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
-        switch (l->spec.kind) {
-        case LAYER_CONV: conv2d_forward(&l->conv, in, l->out, B, &net->ws); break;
-        case LAYER_MAXPOOL: maxpool_forward(&l->pool, in, l->out, l->argmax, B); break;
-        case LAYER_AVGPOOL: avgpool_forward(&l->pool, in, l->out, B); break;
-        case LAYER_GAP: gap_forward(in, l->out, B, l->C, l->H * l->W); break;
-        case LAYER_RELU: relu_forward(in, l->out, n); break;
-        case LAYER_BATCHNORM: batchnorm_forward(&l->bn, in, l->out, B, training); break;
-        case LAYER_DROPOUT:
-            dropout_forward(l->spec.p, in, l->out, l->mask, B, l->out_size,
-                            net->seed ^ (0x5eedULL * (uint64_t)(i + 1)), net->step, training);
-            break;
-        case LAYER_FLATTEN: l->out = (float *)in; break;  // a view: same bytes, new shape
-        case LAYER_DENSE: dense_forward(&l->dense, in, l->out, B); break;
-        }
+        const LayerRun run = {.B = B, .training = training, .ws = &net->ws, .seed = net->seed,
+                              .step = net->step, .index = i};
+        l->spec.ops->forward(l, in, &run);
         if (net->profiling) net->fwd_time[i] += omp_get_wtime() - t0;
         in = l->out;
     }
@@ -356,20 +240,13 @@ void cnn_net_backward(CnnNet *net, int B) {
         const float *x = i > 0 ? net->layers[i - 1].out : net->input;
         // The input gradient is needed only if a layer below has parameters.
         const int need_dx = i > net->first_param_layer;
-        float *dx = need_dx ? (dy == net->gbuf[0] ? net->gbuf[1] : net->gbuf[0]) : NULL;
-        const size_t n = (size_t)B * l->out_size;
+        const LayerOps *ops = l->spec.ops;
+        float *dx = ops->flags & LAYER_GRAD_IN_PLACE ? dy
+                    : need_dx ? (dy == net->gbuf[0] ? net->gbuf[1] : net->gbuf[0]) : NULL;
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
-        switch (l->spec.kind) {
-        case LAYER_CONV: conv2d_backward(&l->conv, x, dy, dx, B, &net->ws); break;
-        case LAYER_MAXPOOL: maxpool_backward(&l->pool, dy, l->argmax, dx, B); break;
-        case LAYER_AVGPOOL: avgpool_backward(&l->pool, dy, dx, B); break;
-        case LAYER_GAP: gap_backward(dy, dx, B, l->C, l->H * l->W); break;
-        case LAYER_RELU: dx = dy; relu_backward(l->out, dy, dx, n); break;
-        case LAYER_BATCHNORM: batchnorm_backward(&l->bn, x, dy, dx, B); break;
-        case LAYER_DROPOUT: dx = dy; dropout_backward(l->mask, dy, dx, n); break;
-        case LAYER_FLATTEN: dx = dy; break;
-        case LAYER_DENSE: dense_backward(&l->dense, x, dy, dx, B, &net->ws); break;
-        }
+        const LayerRun run = {.B = B, .training = 1, .ws = &net->ws, .seed = net->seed,
+                              .step = net->step, .index = i};
+        if (ops->backward) ops->backward(l, x, dy, dx, &run);
         if (net->profiling) net->bwd_time[i] += omp_get_wtime() - t0;
         dy = dx;
     }
@@ -407,74 +284,28 @@ void cnn_net_set_seed(CnnNet *net, uint64_t seed) { net->seed = seed; }
 void cnn_net_set_step(CnnNet *net, uint64_t step) { net->step = step; }
 uint64_t cnn_net_step(const CnnNet *net) { return net->step; }
 
-static void add_tensor(NetTensor *t, int *n, int layer, const char *what, int ndim, const int64_t *shape,
-                       float *data, float *m, float *v) {
-    NetTensor *x = &t[(*n)++];
-    snprintf(x->name, sizeof x->name, "%d.%s", layer, what);
-    x->ndim = ndim;
-    x->numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        x->shape[d] = shape[d];
-        x->numel *= (size_t)shape[d];
-    }
-    x->data = data;
-    x->m = m;
-    x->v = v;
-}
-
 int net_tensors(CnnNet *net, NetTensor *t) {
     int n = 0;
     for (int i = 0; i < net->L; i++) {
         const Layer *l = &net->layers[i];
-        float *w = net->params + l->p_off, *m = net->m + l->p_off, *v = net->v + l->p_off;
-        const int64_t conv_w[4] = {l->OC, l->C, l->spec.k_h, l->spec.k_w};
-        const int64_t dense_w[2] = {l->OC, l->C}, vec[1] = {l->OC};
-        switch (l->spec.kind) {
-        case LAYER_CONV:
-            add_tensor(t, &n, i, "weight", 4, conv_w, w, m, v);
-            if (l->n_b) add_tensor(t, &n, i, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
-            break;
-        case LAYER_DENSE:
-            add_tensor(t, &n, i, "weight", 2, dense_w, w, m, v);
-            if (l->n_b) add_tensor(t, &n, i, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
-            break;
-        case LAYER_BATCHNORM:
-            add_tensor(t, &n, i, "weight", 1, vec, w, m, v);
-            add_tensor(t, &n, i, "bias", 1, vec, w + l->C, m + l->C, v + l->C);
-            add_tensor(t, &n, i, "running_mean", 1, vec, net->buffers + l->buf_off, NULL, NULL);
-            add_tensor(t, &n, i, "running_var", 1, vec, net->buffers + l->buf_off + l->C, NULL, NULL);
-            break;
-        default: break;
-        }
+        if (l->spec.ops->tensors)
+            n += l->spec.ops->tensors(l, i, net->params + l->p_off, net->m + l->p_off,
+                                      net->v + l->p_off, net->buffers + l->buf_off, t + n);
     }
     return n;
 }
 
-static double best_of(double a, double b) { return a < b ? a : b; }
-
 int net_conv_pass_times(CnnNet *net, int i, int B, int reps, double t[3]) {
-    if (i < 0 || i >= net->L || net->layers[i].spec.kind != LAYER_CONV || !net->input) return 0;
+    if (i < 0 || i >= net->L || !net->layers[i].spec.ops->pass_times || !net->input) return 0;
     Layer *l = &net->layers[i];
     const float *x = i > 0 ? net->layers[i - 1].out : net->input;
     float *saved = malloc(sizeof(float) * net->n_params);
     if (!saved) return 0;
     memcpy(saved, net->grads, sizeof(float) * net->n_params);
-    t[0] = t[1] = t[2] = 1e30;
-    for (int r = 0; r < reps; r++) {
-        double t0 = omp_get_wtime();
-        conv2d_forward(&l->conv, x, l->out, B, &net->ws);  // the same values again
-        double t1 = omp_get_wtime();
-        conv2d_backward(&l->conv, x, l->out, NULL, B, &net->ws);  // any dy will do for timing
-        double t2 = omp_get_wtime();
-        conv2d_backward(&l->conv, x, l->out, net->gbuf[0], B, &net->ws);
-        double t3 = omp_get_wtime();
-        t[0] = best_of(t[0], t1 - t0);
-        t[2] = best_of(t[2], t2 - t1);
-        t[1] = best_of(t[1], (t3 - t2) - (t2 - t1));
-    }
-    memcpy(net->grads, saved, sizeof(float) * net->n_params);
+    int ok = l->spec.ops->pass_times(l, x, net->gbuf[0], B, reps, &net->ws, t);
+    memcpy(net->grads, saved, sizeof(float) * net->n_params);  // leave gradients as they were
     free(saved);
-    return 1;
+    return ok;
 }
 
 void cnn_net_set_profiling(CnnNet *net, int on) {
@@ -494,7 +325,7 @@ void cnn_net_input_shape(const CnnNet *net, int *C, int *H, int *W) {
 
 void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info) {
     const Layer *l = &net->layers[i];
-    info->kind = layer_kind_name(l->spec.kind);
+    info->kind = l->spec.ops->name;
     layer_spec_format(&l->spec, info->text, sizeof info->text);
     info->C = l->C; info->H = l->H; info->W = l->W;
     info->OC = l->OC; info->OH = l->OH; info->OW = l->OW;

@@ -503,6 +503,19 @@ static int setup_compute(const Options *o) {
     return threads;
 }
 
+// The net of --model for `classes` classes of CxHxW images at --batch:
+// train and summary accept and refuse exactly the same models.
+static CnnNet *build_model(const Options *o, int classes, int C, int H, int W) {
+    char desc[4096];
+    model_desc(o->model, classes, desc, sizeof desc);
+    CnnNet *net;
+    check_model(cnn_net_create(&net, desc, C, H, W, o->batch, o->seed));
+    if (cnn_net_num_classes(net) != classes)
+        die(EXIT_USAGE, "--model: the model ends in %d outputs but %s has %d classes", cnn_net_num_classes(net),
+            o->dataset, classes);
+    return net;
+}
+
 static int cmd_train(Options *o) {
     CnnMeta resume_meta = {0};
     if (o->resume) {
@@ -522,13 +535,7 @@ static int cmd_train(Options *o) {
     const CnnDataset *eval_set = val.n ? &val : &test;
     const char *eval_name = val.n ? "val" : "test";
 
-    char desc[4096];
-    model_desc(o->model, train.classes, desc, sizeof desc);
-    CnnNet *net;
-    check_model(cnn_net_create(&net, desc, train.c, train.h, train.w, o->batch, o->seed));
-    if (cnn_net_num_classes(net) != train.classes)
-        die(EXIT_USAGE, "--model: the model ends in %d outputs but %s has %d classes", cnn_net_num_classes(net),
-            o->dataset, train.classes);
+    CnnNet *net = build_model(o, train.classes, train.c, train.h, train.w);
     char fl[32];
     format_count(cnn_net_flops(net), fl, sizeof fl);
     printf("model: %s%s%s: %zu parameters, %sFLOP/image forward\n", is_builtin(o->model) ? o->model : "",
@@ -799,10 +806,7 @@ static int cmd_predict(Options *o) {
 static int cmd_summary(Options *o) {
     int C, H, W;
     dataset_shape(o->dataset, o->grayscale, &C, &H, &W);
-    char desc[4096];
-    model_desc(o->model, dataset_classes(o->dataset), desc, sizeof desc);
-    CnnNet *net;
-    check_model(cnn_net_create(&net, desc, C, H, W, 1, 1));
+    CnnNet *net = build_model(o, dataset_classes(o->dataset), C, H, W);
     printf("model %s on %s (%dx%dx%d, %d classes):\n", o->model, o->dataset, C, H, W, dataset_classes(o->dataset));
     print_summary(net);
     cnn_net_free(net);

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "layers/layer.h"
 #include "testutil.h"
 
 // ---------------------------------------------------------------- descriptions
@@ -116,6 +117,58 @@ START_TEST(test_canonical_description_round_trips) {
         cnn_net_free(again);
         cnn_net_free(net);
     }
+}
+END_TEST
+
+// Every row of the layer table builds, reports its own name, and its
+// canonical text builds the same layer; a row added without an example
+// here fails this test. Unknown names list every row.
+START_TEST(test_layer_table_rows) {
+    static const struct {
+        const char *name, *desc;
+    } examples[] = {
+        {"conv", "conv2d(4,3x2,stride=2,pad=1,bias=0) flatten dense(3)"},
+        {"maxpool", "maxpool(3,stride=2) flatten dense(3)"},
+        {"avgpool", "avgpool(2) flatten dense(3)"},
+        {"gap", "globalavgpool dense(3)"},
+        {"relu", "relu flatten dense(3)"},
+        {"batchnorm", "bn(eps=0.001,momentum=0.2) flatten dense(3)"},
+        {"dropout", "dropout(p=0.125) flatten dense(3)"},
+        {"flatten", "flatten dense(3)"},
+        {"dense", "flatten fc(5,bias=0) linear(3)"},
+    };
+    char names[256];
+    layer_ops_names(names, sizeof names);
+    int rows = 0;
+    for (char *tok = strtok(names, ", "); tok; tok = strtok(NULL, ", "), rows++) {
+        const char *desc = NULL;
+        for (size_t i = 0; i < sizeof examples / sizeof examples[0]; i++)
+            if (!strcmp(examples[i].name, tok)) desc = examples[i].desc;
+        ck_assert_msg(desc, "layer row '%s' has no example in this test", tok);
+        ck_assert_ptr_nonnull(layer_ops_find(tok));
+        CnnNet *net, *again;
+        ck_assert_msg(cnn_net_create(&net, desc, 2, 7, 7, 2, 1) == CNN_OK, "%s: %s", desc, cnn_last_error());
+        CnnLayerInfo info;
+        int found = 0;
+        for (int i = 0; i < cnn_net_num_layers(net); i++) {
+            cnn_net_layer_info(net, i, &info);
+            found |= !strcmp(info.kind, tok);
+        }
+        ck_assert_msg(found, "%s: no layer reports kind '%s'", desc, tok);
+        ck_assert_int_eq(cnn_net_create(&again, cnn_net_desc(net), 2, 7, 7, 2, 1), CNN_OK);
+        ck_assert_str_eq(cnn_net_desc(again), cnn_net_desc(net));
+        ck_assert_uint_eq(cnn_net_num_params(again), cnn_net_num_params(net));
+        ck_assert(memcmp(cnn_net_params(net), cnn_net_params(again), cnn_net_num_params(net) * 4) == 0);
+        cnn_net_free(again);
+        cnn_net_free(net);
+    }
+    ck_assert_int_eq(rows, (int)(sizeof examples / sizeof examples[0]));
+    ck_assert_ptr_null(layer_ops_find("softmax"));
+    cnn_set_quiet(1);
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "softmax dense(3)", 1, 4, 4, 2, 1), CNN_EFORMAT);
+    layer_ops_names(names, sizeof names);
+    ck_assert_msg(strstr(cnn_last_error(), names), "\"%s\" lacks \"%s\"", cnn_last_error(), names);
 }
 END_TEST
 
@@ -340,6 +393,7 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_description_syntax);
     tcase_add_test(tc, test_description_errors);
     tcase_add_test(tc, test_canonical_description_round_trips);
+    tcase_add_test(tc, test_layer_table_rows);
     tcase_add_test(tc, test_memory_limit);
     tcase_add_test(tc, test_he_initialisation);
     tcase_add_test(tc, test_optimizers_match_pytorch);

@@ -51,6 +51,8 @@ usage)
     expect 2 "unknown layer 'resnet'" "$trainer" --data-dir data --model resnet --epochs 1
     expect 2 "kernel 5x5 does not fit" "$trainer" --data-dir data --model "conv(4,5) maxpool(2) conv(4,5) flatten dense(10)"
     expect 2 "ends in 7 outputs but mnist has 10 classes" "$trainer" --data-dir data --model "flatten dense(7)"
+    # summary accepts and refuses exactly what train does
+    expect 2 "ends in 7 outputs but mnist has 10 classes" "$trainer" summary --model "conv(8,3) relu flatten dense(7)"
     expect 2 "predict needs at least one IMAGE" "$trainer" predict --checkpoint x.safetensors
     expect 2 "--checkpoint FILE is required" "$trainer" eval
     expect 1 "mnist is not available in nowhere/mnist; get it with: tools/fetch-data mnist --dir nowhere" \

@@ -3,8 +3,9 @@
 // the running estimate, running = (1-momentum)*running + momentum*batch.
 // Parallel over channels; each channel's sums run in one fixed order (double).
 #include <math.h>
+#include <string.h>
 
-#include "internal.h"
+#include "layers/layer.h"
 
 void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int training) {
     // x, y (B,C,H,W); gamma, beta, running_*, save_* (C)
@@ -75,3 +76,87 @@ void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, flo
         }
     }
 }
+
+// ---------------------------------------------------------------- layer row
+// batchnorm(eps=1e-5, momentum=0.1): PyTorch's BatchNorm2d (or 1d on a flat input).
+static void bn_defaults(LayerSpec *s) {
+    s->eps = 1e-5f;
+    s->momentum = 0.1f;
+}
+
+static int bn_set_arg(LayerSpec *s, const char *key, const char *val, const ArgSite *at,
+                      CnnStatus *st) {
+    if (!strcmp(key, "eps")) *st = layer_arg_float(at, key, val, 1e-12f, 1.0f, &s->eps);
+    else if (!strcmp(key, "momentum")) *st = layer_arg_float(at, key, val, 0.0f, 1.0f, &s->momentum);
+    else return 0;
+    return 1;
+}
+
+static void bn_format(const LayerSpec *s, char *buf, size_t n) {
+    char f1[32], f2[32];
+    snprintf(buf, n, "batchnorm(eps=%s,momentum=%s)", layer_fmt_float(s->eps, f1, sizeof f1),
+             layer_fmt_float(s->momentum, f2, sizeof f2));
+}
+
+// gamma then beta as parameters; running mean then variance as buffers.
+static CnnStatus bn_shape(Layer *l, int idx, const char *text) {
+    (void)idx, (void)text;
+    l->n_w = l->n_b = (size_t)l->C;
+    l->n_buf = 2 * (size_t)l->C;
+    return CNN_OK;
+}
+
+// The last training forward's batch mean and 1/std, per channel.
+static size_t bn_aux_floats(const Layer *l, int max_batch) {
+    (void)max_batch;
+    return 2 * (size_t)l->C;
+}
+
+static void bn_wire(Layer *l, float *w, float *dw, float *buffers) {
+    l->bn = (BatchNorm){.C = l->C, .HW = l->H * l->W, .eps = l->spec.eps,
+                        .momentum = l->spec.momentum, .gamma = w, .beta = w + l->C,
+                        .dgamma = dw, .dbeta = dw + l->C, .running_mean = buffers,
+                        .running_var = buffers + l->C, .save_mean = l->aux,
+                        .save_invstd = l->aux + l->C};
+}
+
+static void bn_init(Layer *l, float *w, float *buffers, CnnRng *r) {
+    (void)r;
+    for (int c = 0; c < l->C; c++) w[c] = 1.0f;              // gamma; beta stays 0
+    for (int c = 0; c < l->C; c++) buffers[l->C + c] = 1.0f;  // running var; mean stays 0
+}
+
+static int bn_tensors(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,
+                      NetTensor *out) {
+    const int64_t vec[1] = {l->C};
+    int n = 0;
+    layer_add_tensor(out, &n, idx, "weight", 1, vec, w, m, v);
+    layer_add_tensor(out, &n, idx, "bias", 1, vec, w + l->C, m + l->C, v + l->C);
+    layer_add_tensor(out, &n, idx, "running_mean", 1, vec, buffers, NULL, NULL);
+    layer_add_tensor(out, &n, idx, "running_var", 1, vec, buffers + l->C, NULL, NULL);
+    return n;
+}
+
+static void bn_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    batchnorm_forward(&l->bn, x, l->out, r->B, r->training);
+}
+
+static void bn_backward_row(Layer *l, const float *x, const float *dy, float *dx,
+                            const LayerRun *r) {
+    batchnorm_backward(&l->bn, x, dy, dx, r->B);
+}
+
+const LayerOps batchnorm_layer = {
+    .name = "batchnorm",
+    .aliases = {"bn"},
+    .defaults = bn_defaults,
+    .set_arg = bn_set_arg,
+    .format = bn_format,
+    .shape = bn_shape,
+    .aux_floats = bn_aux_floats,
+    .wire = bn_wire,
+    .init = bn_init,
+    .tensors = bn_tensors,
+    .forward = bn_forward_row,
+    .backward = bn_backward_row,
+};

@@ -1,9 +1,10 @@
 // 2-D convolution through im2col + SGEMM, parallel over fixed batch chunks.
 // Each chunk owns one im2col buffer and one dW|db partial, so results do not
 // depend on how chunks are spread over threads.
+#include <omp.h>
 #include <string.h>
 
-#include "internal.h"
+#include "layers/layer.h"
 
 static int is_pointwise(const Conv2d *l) {
     return l->KH == 1 && l->KW == 1 && l->S == 1 && l->P == 0;
@@ -142,3 +143,149 @@ void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B) {
                     y[(((size_t)b * l->OC + oc) * l->OH + oh) * l->OW + ow] = (float)s;
                 }
 }
+
+// ---------------------------------------------------------------- layer row
+// conv(out, k, stride, pad, bias=1): k is K or KHxKW; PyTorch's Conv2d.
+static void conv_defaults(LayerSpec *s) {
+    s->stride = 1;
+    s->bias = 1;
+}
+
+static int conv_set_arg(LayerSpec *s, const char *key, const char *val, const ArgSite *at,
+                        CnnStatus *st) {
+    if (!strcmp(key, "out")) *st = layer_arg_int(at, key, val, 1, 1 << 16, &s->a);
+    else if (!strcmp(key, "k") || !strcmp(key, "kernel")) {
+        char kh[16] = {0};
+        const char *x = strchr(val, 'x');
+        if (x && (size_t)(x - val) < sizeof kh) {
+            memcpy(kh, val, (size_t)(x - val));
+            *st = layer_arg_int(at, key, kh, 1, 64, &s->k_h);
+            if (!*st) *st = layer_arg_int(at, key, x + 1, 1, 64, &s->k_w);
+        } else {
+            *st = layer_arg_int(at, key, val, 1, 64, &s->k_h);
+            s->k_w = s->k_h;
+        }
+    } else if (!strcmp(key, "stride")) *st = layer_arg_int(at, key, val, 1, 64, &s->stride);
+    else if (!strcmp(key, "pad")) *st = layer_arg_int(at, key, val, 0, 64, &s->pad);
+    else if (!strcmp(key, "bias")) *st = layer_arg_int(at, key, val, 0, 1, &s->bias);
+    else return 0;
+    return 1;
+}
+
+static CnnStatus conv_finish(LayerSpec *s, const ArgSite *at) {
+    if (!s->a || !s->k_h)
+        return cnn_error(CNN_EFORMAT, "model description: layer %d: conv needs out channels and "
+                         "kernel, e.g. conv(32,3)", at->idx);
+    return CNN_OK;
+}
+
+static void conv_format(const LayerSpec *s, char *buf, size_t n) {
+    if (s->k_h == s->k_w)
+        snprintf(buf, n, "conv(%d,%d,stride=%d,pad=%d%s)", s->a, s->k_h, s->stride, s->pad,
+                 s->bias ? "" : ",bias=0");
+    else
+        snprintf(buf, n, "conv(%d,%dx%d,stride=%d,pad=%d%s)", s->a, s->k_h, s->k_w, s->stride,
+                 s->pad, s->bias ? "" : ",bias=0");
+}
+
+static Conv2d conv_geometry(const Layer *l) {
+    const LayerSpec *s = &l->spec;
+    return (Conv2d){.C = l->C, .H = l->H, .W = l->W, .OC = l->OC, .KH = s->k_h, .KW = s->k_w,
+                    .S = s->stride, .P = s->pad, .OH = l->OH, .OW = l->OW, .has_bias = s->bias};
+}
+
+static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
+    const LayerSpec *s = &l->spec;
+    if (l->H + 2 * s->pad < s->k_h || l->W + 2 * s->pad < s->k_w)
+        return cnn_error(CNN_ESHAPE, "layer %d %s: kernel %dx%d does not fit input %dx%dx%d (pad %d)",
+                         idx, text, s->k_h, s->k_w, l->C, l->H, l->W, s->pad);
+    l->OC = s->a;
+    l->OH = (l->H + 2 * s->pad - s->k_h) / s->stride + 1;
+    l->OW = (l->W + 2 * s->pad - s->k_w) / s->stride + 1;
+    l->n_w = (size_t)s->a * l->C * s->k_h * s->k_w;
+    l->n_b = s->bias ? (size_t)s->a : 0;
+    return CNN_OK;
+}
+
+static void conv_scratch(const Layer *l, Workspace *need) {
+    const Conv2d g = conv_geometry(l);
+    const size_t col = conv2d_col_size(&g), packed = conv2d_packed_size(&g);
+    const size_t partial = l->n_w + (size_t)l->OC;
+    if (col > need->col_size) need->col_size = col;
+    if (packed > need->packed_size) need->packed_size = packed;
+    if (partial > need->partial_size) need->partial_size = partial;
+}
+
+static void conv_wire(Layer *l, float *w, float *dw, float *buffers) {
+    (void)buffers;
+    l->conv = conv_geometry(l);
+    l->conv.w = w;
+    l->conv.dw = dw;
+    l->conv.b = l->n_b ? w + l->n_w : NULL;
+    l->conv.db = l->n_b ? dw + l->n_w : NULL;
+}
+
+static void conv_init(Layer *l, float *w, float *buffers, CnnRng *r) {
+    (void)buffers;
+    layer_init_he(l, w, r);
+}
+
+static int conv_tensors(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,
+                        NetTensor *out) {
+    (void)buffers;
+    const int64_t shape[4] = {l->OC, l->C, l->spec.k_h, l->spec.k_w}, vec[1] = {l->OC};
+    int n = 0;
+    layer_add_tensor(out, &n, idx, "weight", 4, shape, w, m, v);
+    if (l->n_b) layer_add_tensor(out, &n, idx, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
+    return n;
+}
+
+static void conv_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    conv2d_forward(&l->conv, x, l->out, r->B, r->ws);
+}
+
+static void conv_backward_row(Layer *l, const float *x, const float *dy, float *dx,
+                              const LayerRun *r) {
+    conv2d_backward(&l->conv, x, dy, dx, r->B, r->ws);
+}
+
+static double best_of(double a, double b) { return a < b ? a : b; }
+
+// Forward again (same values), backward without dx (the weight gradient
+// alone), backward with dx; the input gradient is the difference.
+static int conv_pass_times(Layer *l, const float *x, float *dx_buf, int B, int reps,
+                           Workspace *ws, double t[3]) {
+    t[0] = t[1] = t[2] = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = omp_get_wtime();
+        conv2d_forward(&l->conv, x, l->out, B, ws);
+        double t1 = omp_get_wtime();
+        conv2d_backward(&l->conv, x, l->out, NULL, B, ws);  // any dy will do for timing
+        double t2 = omp_get_wtime();
+        conv2d_backward(&l->conv, x, l->out, dx_buf, B, ws);
+        double t3 = omp_get_wtime();
+        t[0] = best_of(t[0], t1 - t0);
+        t[2] = best_of(t[2], t2 - t1);
+        t[1] = best_of(t[1], (t3 - t2) - (t2 - t1));
+    }
+    return 1;
+}
+
+const LayerOps conv_layer = {
+    .name = "conv",
+    .aliases = {"conv2d"},
+    .positional = {"out", "k", "stride", "pad"},
+    .defaults = conv_defaults,
+    .set_arg = conv_set_arg,
+    .finish = conv_finish,
+    .format = conv_format,
+    .shape = conv_shape,
+    .scratch = conv_scratch,
+    .wire = conv_wire,
+    .init = conv_init,
+    .flops = layer_weight_flops,
+    .tensors = conv_tensors,
+    .forward = conv_forward_row,
+    .backward = conv_backward_row,
+    .pass_times = conv_pass_times,
+};

@@ -3,7 +3,7 @@
 #include <float.h>
 #include <string.h>
 
-#include "internal.h"
+#include "layers/layer.h"
 
 void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
     // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
@@ -132,3 +132,117 @@ void gap_backward(const float *dy, float *dx, int B, int C, int HW) {
         for (int p = 0; p < HW; p++) out[p] = v;
     }
 }
+
+// ---------------------------------------------------------------- layer rows
+// maxpool(k, stride) and avgpool(k, stride), stride defaulting to k
+// (PyTorch's MaxPool2d/AvgPool2d without padding); gap: AdaptiveAvgPool2d(1)
+// and flatten in one.
+static int pool_set_arg(LayerSpec *s, const char *key, const char *val, const ArgSite *at,
+                        CnnStatus *st) {
+    if (!strcmp(key, "k") || !strcmp(key, "kernel")) *st = layer_arg_int(at, key, val, 1, 64, &s->a);
+    else if (!strcmp(key, "stride")) *st = layer_arg_int(at, key, val, 1, 64, &s->stride);
+    else return 0;
+    return 1;
+}
+
+static CnnStatus pool_finish(LayerSpec *s, const ArgSite *at) {
+    if (!s->a)
+        return cnn_error(CNN_EFORMAT, "model description: layer %d: %s needs a kernel size, e.g. %s(2)",
+                         at->idx, at->name, at->name);
+    if (s->stride == 0) s->stride = s->a;
+    return CNN_OK;
+}
+
+static void pool_format(const LayerSpec *s, char *buf, size_t n) {
+    snprintf(buf, n, "%s(%d,stride=%d)", s->ops->name, s->a, s->stride);
+}
+
+static CnnStatus pool_shape(Layer *l, int idx, const char *text) {
+    const LayerSpec *s = &l->spec;
+    if (l->H < s->a || l->W < s->a)
+        return cnn_error(CNN_ESHAPE, "layer %d %s: window %dx%d does not fit input %dx%dx%d",
+                         idx, text, s->a, s->a, l->C, l->H, l->W);
+    l->OH = (l->H - s->a) / s->stride + 1;
+    l->OW = (l->W - s->a) / s->stride + 1;
+    return CNN_OK;
+}
+
+static void pool_wire(Layer *l, float *w, float *dw, float *buffers) {
+    (void)w, (void)dw, (void)buffers;
+    l->pool = (Pool2d){.C = l->C, .H = l->H, .W = l->W, .K = l->spec.a, .S = l->spec.stride,
+                       .OH = l->OH, .OW = l->OW};
+}
+
+// One int32 argmax per output, in float-sized slots.
+static size_t maxpool_aux_floats(const Layer *l, int max_batch) {
+    return (size_t)max_batch * l->out_size;
+}
+
+static void maxpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    maxpool_forward(&l->pool, x, l->out, (int32_t *)(void *)l->aux, r->B);
+}
+
+static void maxpool_backward_row(Layer *l, const float *x, const float *dy, float *dx,
+                                 const LayerRun *r) {
+    (void)x;
+    maxpool_backward(&l->pool, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
+}
+
+static void avgpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    avgpool_forward(&l->pool, x, l->out, r->B);
+}
+
+static void avgpool_backward_row(Layer *l, const float *x, const float *dy, float *dx,
+                                 const LayerRun *r) {
+    (void)x;
+    avgpool_backward(&l->pool, dy, dx, r->B);
+}
+
+const LayerOps maxpool_layer = {
+    .name = "maxpool",
+    .positional = {"k", "stride"},
+    .set_arg = pool_set_arg,
+    .finish = pool_finish,
+    .format = pool_format,
+    .shape = pool_shape,
+    .aux_floats = maxpool_aux_floats,
+    .wire = pool_wire,
+    .forward = maxpool_forward_row,
+    .backward = maxpool_backward_row,
+};
+
+const LayerOps avgpool_layer = {
+    .name = "avgpool",
+    .positional = {"k", "stride"},
+    .set_arg = pool_set_arg,
+    .finish = pool_finish,
+    .format = pool_format,
+    .shape = pool_shape,
+    .wire = pool_wire,
+    .forward = avgpool_forward_row,
+    .backward = avgpool_backward_row,
+};
+
+static CnnStatus gap_shape(Layer *l, int idx, const char *text) {
+    (void)idx, (void)text;
+    l->OH = l->OW = 1;
+    return CNN_OK;
+}
+
+static void gap_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    gap_forward(x, l->out, r->B, l->C, l->H * l->W);
+}
+
+static void gap_backward_row(Layer *l, const float *x, const float *dy, float *dx,
+                             const LayerRun *r) {
+    (void)x;
+    gap_backward(dy, dx, r->B, l->C, l->H * l->W);
+}
+
+const LayerOps gap_layer = {
+    .name = "gap",
+    .aliases = {"globalavgpool"},
+    .shape = gap_shape,
+    .forward = gap_forward_row,
+    .backward = gap_backward_row,
+};

@@ -2,7 +2,7 @@
 // NaN passes through (as in PyTorch), so a diverging run shows in the loss.
 #include <string.h>
 
-#include "internal.h"
+#include "layers/layer.h"
 
 void relu_forward(const float *x, float *y, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
@@ -20,3 +20,21 @@ void relu_backward(const float *y, const float *dy, float *dx, size_t n) {
         memcpy(&dx[i], &g, sizeof g);
     }
 }
+
+// ---------------------------------------------------------------- layer row
+static void relu_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    relu_forward(x, l->out, (size_t)r->B * l->out_size);
+}
+
+static void relu_backward_row(Layer *l, const float *x, const float *dy, float *dx,
+                              const LayerRun *r) {
+    (void)x;
+    relu_backward(l->out, dy, dx, (size_t)r->B * l->out_size);
+}
+
+const LayerOps relu_layer = {
+    .name = "relu",
+    .flags = LAYER_GRAD_IN_PLACE,
+    .forward = relu_forward_row,
+    .backward = relu_backward_row,
+};

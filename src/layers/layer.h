@@ -1,0 +1,116 @@
+// The layer-operations table: one row per layer kind (KANN's kad_op_list,
+// darknet's per-layer function pointers). The parser (model_desc.c) and the
+// network (net.c) only call rows; neither names a kind. Adding a kind is
+// one file in src/layers/ with its math and its row, plus one line in
+// layers.c.
+#ifndef CNNC_LAYER_H
+#define CNNC_LAYER_H
+
+#include "internal.h"
+
+typedef struct LayerOps LayerOps;
+
+// A layer as written in a model description, with every argument resolved.
+typedef struct {
+    const LayerOps *ops;
+    int a, k_h, k_w, stride, pad, bias;  // a: out channels / units / pool kernel
+    float p, eps, momentum;              // dropout p; batch norm eps and momentum
+} LayerSpec;
+
+// A layer in a built network: shapes, its slices of the arenas, its
+// kernel's struct and its activations.
+typedef struct {
+    LayerSpec spec;
+    int C, H, W, OC, OH, OW;
+    size_t in_size, out_size;  // floats per sample
+    size_t p_off, n_w, n_b;    // weight then bias in the parameter arena
+    size_t buf_off, n_buf;     // buffers (batch norm running statistics)
+    union {
+        Conv2d conv;
+        Pool2d pool;
+        BatchNorm bn;
+        Dense dense;
+    };
+    float *out;  // (max_batch, out_size); a view layer points it at its input
+    float *aux;  // ops->aux_floats of per-kind state: argmax, mask, batch statistics
+} Layer;
+
+// What a pass gives every layer besides its tensors.
+typedef struct {
+    int B, training;
+    Workspace *ws;
+    uint64_t seed, step;  // the net's seed and step: dropout masks
+    int index;            // position in the net
+} LayerRun;
+
+// Where an argument was written, for error messages.
+typedef struct {
+    int idx;           // layer index in the description
+    const char *name;  // the name as written (an alias, maybe)
+} ArgSite;
+
+enum {
+    LAYER_VIEW = 1,          // output is the input reinterpreted (no copy, no memory)
+    LAYER_GRAD_IN_PLACE = 2  // backward writes dx over dy (or leaves dy as dx)
+};
+
+struct LayerOps {
+    const char *name;           // canonical name, used by summaries and the canonical text
+    const char *aliases[3];     // other names the parser accepts
+    const char *positional[4];  // names of positional arguments, in order
+    unsigned flags;             // LAYER_VIEW, LAYER_GRAD_IN_PLACE
+    // Description: defaults, one key=value (returns 0 for an unknown key,
+    // else 1 with *st set), then a check of required arguments. Each may be NULL.
+    void (*defaults)(LayerSpec *s);
+    int (*set_arg)(LayerSpec *s, const char *key, const char *val, const ArgSite *at, CnnStatus *st);
+    CnnStatus (*finish)(LayerSpec *s, const ArgSite *at);
+    void (*format)(const LayerSpec *s, char *buf, size_t n);  // NULL: the name alone
+    // Build: output shape and parameter counts from l->C,H,W (NULL: same
+    // shape, no parameters); `text` is the layer's canonical text.
+    CnnStatus (*shape)(Layer *l, int idx, const char *text);
+    size_t (*aux_floats)(const Layer *l, int max_batch);      // NULL: none
+    void (*scratch)(const Layer *l, Workspace *need);          // raises col/partial/packed sizes
+    void (*wire)(Layer *l, float *w, float *dw, float *buffers);  // point the kernel struct at arenas
+    void (*init)(Layer *l, float *w, float *buffers, CnnRng *r);  // params already zeroed
+    double (*flops)(const Layer *l);                              // forward FLOPs per sample
+    // The layer's tensors under PyTorch names and layouts; returns the count.
+    int (*tensors)(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,
+                   NetTensor *out);
+    // Passes: x (B, in_size) -> l->out (B, out_size); dx may be NULL when
+    // nothing below needs it (never for LAYER_GRAD_IN_PLACE, where dx == dy).
+    void (*forward)(Layer *l, const float *x, const LayerRun *r);
+    void (*backward)(Layer *l, const float *x, const float *dy, float *dx, const LayerRun *r);
+    // tools/bench: see net_conv_pass_times. NULL except for convolutions.
+    int (*pass_times)(Layer *l, const float *x, float *dx_buf, int B, int reps, Workspace *ws,
+                      double t[3]);
+};
+
+// ---------------------------------------------------------------- rows
+extern const LayerOps conv_layer, maxpool_layer, avgpool_layer, gap_layer, relu_layer,
+    batchnorm_layer, dropout_layer, flatten_layer, dense_layer;
+
+// The row whose name or alias is `name`, or NULL.
+const LayerOps *layer_ops_find(const char *name);
+// "conv, maxpool, ..." : every canonical name, for error messages.
+void layer_ops_names(char *buf, size_t n);
+
+// ---------------------------------------------------------------- helpers for rows
+CnnStatus layer_arg_int(const ArgSite *at, const char *key, const char *val, int lo, int hi, int *out);
+CnnStatus layer_arg_float(const ArgSite *at, const char *key, const char *val, float lo, float hi,
+                          float *out);
+// "%g" when it reads back as x, else "%.9g": canonical text must rebuild the layer.
+const char *layer_fmt_float(float x, char *buf, size_t n);
+// He et al. 2015: N(0, 2/fan_in) for the n_w weights of a conv or dense layer.
+void layer_init_he(const Layer *l, float *w, CnnRng *r);
+// 2 * weights * output pixels: conv and dense.
+double layer_weight_flops(const Layer *l);
+// Appends the tensor "<idx>.<what>" to out[*n].
+void layer_add_tensor(NetTensor *out, int *n, int idx, const char *what, int ndim,
+                      const int64_t *shape, float *data, float *m, float *v);
+
+// ---------------------------------------------------------------- descriptions
+// Parses a description into specs; returns the count via *n.
+CnnStatus model_desc_parse(const char *desc, LayerSpec *specs, int max_specs, int *n);
+void layer_spec_format(const LayerSpec *s, char *buf, size_t n);
+
+#endif  // CNNC_LAYER_H
