@@ -120,6 +120,10 @@ START_TEST(test_conv_fixed_shapes) {
         {17, 8, 2, 13, 8, 3, 3, 1, 1, 1},  // more images than chunks; rows of 13 = 6 + 6 + 1
         {2, 8, 6, 7, 8, 2, 3, 1, 1, 1},    // rectangular 2x3 kernel
         {2, 8, 7, 7, 8, 3, 3, 2, 1, 1},    // stride 2: im2col under every backend
+        // Channels rounded up to blocks of 8 with zeros (at most a third more work).
+        {3, 6, 9, 8, 16, 5, 5, 1, 0, 1},   // lenet's second convolution: 6 -> 8 inputs
+        {2, 16, 7, 6, 14, 3, 3, 1, 1, 1},  // 14 -> 16 outputs (bias rounded too)
+        {2, 14, 4, 5, 14, 3, 3, 1, 2, 0},  // both rounded (14 -> 16), pad 2, no bias
     };
     for (int kb = 0; kernels_next(&kb);)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 100 + i);
@@ -151,15 +155,15 @@ END_TEST
 // Layers too large for finite differences (kernels past the size at which
 // packing runs in parallel): every backend's forward against the naive
 // direct convolution, and its gradients against the reference backend's.
-START_TEST(test_conv_large_vs_twins) {
+static void run_conv_large_vs_twins(Conv2d l) {
     CnnRng r;
     cnn_rng_seed(&r, 300);
-    Conv2d l = {.C = 64, .H = 6, .W = 7, .OC = 72, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1};
-    l.OH = 6;
-    l.OW = 7;
+    l.OH = l.H + 2 * l.P - l.KH + 1;
+    l.OW = l.W + 2 * l.P - l.KW + 1;
     const int B = 3;
     const size_t nx = (size_t)B * l.C * l.H * l.W, ny = (size_t)B * l.OC * l.OH * l.OW;
-    const size_t nw = (size_t)l.OC * l.C * 9;
+    const size_t nw = (size_t)l.OC * l.C * l.KH * l.KW;
+    printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d P=%d against its twins\n", B, l.C, l.H, l.W, l.OC, l.KH, l.KW, l.P);
     float *x = cnn_alloc_floats(nx), *dy = cnn_alloc_floats(ny), *y = cnn_alloc_floats(ny);
     float *want_y = cnn_alloc_floats(ny), *dx = cnn_alloc_floats(nx), *ref_dx = cnn_alloc_floats(nx);
     float *ref_dw = cnn_alloc_floats(nw), *ref_db = cnn_alloc_floats(l.OC);
@@ -189,6 +193,12 @@ START_TEST(test_conv_large_vs_twins) {
     free_ws(&ws);
     cnn_free(x); cnn_free(dy); cnn_free(y); cnn_free(want_y); cnn_free(dx); cnn_free(ref_dx);
     cnn_free(ref_dw); cnn_free(ref_db); cnn_free(l.w); cnn_free(l.dw); cnn_free(l.b); cnn_free(l.db);
+}
+
+START_TEST(test_conv_large_vs_twins) {
+    run_conv_large_vs_twins((Conv2d){.C = 64, .H = 6, .W = 7, .OC = 72, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1});
+    // Both channel counts rounded up to blocks (62 -> 64, 70 -> 72).
+    run_conv_large_vs_twins((Conv2d){.C = 62, .H = 7, .W = 5, .OC = 70, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1});
 }
 END_TEST
 
