@@ -296,25 +296,17 @@ CnnStatus cnn_checkpoint_read_meta(const char *path, CnnMeta *meta);
 // be NULL.
 CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, CnnMeta *meta);
 
-#include "cnnc/data.h"
-
-#ifdef __cplusplus
-extern "C" {
-#endif
-
 // ---------------------------------------------------------------- images
 // Decodes an image file (PNG, JPEG, BMP, 8-bit binary PGM/PPM) into out (C,H,W)
 // uint8, converted to C channels (1: grey, 3: RGB) and resized to H x W.
 CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
 
-// ---------------------------------------------------------------- evaluation
-// Evaluation-mode pass over a whole data set in batches of the net's max
-// batch: mean loss and confusion matrix cm (K,K) (overwritten).
-CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
-                       double *loss, int64_t *cm);
-
 #ifdef __cplusplus
 }
 #endif
+
+// Data sets, batches and evaluation (closed extern "C" first: the nested
+// header opens its own).
+#include "cnnc/data.h"
 
 #endif  // CNNC_H

@@ -218,10 +218,92 @@ typedef struct {
     cJSON *root;
 } Reader;
 
+static int read_size(const cJSON *a, int i, size_t *out) {
+    const cJSON *x = cJSON_GetArrayItem(a, i);
+    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 9.0e15 ||
+        x->valuedouble != (double)(size_t)x->valuedouble)
+        return 0;
+    *out = (size_t)x->valuedouble;
+    return 1;
+}
+
 static void reader_close(Reader *r) {
     if (r->f) fclose(r->f);
     cJSON_Delete(r->root);
     memset(r, 0, sizeof *r);
+}
+
+static size_t dtype_size(const char *dtype) {
+    static const struct {
+        const char *name;
+        size_t size;
+    } T[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
+             {"I16", 2}, {"I8", 1}, {"U8", 1}, {"BOOL", 1}};
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        if (!strcmp(T[i].name, dtype)) return T[i].size;
+    return 0;
+}
+
+typedef struct {
+    size_t begin, end;
+    const char *name;
+} Span;
+
+static int span_cmp(const void *a, const void *b) {
+    const Span *x = a, *y = b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+// The whole header against the file, as the safetensors library checks it,
+// whichever tensors the caller then reads: every entry's size matches its
+// dtype and shape, and the entries tile the data section exactly, so a
+// truncated or padded file is refused by every command.
+static CnnStatus check_layout(const Reader *r, const char *path) {
+    const size_t avail = r->file_size - r->data_start;
+    const int n = cJSON_GetArraySize(r->root);
+    Span *spans = malloc(sizeof(Span) * (size_t)(n > 0 ? n : 1));
+    if (!spans) return cnn_error(CNN_ENOMEM, "%s: cannot allocate the tensor table", path);
+    int k = 0;
+    CnnStatus st = CNN_OK;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, r->root) {
+        if (!strcmp(t->string, "__metadata__")) continue;
+        const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(t, "dtype");
+        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
+        const cJSON *offs = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+        size_t numel = 1, a, b, esize = cJSON_IsString(dtype) ? dtype_size(dtype->valuestring) : 0;
+        int ok = cJSON_IsObject(t) && esize && cJSON_IsArray(shape) && cJSON_IsArray(offs) &&
+                 cJSON_GetArraySize(offs) == 2 && read_size(offs, 0, &a) && read_size(offs, 1, &b) && a <= b;
+        for (int d = 0; ok && d < cJSON_GetArraySize(shape); d++) {
+            size_t v;
+            ok = read_size(shape, d, &v) && !__builtin_mul_overflow(numel, v, &numel);
+        }
+        if (!ok || __builtin_mul_overflow(numel, esize, &numel)) {
+            st = cnn_error(CNN_EFORMAT, "%s: tensor '%s' has a bad dtype, shape or data_offsets", path, t->string);
+            break;
+        }
+        if (b - a != numel) {
+            st = cnn_error(CNN_EFORMAT, "%s: tensor '%s' data_offsets [%zu,%zu] hold %zu bytes, its dtype and shape need %zu",
+                           path, t->string, a, b, b - a, numel);
+            break;
+        }
+        spans[k++] = (Span){a, b, t->string};
+    }
+    if (!st) {
+        qsort(spans, (size_t)k, sizeof(Span), span_cmp);
+        size_t at = 0;
+        for (int i = 0; i < k && !st; i++) {
+            if (spans[i].begin != at)
+                st = cnn_error(CNN_EFORMAT, "%s: tensor '%s' starts at byte %zu of the data section, expected %zu "
+                               "(overlapping or missing data)", path, spans[i].name, spans[i].begin, at);
+            at = spans[i].end;
+        }
+        if (!st && at != avail)
+            st = cnn_error(CNN_EFORMAT, "%s: the header describes %zu bytes of tensor data but the file holds %zu "
+                           "(truncated or not a checkpoint)", path, at, avail);
+    }
+    free(spans);
+    return st;
 }
 
 static CnnStatus reader_open(Reader *r, const char *path) {
@@ -264,7 +346,9 @@ static CnnStatus reader_open(Reader *r, const char *path) {
         return cnn_error(CNN_EFORMAT, "%s: the header is not a JSON object", path);
     }
     r->data_start = 8 + hlen;
-    return CNN_OK;
+    CnnStatus st = check_layout(r, path);
+    if (st) reader_close(r);
+    return st;
 }
 
 static CnnStatus read_meta(const Reader *r, const char *path, CnnMeta *meta) {
@@ -292,15 +376,6 @@ CnnStatus cnn_checkpoint_read_meta(const char *path, CnnMeta *meta) {
     st = read_meta(&r, path, meta);
     reader_close(&r);
     return st;
-}
-
-static int read_size(const cJSON *a, int i, size_t *out) {
-    const cJSON *x = cJSON_GetArrayItem(a, i);
-    if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 9.0e15 ||
-        x->valuedouble != (double)(size_t)x->valuedouble)
-        return 0;
-    *out = (size_t)x->valuedouble;
-    return 1;
 }
 
 // Checks one tensor's header entry against what the net expects; reads it into dst.

@@ -65,7 +65,7 @@ void cnn_threads_describe(char *buf, size_t n) {
     if (wait) snprintf(policy, sizeof policy, "wait policy %s", wait);
     else if (spin) snprintf(policy, sizeof policy, "spin %s", spin);
     else snprintf(policy, sizeof policy, "default wait policy");
-    snprintf(buf, n, "%d OpenMP threads (%s); OpenBLAS core %s%s, %s build (1 thread inside cnnc)",
-             omp_get_max_threads(), policy, openblas_get_corename(), blas_note,
+    snprintf(buf, n, "%d OpenMP thread%s (%s); OpenBLAS core %s%s, %s build (1 thread inside cnnc)",
+             omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s", policy, openblas_get_corename(), blas_note,
              (p >= 0 && p <= 2) ? modes[p] : "unknown");
 }

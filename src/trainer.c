@@ -1,6 +1,7 @@
 // trainer: the command-line program (train, eval, predict, summary). The only
 // place in cnnc that calls exit(): 0 success, 1 runtime failure (I/O, bad
-// file, diverged training), 2 usage error, 130 interrupted (SIGINT).
+// file, diverged training), 2 usage error, 128 + the signal when stopped
+// by SIGINT (130), SIGTERM (143) or SIGHUP (129).
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -10,13 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cnnc.h"
 
-enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 typedef struct {
     const char *command;
@@ -61,6 +64,17 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static const char *plural(long n) { return n == 1 ? "" : "s"; }
+
+// The shortest text that reads back as x: 0.001, not 0.00100000005.
+static const char *shortest_float(float x, char *buf, size_t n) {
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return buf;
 }
 
 static const char *HELP_MAIN =
@@ -404,11 +418,57 @@ static char **split_names(const char *s, int K, char **copy) {
 }
 
 // ---------------------------------------------------------------- train
-static volatile sig_atomic_t interrupted;
+// The signal that asked the run to stop (0: none). SIGINT (Ctrl-C), and
+// SIGTERM and SIGHUP, which timeout, Slurm, systemd, docker stop and a closed
+// terminal send: each saves a checkpoint and exits 128 + the signal.
+static volatile sig_atomic_t stop_signal;
 
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void catch_stop_signals(void) {
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};  // a second one kills at once
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+}
+
+// ---------------------------------------------------------------- output paths
+// Every file the run will write is checked before any data is loaded or step
+// run, so that a typo costs a second, not an epoch: the folder must take a
+// new file (the checkpoint is written beside its target and renamed), and an
+// existing target must be a writable regular file.
+static void check_output_path(const char *flag, const char *path) {
+    struct stat sb;
+    if (!stat(path, &sb)) {
+        if (S_ISDIR(sb.st_mode)) die(EXIT_USAGE, "%s %s: is a folder, not a file", flag, path);
+        if (access(path, W_OK)) die(EXIT_USAGE, "%s %s: cannot write it: %s", flag, path, strerror(errno));
+    }
+    const size_t n = strlen(path);
+    char *dir_buf = malloc(n + 1), *probe = malloc(n + 32);
+    if (!dir_buf || !probe) die(EXIT_RUNTIME, "out of memory");
+    memcpy(dir_buf, path, n + 1);
+    const char *dir = dirname(dir_buf);
+    snprintf(probe, n + 32, "%s/.cnnc-probe-XXXXXX", dir);
+    const int fd = mkstemp(probe);
+    if (fd < 0)
+        die(EXIT_USAGE, "%s %s: cannot create files in %s: %s (checked before training)", flag, path, dir,
+            strerror(errno));
+    close(fd);
+    unlink(probe);
+    free(dir_buf);
+    free(probe);
+}
+
+// FNV-1a: a short stable tag for a custom model's default checkpoint name.
+static uint32_t fnv1a(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
 }
 
 static int params_finite(CnnNet *net) {
@@ -523,6 +583,20 @@ static int cmd_train(Options *o) {
         settings_from_checkpoint(o, &resume_meta, o->resume);
         if (!o->checkpoint) o->checkpoint = o->resume;
     }
+    // Each custom model gets its own default file: one run must not
+    // overwrite another's.
+    char default_ckpt[256];
+    if (!o->checkpoint) {
+        if (is_builtin(o->model))
+            snprintf(default_ckpt, sizeof default_ckpt, "cnnc-%s-%s.safetensors", o->dataset, o->model);
+        else
+            snprintf(default_ckpt, sizeof default_ckpt, "cnnc-%s-custom-%08x.safetensors", o->dataset,
+                     (unsigned)fnv1a(o->model));
+        o->checkpoint = default_ckpt;
+    }
+    check_output_path("--checkpoint", o->checkpoint);
+    if (o->log_path) check_output_path("--log", o->log_path);
+    catch_stop_signals();
     const int threads = setup_compute(o);
     char info[512], kinfo[256];
     cnn_threads_describe(info, sizeof info);
@@ -580,21 +654,20 @@ static int cmd_train(Options *o) {
         if (start_epoch < 0 || skip_batches < 0 || skip_batches > steps_per_epoch)
             die(EXIT_RUNTIME, "%s: checkpoint position epoch %d batch %ld does not fit this data", o->resume, start_epoch,
                 skip_batches);
-        printf("resume: %s at epoch %d, batch %ld; settings come from the checkpoint\n", o->resume, start_epoch,
-               skip_batches);
+        // Counted as the interruption message counts them (epochs from 1).
+        if (skip_batches)
+            printf("resume: %s at epoch %d, batch %ld; settings come from the checkpoint\n", o->resume,
+                   start_epoch + 1, skip_batches);
+        else
+            printf("resume: %s after epoch %d; settings come from the checkpoint\n", o->resume, start_epoch);
         if (start_epoch >= o->epochs)
-            printf("resume: the run already finished its %d epochs (give a larger --epochs to go on)\n", o->epochs);
+            printf("resume: the run already finished its %d epoch%s (give a larger --epochs to go on)\n", o->epochs,
+                   plural(o->epochs));
     }
-    char default_ckpt[256];
-    if (!o->checkpoint) {
-        snprintf(default_ckpt, sizeof default_ckpt, "cnnc-%s-%s.safetensors", o->dataset,
-                 is_builtin(o->model) ? o->model : "custom");
-        o->checkpoint = default_ckpt;
-    }
-    printf("train: %d epochs of %ld steps, batch %d, %s lr %g (%s%s), %d threads, seed %llu%s%s\n", o->epochs,
-           steps_per_epoch, o->batch, cnn_opt_name(opt.kind), sched.lr, cnn_schedule_name(sched.kind),
-           sched.warmup ? ", warm-up" : "", threads, (unsigned long long)o->seed, o->augment ? ", augmented" : "",
-           o->normalize ? ", standardised" : "");
+    printf("train: %d epoch%s of %ld step%s, batch %d, %s lr %g (%s%s), %d thread%s, seed %llu%s%s\n", o->epochs,
+           plural(o->epochs), steps_per_epoch, plural(steps_per_epoch), o->batch, cnn_opt_name(opt.kind), sched.lr,
+           cnn_schedule_name(sched.kind), sched.warmup ? ", warm-up" : "", threads, plural(threads),
+           (unsigned long long)o->seed, o->augment ? ", augmented" : "", o->normalize ? ", standardised" : "");
     printf("checkpoint: %s (after every epoch)\n", o->checkpoint);
     fflush(stdout);
 
@@ -606,9 +679,6 @@ static int cmd_train(Options *o) {
     int64_t *cm = calloc((size_t)train.classes * train.classes, sizeof *cm);
     if (!x || !y || !cm) die(EXIT_RUNTIME, "out of memory for one batch of %d images", o->batch);
 
-    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND};  // a second Ctrl-C kills at once
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
     const int tty = isatty(STDOUT_FILENO);
     const double t_run = now();
     // Fault injection for the tests of divergence handling: poison a weight after this step.
@@ -616,6 +686,15 @@ static int cmd_train(Options *o) {
     const long fault_step = fault ? strtol(fault, NULL, 10) : -1;
     CnnMetrics met = {0};
     int done_any = 0;
+    // What a divergence leaves behind: the checkpoint of this run's last
+    // epoch, the resumed one, or nothing of this run.
+    char kept[512];
+    if (o->resume && !strcmp(o->resume, o->checkpoint))
+        snprintf(kept, sizeof kept, "%s keeps the last good state (the resumed one)", o->checkpoint);
+    else
+        snprintf(kept, sizeof kept, "no checkpoint was written (it diverged before the first epoch ended)");
+    if (stop_signal)
+        die(128 + stop_signal, "stopped by %s before the first step; nothing to save", signal_name(stop_signal));
 
 
     for (int epoch = start_epoch; epoch < o->epochs; epoch++) {
@@ -639,8 +718,8 @@ static int cmd_train(Options *o) {
             if (step == fault_step) cnn_net_params(net)[0] = NAN;
             b++;
             if (!isfinite(loss) || !isfinite(lr))
-                die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s keeps the last good epoch; "
-                    "try a lower --lr", epoch + 1, b, loss, o->checkpoint);
+                die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s; try a lower --lr",
+                    epoch + 1, b, loss, kept);
             loss_sum += (double)loss * n;
             seen += n;
             hits += correct;
@@ -652,37 +731,43 @@ static int cmd_train(Options *o) {
                        (double)(train.n - (size_t)(b * o->batch < (long)train.n ? b * o->batch : (long)train.n)) / rate);
                 fflush(stdout);
             }
-            if (interrupted) {
+            if (stop_signal) {
                 if (tty) printf("\n");
+                fflush(stdout);
                 save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch, b);
-                fprintf(stderr, "trainer: interrupted at epoch %d, batch %ld; checkpoint written to %s; "
-                        "continue with: trainer --resume %s\n", epoch + 1, b, o->checkpoint, o->checkpoint);
-                exit(EXIT_INTERRUPTED);
+                fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
+                        "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
+                        stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint, o->checkpoint);
+                exit(128 + stop_signal);
             }
         }
-        const double epoch_s = now() - t0;
         if (!params_finite(net))
-            die(EXIT_RUNTIME, "training diverged in epoch %d: a parameter is not finite; %s keeps the last good epoch; "
-                "try a lower --lr", epoch + 1, o->checkpoint);
+            die(EXIT_RUNTIME, "training diverged in epoch %d: a parameter is not finite; %s; try a lower --lr",
+                epoch + 1, kept);
         double eval_loss;
+        const double t_eval = now();
         check(cnn_evaluate(net, eval_set, mean, stdv, &eval_loss, cm));
         cnn_metrics_compute(cm, train.classes, &met);
         done_any = 1;
+        // The epoch's wall time counts its evaluation (shown apart too):
+        // the epoch times add up to the run's.
+        const double epoch_s = now() - t0, eval_s = now() - t_eval;
         const double train_loss = seen ? loss_sum / seen : 0.0, train_acc = seen ? (double)hits / seen : 0.0;
         const double img_s = t_step > 0 ? seen / t_step : 0.0;
         if (tty) printf("\r\033[K");
-        printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s  %.0f img/s\n",
-               epoch + 1, o->epochs, train_loss, 100 * train_acc, eval_name, eval_loss, 100 * met.accuracy,
-               met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, img_s);
+        printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s (eval %.1f s)  "
+               "%.0f img/s\n", epoch + 1, o->epochs, train_loss, 100 * train_acc, eval_name, eval_loss, 100 * met.accuracy,
+               met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, eval_s, img_s);
         fflush(stdout);
         if (o->log_path) {
-            char row[512];
-            snprintf(row, sizeof row, "%d,%.9g,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", epoch + 1, lr,
-                     train_loss, train_acc, eval_name, eval_loss, met.accuracy, met.macro_precision, met.macro_recall,
-                     met.macro_f1, epoch_s, img_s);
+            char row[512], lr_s[32];
+            snprintf(row, sizeof row, "%d,%s,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", epoch + 1,
+                     shortest_float(lr, lr_s, sizeof lr_s), train_loss, train_acc, eval_name, eval_loss, met.accuracy,
+                     met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, img_s);
             append_log(o->log_path, row);
         }
         save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0);
+        snprintf(kept, sizeof kept, "%s keeps the last good epoch (%d)", o->checkpoint, epoch + 1);
     }
     if (done_any) {
         if (eval_set != &test) {
@@ -718,7 +803,10 @@ static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean,
     check(cnn_net_create(&net, need(m, path, "model"), C, H, W, B, 1));
     check(cnn_checkpoint_load(path, net, NULL, NULL));
     for (int c = 0; c < 3; c++) { mean[c] = 0; stdv[c] = 1; }
-    if (!strcmp(need(m, path, "normalize"), "1") &&
+    // Checkpoints written by the library alone (cnn_checkpoint_save without
+    // the trainer's metadata) were trained on pixels/255, the batcher's default.
+    const char *normalize = cnn_meta_get(m, "normalize");
+    if (normalize && !strcmp(normalize, "1") &&
         (!split_floats(need(m, path, "normalize_mean"), mean, C) || !split_floats(need(m, path, "normalize_std"), stdv, C)))
         die(EXIT_RUNTIME, "%s: bad normalize_mean/normalize_std metadata", path);
     return net;
@@ -729,12 +817,22 @@ static int cmd_eval(Options *o) {
     CnnMeta m = {0};
     float mean[3], stdv[3];
     CnnNet *net = open_checkpoint(o->checkpoint, o->batch, &m, mean, stdv);
-    if (!o->set_dataset) o->dataset = canonical_dataset(need(&m, o->checkpoint, "dataset"));
-    o->grayscale = !strcmp(need(&m, o->checkpoint, "grayscale"), "1");
-    CnnDataset train = {0}, val = {0}, test = {0};
-    load_data(o, &train, &val, &test);
+    // A checkpoint written by the library alone (cnn_checkpoint_save) names
+    // no data set: --dataset says which, and grey input means --grayscale.
     int C, H, W;
     cnn_net_input_shape(net, &C, &H, &W);
+    const char *ds = cnn_meta_get(&m, "dataset"), *grey = cnn_meta_get(&m, "grayscale");
+    if (!o->set_dataset) {
+        if (!ds)
+            die(EXIT_USAGE, "%s: the checkpoint does not name its data set (written by the library, not by "
+                "trainer train): give --dataset NAME", o->checkpoint);
+        o->dataset = canonical_dataset(ds);
+    }
+    int dc, dh, dw;
+    dataset_shape(o->dataset, 0, &dc, &dh, &dw);
+    o->grayscale = grey ? !strcmp(grey, "1") : C == 1 && dc == 3;
+    CnnDataset train = {0}, val = {0}, test = {0};
+    load_data(o, &train, &val, &test);
     if (test.c != C || test.h != H || test.w != W || test.classes != cnn_net_num_classes(net))
         die(EXIT_USAGE, "%s: the model takes %dx%dx%d images and %d classes; %s has %dx%dx%d and %d", o->checkpoint, C, H,
             W, cnn_net_num_classes(net), o->dataset, test.c, test.h, test.w, test.classes);
@@ -814,6 +912,9 @@ static int cmd_summary(Options *o) {
 }
 
 int main(int argc, char **argv) {
+    // Line by line even into a pipe or file: progress and errors (stderr)
+    // then appear in the order they happened.
+    setvbuf(stdout, NULL, _IOLBF, 0);
     cnn_threads_limit_spin(argv);
     Options o;
     parse_args(argc, argv, &o);

@@ -22,8 +22,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 expect() {
     local code=$1 pattern=$2
     shift 2
-    local out rc
-    out=$("$@" 2>&1)
+    local rc
+    out=$("$@" 2>&1)  # global: callers may check more of it
     rc=$?
     [ "$rc" -eq "$code" ] || fail "'$*' exited $rc, expected $code; output: $out"
     grep -qE -- "$pattern" <<<"$out" || fail "'$*' output lacks /$pattern/: $out"
@@ -54,6 +54,19 @@ usage)
     # summary accepts and refuses exactly what train does
     expect 2 "ends in 7 outputs but mnist has 10 classes" "$trainer" summary --model "conv(8,3) relu flatten dense(7)"
     expect 2 "predict needs at least one IMAGE" "$trainer" predict --checkpoint x.safetensors
+    # Output paths are checked before any data is loaded or step run.
+    t0=$(date +%s%N)
+    expect 2 "--checkpoint /nonexistent/x.safetensors: cannot create files in /nonexistent: No such file" \
+        "$trainer" --data-dir data --epochs 1 --checkpoint /nonexistent/x.safetensors
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    [ "$ms" -lt 1000 ] || fail "a bad --checkpoint took $ms ms to refuse"
+    grep -q "^data:\|^epoch" <<<"$out" && fail "data loaded or training done before refusing: $out"
+    expect 2 "--log /nonexistent/x.csv: cannot create files in /nonexistent" \
+        "$trainer" --data-dir data --epochs 1 --checkpoint ok.safetensors --log /nonexistent/x.csv
+    [ -e ok.safetensors ] && fail "a checkpoint was written although --log was refused"
+    mkdir -p adir
+    expect 2 "--checkpoint adir: is a folder, not a file" "$trainer" --data-dir data --checkpoint adir
+    expect 2 "--log adir: is a folder" "$trainer" --data-dir data --checkpoint ok.safetensors --log adir
     expect 2 "--checkpoint FILE is required" "$trainer" eval
     expect 1 "mnist is not available in nowhere/mnist; get it with: tools/fetch-data mnist --dir nowhere" \
         "$trainer" --data-dir nowhere
@@ -65,6 +78,37 @@ train)
     [ -s a.safetensors ] || fail "no checkpoint written"
     [ "$(wc -l <run.csv)" -eq 3 ] || fail "run.csv should have a header and 2 rows: $(cat run.csv)"
     head -1 run.csv | grep -q "^epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc" || fail "csv header"
+    sed -n 2p run.csv | grep -q "^1,0.001," || fail "lr not logged as 0.001: $(sed -n 2p run.csv)"
+    # Singular where it is one; the epoch time includes the evaluation.
+    expect 0 "train: 1 epoch of [0-9]+ steps, .* 2 threads" train --epochs 1 --checkpoint one.safetensors
+    grep -qE "^epoch 1/1 .* [0-9.]+ s \(eval [0-9.]+ s\)" <<<"$out" || fail "epoch time line: $out"
+    # Each custom model gets its own default checkpoint.
+    train --epochs 1 >/dev/null || fail "default checkpoint run"
+    "$trainer" --data-dir data --model "flatten dense(10)" --epochs 1 >/dev/null || fail "second model"
+    [ "$(ls cnnc-mnist-custom-*.safetensors | wc -l)" -eq 2 ] || fail "custom models share a default file: $(ls)"
+    # A checkpoint written by the library alone (no trainer metadata): eval
+    # needs --dataset and then feeds pixels/255, as the batcher does by default.
+    train --epochs 2 --no-normalize --checkpoint raw.safetensors >/dev/null || fail "--no-normalize run"
+    python3 - raw.safetensors lib.safetensors <<'PY' || fail "cannot strip the metadata"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+md = h["__metadata__"]
+for k in list(md):
+    if k not in ("format", "model", "input_shape") and not k.startswith(("optimizer", "lr", "beta", "eps",
+                                                                          "weight_decay", "momentum", "nesterov", "net_step")):
+        del md[k]
+t = json.dumps(h, separators=(",", ":")).encode()
+t += b" " * (-len(t) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
+PY
+    grep -aq normalize lib.safetensors && fail "lib.safetensors still has trainer metadata"
+    want=$("$trainer" eval --checkpoint raw.safetensors --data-dir data | grep -o "accuracy [0-9.]*%")
+    expect 2 "lib.safetensors: the checkpoint does not name its data set .*give --dataset" \
+        "$trainer" eval --checkpoint lib.safetensors --data-dir data
+    expect 0 "eval: lib.safetensors on mnist test .*$want" "$trainer" eval --checkpoint lib.safetensors --data-dir data --dataset mnist
+    expect 0 "digit3.png: " "$trainer" predict --checkpoint lib.safetensors data/mnist/digit3.png
     if [ -n "$root" ] && command -v gnuplot >/dev/null; then
         expect 0 "plot-metrics: wrote run.png" "$root/tools/plot-metrics" run.csv run.png
         [ "$(head -c 4 run.png | tail -c 3)" = PNG ] || fail "run.png is not a PNG"
@@ -89,7 +133,7 @@ train)
     ;;
 threads)
     expect 0 "cnnc .* trainer: 3 OpenMP threads" train --epochs 1 --threads 3 --checkpoint t3.safetensors
-    OMP_NUM_THREADS=1 expect 0 "trainer: 1 OpenMP threads" train --epochs 1 --checkpoint t1.safetensors
+    OMP_NUM_THREADS=1 expect 0 "trainer: 1 OpenMP thread \(" train --epochs 1 --checkpoint t1.safetensors
     OMP_NUM_THREADS=1 expect 0 "trainer: 2 OpenMP threads" train --epochs 1 --threads 2 --checkpoint t2.safetensors
     # The same seed gives the same bytes at any thread count.
     cmp t1.safetensors t2.safetensors || fail "1 and 2 threads differ"
@@ -107,7 +151,7 @@ threads)
 resume)
     train --epochs 3 --augment --checkpoint straight.safetensors >/dev/null || fail "straight run"
     train --epochs 1 --augment --checkpoint part.safetensors >/dev/null || fail "first epoch"
-    expect 0 "resume: part.safetensors at epoch 1, batch 0" "$trainer" --resume part.safetensors --epochs 3 --data-dir data
+    expect 0 "resume: part.safetensors after epoch 1;" "$trainer" --resume part.safetensors --epochs 3 --data-dir data
     cmp straight.safetensors part.safetensors || fail "resumed run differs from the uninterrupted one"
     echo "ok: resume at an epoch boundary is bit-identical"
     ;;
@@ -129,9 +173,25 @@ sigint)
     [ "$rc" -eq 130 ] || fail "interrupted trainer exited $rc, expected 130: $(cat int.out)"
     grep -q "interrupted at epoch [0-9]*, batch [0-9]*; checkpoint written to int.safetensors" int.out ||
         fail "no interruption message: $(cat int.out)"
-    expect 0 "resume: int.safetensors at epoch" "$trainer" --resume int.safetensors --data-dir data
+    # The resume names the same position as the interruption did.
+    at=$(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)
+    expect 0 "resume: int.safetensors ${at#interrupted }; settings" "$trainer" --resume int.safetensors --data-dir data
     cmp straight.safetensors int.safetensors || fail "interrupted+resumed run differs from the uninterrupted one"
     echo "ok: SIGINT exit 130 ($(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)), resumed run bit-identical"
+    # SIGTERM (timeout, Slurm, systemd, docker stop) and SIGHUP: the same, with 128 + the signal.
+    for sig in TERM:143 HUP:129; do
+        "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 --checkpoint "$sig.safetensors" \
+            >sig.out 2>&1 &
+        pid=$!
+        for _ in $(seq 600); do grep -q "^epoch 1/5" sig.out && break; sleep 0.05; done
+        kill -"${sig%:*}" $pid
+        wait $pid
+        rc=$?
+        [ "$rc" -eq "${sig#*:}" ] || fail "SIG${sig%:*}: exit $rc, expected ${sig#*:}: $(cat sig.out)"
+        grep -q "stopped by SIG${sig%:*} at epoch [0-9]*, batch [0-9]*; checkpoint written to $sig.safetensors" sig.out ||
+            fail "no SIG${sig%:*} message: $(cat sig.out)"
+        expect 0 "accuracy" "$trainer" eval --checkpoint "$sig.safetensors" --data-dir data
+    done
     ;;
 failures)
     # Every row of the README's failure table, through the program.
@@ -143,8 +203,12 @@ failures)
     expect 0 "accuracy" "$trainer" eval --checkpoint keep.safetensors --data-dir data
     grep -aq '"epoch":"1"' keep.safetensors || fail "the kept checkpoint is not the epoch-1 one"
     # Unwritable output folder, and a full disk (a file size limit makes write() fail with EFBIG).
-    expect 1 "/proc/cnnc.safetensors: cannot create a temporary file beside it" train --epochs 1 --checkpoint /proc/cnnc.safetensors
-    expect 1 "nodir/x.safetensors: cannot create a temporary file beside it: No such file or directory" train --epochs 1 --checkpoint nodir/x.safetensors
+    expect 2 "/proc/cnnc.safetensors: cannot create files in /proc" train --epochs 1 --checkpoint /proc/cnnc.safetensors
+    expect 2 "nodir/x.safetensors: cannot create files in nodir: No such file or directory" train --epochs 1 --checkpoint nodir/x.safetensors
+    # Divergence in the first epoch: no checkpoint of this run exists, and the message says so.
+    CNNC_FAULT_NAN_AT_STEP=1 expect 1 "training diverged at epoch 1, batch 3: loss is nan; no checkpoint was written" \
+        "$trainer" --data-dir data --model "$MODEL" --epochs 3 --checkpoint never.safetensors
+    [ -e never.safetensors ] && fail "a diverged first epoch left a checkpoint"
     cp good.safetensors full.safetensors
     (ulimit -f 8; trap '' XFSZ; exec "$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 1 \
         --checkpoint full.safetensors) >full.out 2>&1

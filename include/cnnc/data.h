@@ -161,6 +161,12 @@ size_t cnn_batcher_num_batches(const CnnBatcher *b);
 // Data set indices of the last batch returned (*B of them; may be NULL).
 const uint32_t *cnn_batcher_indices(const CnnBatcher *b, int *B);
 
+// ---------------------------------------------------------------- evaluation
+// Evaluation-mode pass over a whole data set in batches of the net's max
+// batch: mean loss and confusion matrix cm (K,K) (overwritten).
+CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
+                       double *loss, int64_t *cm);
+
 #ifdef __cplusplus
 }
 #endif
