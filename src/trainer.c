@@ -36,6 +36,7 @@ typedef struct {
     int nimages;
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
     int set_epochs, set_dataset, set_model;
+    const char *run_flag;  // the first flag given that a resumed run takes from its checkpoint
 } Options;
 
 // ---------------------------------------------------------------- messages
@@ -179,6 +180,14 @@ static const char *canonical_dataset(const char *name) {
     die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or cifar100)", name);
 }
 
+// The settings that define a run: a resumed run takes them from its
+// checkpoint, so giving one with --resume is refused rather than ignored.
+static const char *const RUN_FLAGS[] = {
+    "--model", "--batch", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
+    "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
+    "--no-hflip", "--grayscale", "--no-normalize", "--val-split", "--limit-train", "--seed",
+};
+
 static void parse_args(int argc, char **argv, Options *o) {
     *o = (Options){.command = "train", .dataset = "mnist", .data_dir = "data", .model = "tfcnn",
                    .epochs = 5, .batch = 64, .normalize = 1, .hflip = -1, .crop_pad = -1, .seed = 1,
@@ -257,6 +266,8 @@ static void parse_args(int argc, char **argv, Options *o) {
         else die(EXIT_USAGE, "unknown option '%s' (see trainer %s --help)", flag, o->command);
 #undef SWITCH
 #undef VALUE
+        for (size_t k = 0; k < sizeof RUN_FLAGS / sizeof RUN_FLAGS[0] && !o->run_flag; k++)
+            if (!strcmp(flag, RUN_FLAGS[k])) o->run_flag = RUN_FLAGS[k];
     }
 }
 
@@ -578,6 +589,10 @@ static CnnNet *build_model(const Options *o, int classes, int C, int H, int W) {
 
 static int cmd_train(Options *o) {
     CnnMeta resume_meta = {0};
+    if (o->resume && o->run_flag)
+        die(EXIT_USAGE, "--resume %s: %s cannot change a resumed run, whose settings come from the checkpoint "
+            "(with --resume give only --epochs, --checkpoint, --log, --limit-test, --data-dir, --threads or --kernels)",
+            o->resume, o->run_flag);
     if (o->resume) {
         check(cnn_checkpoint_read_meta(o->resume, &resume_meta));
         settings_from_checkpoint(o, &resume_meta, o->resume);

@@ -1,7 +1,9 @@
 // Checkpoints: round trip, resume equivalence, and rejection of every kind of
 // broken file with a message that names the file and the problem.
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,12 +107,97 @@ START_TEST(test_round_trip_and_resume) {
     train(b, &opt_b, 4, 20);
     ck_assert(memcmp(cnn_net_params(a), cnn_net_params(b), np * 4) == 0);
 
-    // Loading weights only (no optimiser) ignores the moments.
-    CnnNet *c = make_net(7);
+    // Loading weights only (no optimiser): the saved weights and buffers,
+    // and the net's own moments untouched.
+    CnnNet *c = make_net(7), *saved = make_net(99);
+    ck_assert_int_eq(cnn_checkpoint_load(p, saved, NULL, NULL), CNN_OK);  // the file's weights, for reference
+    memset(cnn_net_moment1(c), 0x11, np * 4);
     ck_assert_int_eq(cnn_checkpoint_load(p, c, NULL, NULL), CNN_OK);
+    ck_assert(memcmp(cnn_net_params(c), cnn_net_params(saved), np * 4) == 0);
+    ck_assert(memcmp(cnn_net_buffers(c), cnn_net_buffers(saved), cnn_net_num_buffers(c) * 4) == 0);
+    ck_assert(memcmp(cnn_net_params(c), cnn_net_params(a), np * 4) != 0);  // a trained on after the save
+    for (size_t i = 0; i < np; i++) ck_assert_uint_eq(((const uint32_t *)(const void *)cnn_net_moment1(c))[i], 0x11111111u);
+    cnn_net_free(saved);
     cnn_net_free(a);
     cnn_net_free(b);
     cnn_net_free(c);
+}
+END_TEST
+
+// Every optimiser setting comes back from the file, for each optimiser and
+// with none of them at its default: a load that kept the caller's settings
+// (lr, betas, eps, weight decay, momentum, Nesterov, step) fails here.
+START_TEST(test_optimizer_settings_round_trip) {
+    make_dir();
+    static const CnnOptimizer saved[] = {
+        {.kind = CNN_OPT_ADAM, .lr = 0.0123f, .beta1 = 0.81f, .beta2 = 0.951f, .eps = 3e-7f,
+         .weight_decay = 0.021f, .momentum = 0.0f, .nesterov = 0, .t = 0},
+        {.kind = CNN_OPT_ADAMW, .lr = 0.0456f, .beta1 = 0.7f, .beta2 = 0.97f, .eps = 1e-6f,
+         .weight_decay = 0.05f, .momentum = 0.0f, .nesterov = 0, .t = 0},
+        {.kind = CNN_OPT_SGD, .lr = 0.37f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+         .weight_decay = 0.0031f, .momentum = 0.83f, .nesterov = 1, .t = 0},
+    };
+    for (size_t i = 0; i < sizeof saved / sizeof saved[0]; i++) {
+        CnnOptimizer opt = saved[i], back;
+        CnnNet *a = make_net(1), *b = make_net(2);
+        train(a, &opt, 2, 10);
+        const char *p = path_in_dir("opt.safetensors");
+        ck_assert_int_eq(cnn_checkpoint_save(p, a, &opt, NULL), CNN_OK);
+        cnn_opt_defaults(&back, saved[(i + 1) % 3].kind);  // another optimiser's defaults
+        ck_assert_int_eq(cnn_checkpoint_load(p, b, &back, NULL), CNN_OK);
+        ck_assert_int_eq(back.kind, opt.kind);
+        ck_assert_float_eq(back.lr, opt.lr);
+        ck_assert_float_eq(back.weight_decay, opt.weight_decay);
+        ck_assert_int_eq(back.t, opt.t);
+        if (opt.kind == CNN_OPT_SGD) {
+            ck_assert_float_eq(back.momentum, opt.momentum);
+            ck_assert_int_eq(back.nesterov, opt.nesterov);
+        } else {
+            ck_assert_float_eq(back.beta1, opt.beta1);
+            ck_assert_float_eq(back.beta2, opt.beta2);
+            ck_assert_float_eq(back.eps, opt.eps);
+        }
+        // And the next steps are the same as the uninterrupted run's.
+        train(a, &opt, 2, 20);
+        train(b, &back, 2, 20);
+        ck_assert(memcmp(cnn_net_params(a), cnn_net_params(b), cnn_net_num_params(a) * 4) == 0);
+        cnn_net_free(a);
+        cnn_net_free(b);
+    }
+}
+END_TEST
+
+// Found by a deliberate bug: the old version of this test saved to another
+// path, so it could not fail. Here the failing save targets the kept file:
+// a file size limit makes writing the temporary copy fail (EFBIG).
+START_TEST(test_failed_save_over_file_keeps_it) {
+    cnn_set_quiet(1);
+    make_dir();
+    CnnNet *a = make_net(1);
+    const char *p = path_in_dir("over.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, NULL, NULL), CNN_OK);
+    size_t n0;
+    unsigned char *before = read_file(p, &n0);
+    for (size_t i = 0; i < cnn_net_num_params(a); i++) cnn_net_params(a)[i] += 1.0f;  // new content
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {.rlim_cur = n0 / 2, .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, NULL, NULL), CNN_EIO);
+    lim.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), p));
+    size_t n1;
+    unsigned char *after = read_file(p, &n1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert(memcmp(before, after, n0) == 0);
+    // The same save without the limit does replace it (the test can tell).
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, NULL, NULL), CNN_OK);
+    free(after);
+    after = read_file(p, &n1);
+    ck_assert(n0 != n1 || memcmp(before, after, n0) != 0);
+    free(before);
+    free(after);
+    cnn_net_free(a);
 }
 END_TEST
 
@@ -330,6 +417,8 @@ int main(void) {
     tcase_add_test(tc, test_pytorch_layout);
     tcase_add_test(tc, test_rejects_broken_files);
     tcase_add_test(tc, test_failed_save_keeps_previous_file);
+    tcase_add_test(tc, test_failed_save_over_file_keeps_it);
+    tcase_add_test(tc, test_optimizer_settings_round_trip);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -192,6 +192,15 @@ START_TEST(test_bad_magic) {
     put_be32(lb, 0x12345678u);
     ck_assert_error(load_bufs(im, li, lb, ll, &d), CNN_EFORMAT, tmp_path("lb"),
                     "bad magic 0x12345678");
+    // Only the high bytes differ (a check of the low byte alone passes these).
+    put_be32(lb, 0x00000801u);
+    put_be32(im, 0x01000803u);
+    ck_assert_error(load_bufs(im, li, lb, ll, &d), CNN_EFORMAT, tmp_path("im"), "bad magic 0x01000803");
+    put_be32(im, 0x00010803u);
+    ck_assert_error(load_bufs(im, li, lb, ll, &d), CNN_EFORMAT, tmp_path("im"), "bad magic 0x00010803");
+    put_be32(im, 0x00000803u);
+    put_be32(lb, 0x80000801u);
+    ck_assert_error(load_bufs(im, li, lb, ll, &d), CNN_EFORMAT, tmp_path("lb"), "bad magic 0x80000801");
     put_be32(lb, 0x00000801u);
     // Swapped arguments: the label file where the images belong.
     ck_assert_error(load_bufs(lb, ll, im, li, &d), CNN_EFORMAT, tmp_path("im"), "paths swapped");
@@ -263,6 +272,15 @@ START_TEST(test_label_out_of_range) {
     ck_assert_error(load_bufs(im, li, lb, ll, &d), CNN_EFORMAT, tmp_path("lb"),
                     "label 12 at record 57 (byte offset 65) is out of range 0..9");
     ck_assert_empty(&d);
+    // The first label past the range: the class count itself.
+    lb[8 + 57] = 3;
+    lb[8 + 4] = 10;
+    ck_assert_error(load_bufs(im, li, lb, ll, &d), CNN_EFORMAT, tmp_path("lb"),
+                    "label 10 at record 4 (byte offset 12) is out of range 0..9");
+    ck_assert_empty(&d);
+    lb[8 + 4] = 9;  // the last class is accepted
+    ck_assert_int_eq(load_bufs(im, li, lb, ll, &d), CNN_OK);
+    cnn_dataset_free(&d);
     free(im);
     free(lb);
 }

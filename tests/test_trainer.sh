@@ -153,7 +153,25 @@ resume)
     train --epochs 1 --augment --checkpoint part.safetensors >/dev/null || fail "first epoch"
     expect 0 "resume: part.safetensors after epoch 1;" "$trainer" --resume part.safetensors --epochs 3 --data-dir data
     cmp straight.safetensors part.safetensors || fail "resumed run differs from the uninterrupted one"
+    # Settings of the run cannot be changed on resume: refused, not ignored.
+    expect 2 "--resume part.safetensors: --lr cannot change a resumed run" "$trainer" --resume part.safetensors --lr 0.1 --data-dir data
+    expect 2 "--resume part.safetensors: --model cannot change a resumed run" "$trainer" --resume part.safetensors --model lenet --data-dir data
+    cmp straight.safetensors part.safetensors || fail "a refused resume changed the checkpoint"
     echo "ok: resume at an epoch boundary is bit-identical"
+    # Settings that are not the defaults must come back from the checkpoint:
+    # an optimiser, its lr, momentum, Nesterov and weight decay, a schedule
+    # with warm-up, and another step schedule with its gamma.
+    # (Cosine depends on --epochs, so it is resumed mid-run in the sigint case.)
+    for opts in "--optimizer sgd --lr 0.05 --momentum 0.8 --nesterov --weight-decay 0.001 --warmup 5" \
+                "--optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule step --step-epochs 1 --gamma 0.5"; do
+        # shellcheck disable=SC2086
+        train --epochs 3 $opts --checkpoint s.safetensors >/dev/null || fail "straight run: $opts"
+        # shellcheck disable=SC2086
+        train --epochs 1 $opts --checkpoint p.safetensors >/dev/null || fail "first epoch: $opts"
+        "$trainer" --resume p.safetensors --epochs 3 --data-dir data >/dev/null || fail "resume: $opts"
+        cmp s.safetensors p.safetensors || fail "resumed run differs with $opts"
+        echo "ok: resume bit-identical with $opts"
+    done
     ;;
 sigint)
     # Ctrl-C mid-run: exit 130, a checkpoint that resumes to the same final weights.
@@ -178,9 +196,15 @@ sigint)
     expect 0 "resume: int.safetensors ${at#interrupted }; settings" "$trainer" --resume int.safetensors --data-dir data
     cmp straight.safetensors int.safetensors || fail "interrupted+resumed run differs from the uninterrupted one"
     echo "ok: SIGINT exit 130 ($(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)), resumed run bit-identical"
-    # SIGTERM (timeout, Slurm, systemd, docker stop) and SIGHUP: the same, with 128 + the signal.
+    # SIGTERM (timeout, Slurm, systemd, docker stop) and SIGHUP: the same, with 128 + the signal;
+    # here with SGD on a cosine schedule, which the resumed run must continue exactly.
+    COS="--optimizer sgd --lr 0.02 --momentum 0.7 --schedule cosine --warmup 3"
+    # shellcheck disable=SC2086
+    "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 $COS --checkpoint cos.safetensors \
+        >/dev/null || fail "straight cosine run"
     for sig in TERM:143 HUP:129; do
-        "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 --checkpoint "$sig.safetensors" \
+        # shellcheck disable=SC2086
+        "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 $COS --checkpoint "$sig.safetensors" \
             >sig.out 2>&1 &
         pid=$!
         for _ in $(seq 600); do grep -q "^epoch 1/5" sig.out && break; sleep 0.05; done
@@ -191,6 +215,9 @@ sigint)
         grep -q "stopped by SIG${sig%:*} at epoch [0-9]*, batch [0-9]*; checkpoint written to $sig.safetensors" sig.out ||
             fail "no SIG${sig%:*} message: $(cat sig.out)"
         expect 0 "accuracy" "$trainer" eval --checkpoint "$sig.safetensors" --data-dir data
+        "$trainer" --resume "$sig.safetensors" --data-dir data >/dev/null || fail "resume after SIG${sig%:*}"
+        cmp cos.safetensors "$sig.safetensors" || fail "SIG${sig%:*}: the resumed cosine run differs"
+        echo "ok: SIG${sig%:*} mid-run, resumed cosine SGD run bit-identical"
     done
     ;;
 failures)
