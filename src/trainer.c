@@ -397,14 +397,18 @@ static long long meta_int(const CnnMeta *m, const char *path, const char *key, l
     return x;
 }
 
-static float meta_float(const CnnMeta *m, const char *path, const char *key, double lo, double hi) {
+static double meta_double(const CnnMeta *m, const char *path, const char *key, double lo, double hi) {
     const char *v = need(m, path, key);
     char *end;
     errno = 0;
     double x = strtod(v, &end);
     if (!*v || *end || errno || !(x >= lo && x <= hi))
         die(EXIT_RUNTIME, "%s: checkpoint metadata '%s' is '%s', not a number in [%g, %g]", path, key, v, lo, hi);
-    return (float)x;
+    return x;
+}
+
+static float meta_float(const CnnMeta *m, const char *path, const char *key, double lo, double hi) {
+    return (float)meta_double(m, path, key, lo, hi);
 }
 
 static void class_names_meta(const CnnDataset *d, char *buf, size_t size) {
@@ -527,8 +531,16 @@ static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *p
 
 // Writes the run's checkpoint: weights, optimiser state and everything needed
 // to resume at (epoch, batch_in_epoch) or to evaluate and predict later.
+// The running train loss and accuracy of the epoch in progress: kept in a
+// mid-epoch checkpoint so that the resumed epoch reports the whole epoch's.
+typedef struct {
+    double loss_sum;
+    long seen, hits;
+} EpochTally;
+
 static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, const CnnSchedule *sched,
-                     const float *mean, const float *stdv, int C, const char *names, int epoch, long batch_in_epoch) {
+                     const float *mean, const float *stdv, int C, const char *names, int epoch, long batch_in_epoch,
+                     const EpochTally *tally) {
     CnnMeta m = {0};
     char mean_s[96], std_s[96];
     join_floats(mean, C, mean_s, sizeof mean_s);
@@ -541,6 +553,9 @@ static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, con
     cnn_meta_set(&m, "normalize_std", "%s", std_s);
     cnn_meta_set(&m, "epoch", "%d", epoch);
     cnn_meta_set(&m, "batch_in_epoch", "%ld", batch_in_epoch);
+    cnn_meta_set(&m, "epoch_loss_sum", "%.17g", tally->loss_sum);
+    cnn_meta_set(&m, "epoch_seen", "%ld", tally->seen);
+    cnn_meta_set(&m, "epoch_hits", "%ld", tally->hits);
     cnn_meta_set(&m, "epochs", "%d", o->epochs);
     cnn_meta_set(&m, "batch", "%d", o->batch);
     cnn_meta_set(&m, "seed", "%llu", (unsigned long long)o->seed);
@@ -661,11 +676,17 @@ static int cmd_train(Options *o) {
 
     int start_epoch = 0;
     long skip_batches = 0;
+    EpochTally resumed = {0};
     if (o->resume) {
         check(cnn_checkpoint_load(o->resume, net, &opt, NULL));
         sched.lr = o->lr;
         start_epoch = (int)meta_int(&resume_meta, o->resume, "epoch", 0, 100000);
         skip_batches = (long)meta_int(&resume_meta, o->resume, "batch_in_epoch", 0, 1LL << 40);
+        if (skip_batches && cnn_meta_get(&resume_meta, "epoch_seen")) {  // absent in older checkpoints
+            resumed.seen = (long)meta_int(&resume_meta, o->resume, "epoch_seen", 0, 1LL << 40);
+            resumed.hits = (long)meta_int(&resume_meta, o->resume, "epoch_hits", 0, resumed.seen);
+            resumed.loss_sum = meta_double(&resume_meta, o->resume, "epoch_loss_sum", 0, 1e300);
+        }
         if (start_epoch < 0 || skip_batches < 0 || skip_batches > steps_per_epoch)
             die(EXIT_RUNTIME, "%s: checkpoint position epoch %d batch %ld does not fit this data", o->resume, start_epoch,
                 skip_batches);
@@ -719,8 +740,9 @@ static int cmd_train(Options *o) {
             cnn_batcher_skip(&it, (size_t)skip_batches);
             b = skip_batches;
         }
-        double loss_sum = 0.0, t0 = now(), t_step = 0.0, last_draw = 0.0;
-        long seen = 0, hits = 0;
+        EpochTally tally = epoch == start_epoch ? resumed : (EpochTally){0};
+        double t0 = now(), t_step = 0.0, last_draw = 0.0;
+        long seen_here = 0;  // images of this process, for the throughput
         float lr = opt.lr;
         int n;
         while ((n = cnn_batcher_next(&it, x, y)) > 0) {
@@ -735,21 +757,22 @@ static int cmd_train(Options *o) {
             if (!isfinite(loss) || !isfinite(lr))
                 die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s; try a lower --lr",
                     epoch + 1, b, loss, kept);
-            loss_sum += (double)loss * n;
-            seen += n;
-            hits += correct;
+            tally.loss_sum += (double)loss * n;
+            tally.seen += n;
+            tally.hits += correct;
+            seen_here += n;
             if (tty && (now() - last_draw > 0.25 || b == steps_per_epoch)) {
                 last_draw = now();
-                const double rate = seen / (now() - t0);
+                const double rate = seen_here / (now() - t0);
                 printf("\r  epoch %d/%d [%5ld/%ld] loss %.4f acc %6.2f%%  %.0f img/s  ETA %.0fs\033[K", epoch + 1,
-                       o->epochs, b, steps_per_epoch, loss_sum / seen, 100.0 * hits / seen, rate,
+                       o->epochs, b, steps_per_epoch, tally.loss_sum / tally.seen, 100.0 * tally.hits / tally.seen, rate,
                        (double)(train.n - (size_t)(b * o->batch < (long)train.n ? b * o->batch : (long)train.n)) / rate);
                 fflush(stdout);
             }
             if (stop_signal) {
                 if (tty) printf("\n");
                 fflush(stdout);
-                save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch, b);
+                save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch, b, &tally);
                 fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
                         "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
                         stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint, o->checkpoint);
@@ -767,8 +790,9 @@ static int cmd_train(Options *o) {
         // The epoch's wall time counts its evaluation (shown apart too):
         // the epoch times add up to the run's.
         const double epoch_s = now() - t0, eval_s = now() - t_eval;
-        const double train_loss = seen ? loss_sum / seen : 0.0, train_acc = seen ? (double)hits / seen : 0.0;
-        const double img_s = t_step > 0 ? seen / t_step : 0.0;
+        const double train_loss = tally.seen ? tally.loss_sum / tally.seen : 0.0;
+        const double train_acc = tally.seen ? (double)tally.hits / tally.seen : 0.0;
+        const double img_s = t_step > 0 ? seen_here / t_step : 0.0;
         if (tty) printf("\r\033[K");
         printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s (eval %.1f s)  "
                "%.0f img/s\n", epoch + 1, o->epochs, train_loss, 100 * train_acc, eval_name, eval_loss, 100 * met.accuracy,
@@ -781,7 +805,7 @@ static int cmd_train(Options *o) {
                      met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, img_s);
             append_log(o->log_path, row);
         }
-        save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0);
+        save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0, &(EpochTally){0});
         snprintf(kept, sizeof kept, "%s keeps the last good epoch (%d)", o->checkpoint, epoch + 1);
     }
     if (done_any) {

@@ -178,7 +178,7 @@ sigint)
     # A heavier model, so that an epoch lasts long enough to be interrupted inside.
     BIG="conv(32,3,pad=1) relu conv(32,3,pad=1) relu maxpool(2) flatten dense(10)"
     "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 --checkpoint straight.safetensors \
-        >/dev/null || fail "straight run"
+        >straight.out || fail "straight run"
     # The program itself in the background (a shell function there would be a
     # subshell, and those ignore SIGINT); interrupted once epoch 2 has started.
     "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 --checkpoint int.safetensors \
@@ -194,6 +194,10 @@ sigint)
     # The resume names the same position as the interruption did.
     at=$(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)
     expect 0 "resume: int.safetensors ${at#interrupted }; settings" "$trainer" --resume int.safetensors --data-dir data
+    # The interrupted epoch reports the whole epoch's train loss and accuracy, as the straight run does.
+    e=$(grep -o 'interrupted at epoch [0-9]*' int.out | grep -o '[0-9]*$')
+    want=$(grep -o "^epoch $e/5  train loss [0-9.]* acc [0-9.]*%" straight.out)
+    grep -q "^$want" <<<"$out" || fail "resumed epoch $e reports otherwise than '$want': $out"
     cmp straight.safetensors int.safetensors || fail "interrupted+resumed run differs from the uninterrupted one"
     echo "ok: SIGINT exit 130 ($(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)), resumed run bit-identical"
     # SIGTERM (timeout, Slurm, systemd, docker stop) and SIGHUP: the same, with 128 + the signal;
