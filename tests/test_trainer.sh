@@ -113,6 +113,13 @@ PY
         expect 0 "plot-metrics: wrote run.png" "$root/tools/plot-metrics" run.csv run.png
         [ "$(head -c 4 run.png | tail -c 3)" = PNG ] || fail "run.png is not a PNG"
         expect 1 "not a trainer --log file" "$root/tools/plot-metrics" a.safetensors x.png
+        # One epoch draws without gnuplot's empty-range warning; a second run
+        # appended to the log is told apart and drawn alone.
+        train --epochs 1 --checkpoint a1.safetensors --log one.csv >/dev/null || fail "1-epoch run"
+        expect 0 "plot-metrics: wrote one.png" "$root/tools/plot-metrics" one.csv one.png
+        grep -qi "warning" <<<"$out" && fail "plot-metrics warned: $out"
+        train --epochs 1 --checkpoint a2.safetensors --log run.csv >/dev/null || fail "second logged run"
+        expect 0 "run.csv holds 2 runs; drawing the last \(1 epoch\)" "$root/tools/plot-metrics" run.csv run2.png
     fi
     # The tiny set is easy: the last epoch must reach 100% test accuracy.
     train --epochs 10 --checkpoint b.safetensors | tee out.txt
