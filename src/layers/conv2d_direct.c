@@ -2,12 +2,15 @@
 // BlockedConv in kernels/kernels.h), for stride-1 layers. Channel counts are
 // rounded up to blocks of 8 with channels of zeros where that wastes at most
 // a third of the work (lenet's 6 -> 16 still runs several times faster than
-// through im2col). Each image is copied into the 8-channel blocked layout
-// with its zero padding (the backend's block_pad), convolved without im2col,
-// and copied back to NCHW; the input gradient is the forward kernel run on
-// the padded output gradient with the kernel flipped and transposed. Chunks,
-// partial sums and their order are those of conv2d.c, so results do not
-// depend on the thread count.
+// through im2col). The images of a batch chunk are copied into the 8-channel
+// blocked layout with their zero padding (the backend's block_pad) and
+// convolved together without im2col: each weight tile runs over all of them,
+// so weights are read once per chunk and the weight gradient's accumulators
+// stay in registers. The input gradient is the forward kernel run on the
+// padded output gradient with the kernel flipped and transposed. Chunks,
+// their partial sums (kept blocked, summed in chunk order, then unpacked
+// once) and every sum's order are fixed, so results do not depend on the
+// thread count.
 #include <string.h>
 
 #include "internal.h"
@@ -101,9 +104,11 @@ static size_t widx(const Conv2d *l, int oc, int ic, int kh, int kw) {
     return (((size_t)oc * l->C + ic) * l->KH + kh) * l->KW + kw;
 }
 
-// (OC, C, KH, KW) -> the forward kernel's blocked layout [ob][cb][kh][kw][i][o]
-// (w[8 ob + o][8 cb + i][kh][kw], zero for the channels of rounding).
-static void pack_weights(const Conv2d *l, const float *w, float *blk) {
+// Between (OC, C, KH, KW) and the forward kernel's blocked layout
+// [ob][cb][kh][kw][i][o] (w[8 ob + o][8 cb + i][kh][kw]): packs w into blk
+// with zeros for the channels of rounding, or (add_to_w) adds blk into w:
+// the weight gradient summed over the chunks, once per pass.
+static void blocked_weights(const Conv2d *l, float *w, float *blk, int add_to_w) {
     const int CB = Cp(l) / 8, OCB = OCp(l) / 8;
     const size_t per_ob = (size_t)CB * l->KH * l->KW * 64;  // floats of one output block
 #pragma omp parallel for schedule(static) if ((size_t)OCB * per_ob >= CNN_PAR_MIN_WORK)
@@ -115,26 +120,12 @@ static void pack_weights(const Conv2d *l, const float *w, float *blk) {
                     for (int i = 0; i < 8; i++)
                         for (int o = 0; o < 8; o++, n++) {
                             const int oc = ob * 8 + o, ic = cb * 8 + i;
-                            blk[n] = oc < l->OC && ic < l->C ? w[widx(l, oc, ic, kh, kw)] : 0.0f;
-                        }
-    }
-}
-
-// dw (OC, C, KH, KW) += blk in the forward kernel's blocked layout: the
-// weight gradient summed over the chunks, added once per pass.
-static void add_blocked_weights(const Conv2d *l, const float *blk, float *dw) {
-    const int CB = Cp(l) / 8, OCB = OCp(l) / 8;
-    const size_t per_ob = (size_t)CB * l->KH * l->KW * 64;
-#pragma omp parallel for schedule(static) if ((size_t)OCB * per_ob >= CNN_PAR_MIN_WORK)
-    for (int ob = 0; ob < OCB; ob++) {
-        size_t n = (size_t)ob * per_ob;
-        for (int cb = 0; cb < CB; cb++)
-            for (int kh = 0; kh < l->KH; kh++)
-                for (int kw = 0; kw < l->KW; kw++)
-                    for (int i = 0; i < 8; i++)
-                        for (int o = 0; o < 8; o++, n++) {
-                            const int oc = ob * 8 + o, ic = cb * 8 + i;
-                            if (oc < l->OC && ic < l->C) dw[widx(l, oc, ic, kh, kw)] += blk[n];
+                            float *v = oc < l->OC && ic < l->C ? w + widx(l, oc, ic, kh, kw) : NULL;
+                            if (add_to_w) {
+                                if (v) *v += blk[n];
+                            } else {
+                                blk[n] = v ? *v : 0.0f;
+                            }
                         }
     }
 }
@@ -175,7 +166,7 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
     const int nchunks = batch_chunks(B), most = chunk_images_max(B);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
-    pack_weights(l, l->w, ws->packed);
+    blocked_weights(l, l->w, ws->packed, 0);
     const float *bias = l->has_bias ? l->b : NULL;
     if (bias && OCp(l) != l->OC) {  // rounded up with zeros, as the kernel reads whole blocks
         float *b = ws->packed + 2 * blocked_weight_size(l);
@@ -249,6 +240,6 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     }
     // Chunks summed in order while still blocked, then added into dw once.
     sum_chunks(dw_sum, ws->partial, stride, nchunks, nwb);
-    add_blocked_weights(l, dw_sum, l->dw);
+    blocked_weights(l, l->dw, dw_sum, 1);
     if (l->has_bias) reduce_chunks(l->db, ws->partial + nwb, stride, nchunks, (size_t)l->OC);
 }
