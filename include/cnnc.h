@@ -145,8 +145,20 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W,
 void cnn_set_memory_limit(size_t bytes);
 void cnn_net_free(CnnNet *net);
 
-// Re-initialises all weights (He normal), zeroes biases and BN statistics.
+// Weight initialisation. CNN_INIT_PYTORCH, what cnn_net_create uses: the
+// defaults of PyTorch's Conv2d and Linear (kaiming_uniform with a = sqrt(5)),
+// weights and biases uniform in +-1/sqrt(fan_in), so that a new classifier
+// starts near the uniform prediction (loss ln(classes)). CNN_INIT_HE: weights
+// N(0, 2/fan_in) (He et al. 2015), biases 0. Both: batch norm weight 1, bias
+// 0, running mean 0, variance 1.
+typedef enum { CNN_INIT_PYTORCH, CNN_INIT_HE } CnnInit;
+
+// Re-initialises all parameters and buffers: PyTorch's defaults, or `init`.
 void cnn_net_init_weights(CnnNet *net, uint64_t seed);
+void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init);
+// "pytorch" or "he"; CNN_EARG with a message for another name.
+CnnStatus cnn_init_parse(const char *name, CnnInit *init);
+const char *cnn_init_name(CnnInit init);
 
 // Shapes and counts.
 int cnn_net_num_layers(const CnnNet *net);

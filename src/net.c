@@ -57,7 +57,18 @@ static CnnStatus layer_shape(Layer *l, int idx) {
 
 static double layer_flops(const Layer *l) { return l->spec.ops->flops ? l->spec.ops->flops(l) : 0.0; }
 
-void cnn_net_init_weights(CnnNet *net, uint64_t seed) {
+CnnStatus cnn_init_parse(const char *name, CnnInit *init) {
+    if (!strcmp(name, "pytorch")) *init = CNN_INIT_PYTORCH;
+    else if (!strcmp(name, "he")) *init = CNN_INIT_HE;
+    else return cnn_error(CNN_EARG, "unknown initialisation '%s' (expected pytorch or he)", name);
+    return CNN_OK;
+}
+
+const char *cnn_init_name(CnnInit init) { return init == CNN_INIT_HE ? "he" : "pytorch"; }
+
+void cnn_net_init_weights(CnnNet *net, uint64_t seed) { cnn_net_init_weights_as(net, seed, CNN_INIT_PYTORCH); }
+
+void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init) {
     memset(net->params, 0, sizeof(float) * net->n_params);
     memset(net->buffers, 0, sizeof(float) * (net->n_buffers ? net->n_buffers : 1));
     for (int i = 0; i < net->L; i++) {
@@ -65,7 +76,7 @@ void cnn_net_init_weights(CnnNet *net, uint64_t seed) {
         if (!l->spec.ops->init) continue;
         CnnRng r;
         cnn_rng_derive(&r, seed ^ 0x696e6974ULL, (uint64_t)i, 0);  // "init": apart from data streams
-        l->spec.ops->init(l, net->params + l->p_off, net->buffers + l->buf_off, &r);
+        l->spec.ops->init(l, net->params + l->p_off, net->buffers + l->buf_off, &r, init);
     }
 }
 

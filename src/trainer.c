@@ -37,6 +37,7 @@ typedef struct {
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
     int set_epochs, set_dataset, set_model;
     const char *run_flag;  // the first flag given that a resumed run takes from its checkpoint
+    CnnInit init;
 } Options;
 
 // ---------------------------------------------------------------- messages
@@ -112,6 +113,8 @@ static const char *HELP_TRAIN =
     "                        \"conv(32,3) relu maxpool(2) flatten dense(10)\" (default tfcnn)\n"
     "  --epochs N            passes over the training set (default 5)\n"
     "  --batch N             images per step (default 64)\n"
+    "  --init I              weight initialisation: pytorch (PyTorch's defaults: uniform in\n"
+    "                        +-1/sqrt(fan_in)) or he (normal, std sqrt(2/fan_in)) (default pytorch)\n"
     "  --optimizer O         adam, adamw or sgd (default adam)\n"
     "  --lr X                peak learning rate (default 1e-3 for Adam/AdamW, 0.01 for SGD)\n"
     "  --momentum X          SGD momentum (default 0.9)\n"
@@ -183,7 +186,7 @@ static const char *canonical_dataset(const char *name) {
 // The settings that define a run: a resumed run takes them from its
 // checkpoint, so giving one with --resume is refused rather than ignored.
 static const char *const RUN_FLAGS[] = {
-    "--model", "--batch", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
+    "--model", "--batch", "--init", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
     "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
     "--no-hflip", "--grayscale", "--no-normalize", "--val-split", "--limit-train", "--seed",
 };
@@ -240,6 +243,7 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--threads")) o->threads = (int)parse_long(flag, val, 1, 4096);
         else if (VALUE("--kernels")) o->kernels = val;
         else if (VALUE("--optimizer")) { if (cnn_opt_parse(val, &o->opt_kind)) exit(EXIT_USAGE); }
+        else if (VALUE("--init")) { if (cnn_init_parse(val, &o->init)) exit(EXIT_USAGE); }
         else if (VALUE("--lr")) o->lr = parse_float(flag, val, 0, 10);
         else if (VALUE("--momentum")) o->momentum = parse_float(flag, val, 0, 1);
         else if (SWITCH("--nesterov")) o->nesterov = 1;
@@ -559,6 +563,7 @@ static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, con
     cnn_meta_set(&m, "epochs", "%d", o->epochs);
     cnn_meta_set(&m, "batch", "%d", o->batch);
     cnn_meta_set(&m, "seed", "%llu", (unsigned long long)o->seed);
+    cnn_meta_set(&m, "init", "%s", cnn_init_name(o->init));
     cnn_meta_set(&m, "limit_train", "%zu", o->limit_train);
     cnn_meta_set(&m, "val_split", "%zu", o->val_split);
     cnn_meta_set(&m, "augment", "%d", o->augment);
@@ -640,6 +645,7 @@ static int cmd_train(Options *o) {
     const char *eval_name = val.n ? "val" : "test";
 
     CnnNet *net = build_model(o, train.classes, train.c, train.h, train.w);
+    if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(net, o->seed, o->init);
     char fl[32];
     format_count(cnn_net_flops(net), fl, sizeof fl);
     printf("model: %s%s%s: %zu parameters, %sFLOP/image forward\n", is_builtin(o->model) ? o->model : "",

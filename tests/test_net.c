@@ -189,6 +189,7 @@ END_TEST
 START_TEST(test_he_initialisation) {
     CnnNet *net;
     ck_assert_int_eq(cnn_net_create(&net, "conv(64,5) relu flatten dense(200) relu dense(10)", 3, 12, 12, 2, 5), CNN_OK);
+    cnn_net_init_weights_as(net, 5, CNN_INIT_HE);
     const float *p = cnn_net_params(net);
     CnnLayerInfo info;
     cnn_net_layer_info(net, 2, &info);
@@ -201,6 +202,66 @@ START_TEST(test_he_initialisation) {
     ck_assert_double_eq_tol(sqrt(ss / n), sqrt(2.0 / 4096), 3e-4);
     for (int i = 0; i < 200; i++) ck_assert_float_eq(w[n + i], 0.0f);
     cnn_net_free(net);
+}
+END_TEST
+
+// The default: PyTorch's Conv2d/Linear reset_parameters, weights and biases
+// uniform in +-1/sqrt(fan_in) (mean 0, std bound/sqrt(3)); batch norm 1 and 0.
+START_TEST(test_pytorch_initialisation) {
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "conv(64,5) bn relu flatten dense(200) relu dense(10)", 3, 12, 12, 2, 5),
+                     CNN_OK);
+    const float *p = cnn_net_params(net);
+    static const struct {
+        int layer;
+        size_t n_w, n_b, fan_in;
+    } want[] = {{0, 64 * 75, 64, 75}, {4, 200 * 4096, 200, 4096}, {6, 10 * 200, 10, 200}};
+    for (size_t t = 0; t < sizeof want / sizeof want[0]; t++) {
+        const float *w = p + cnn_net_param_offset(net, want[t].layer);
+        const double bound = 1.0 / sqrt((double)want[t].fan_in);
+        double s = 0, ss = 0, bmax = 0;
+        for (size_t i = 0; i < want[t].n_w; i++) {
+            ck_assert_msg(fabs(w[i]) <= bound, "layer %d weight %zu = %g outside +-%g", want[t].layer, i, w[i], bound);
+            s += w[i];
+            ss += (double)w[i] * w[i];
+        }
+        const double n = (double)want[t].n_w;
+        ck_assert_double_eq_tol(s / n, 0.0, 4 * bound / sqrt(3 * n));  // 4 standard errors
+        ck_assert_double_eq_tol(sqrt(ss / n), bound / sqrt(3.0), 0.05 * bound / sqrt(3.0));
+        for (size_t i = 0; i < want[t].n_b; i++) {
+            ck_assert(fabs(w[want[t].n_w + i]) <= bound);
+            bmax = fmax(bmax, fabs(w[want[t].n_w + i]));
+        }
+        ck_assert_msg(bmax > 0.5 * bound, "layer %d biases are not drawn (max |b| %g)", want[t].layer, bmax);
+    }
+    const float *bn = p + cnn_net_param_offset(net, 1);
+    for (int c = 0; c < 64; c++) {
+        ck_assert_float_eq(bn[c], 1.0f);
+        ck_assert_float_eq(bn[64 + c], 0.0f);
+    }
+    cnn_net_free(net);
+    // So a new classifier starts near the uniform prediction: tfcnn's loss on
+    // standardised-looking inputs is ln 10 within 0.1 (He's is far above).
+    float x[64 * 784];
+    uint8_t y[64];
+    CnnRng r;
+    cnn_rng_seed(&r, 3);
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) x[i] = (float)cnn_rng_normal(&r);
+    for (int i = 0; i < 64; i++) y[i] = (uint8_t)cnn_rng_below(&r, 10);
+    ck_assert_int_eq(cnn_net_create(&net, "tfcnn", 1, 28, 28, 64, 1), CNN_OK);
+    cnn_net_forward(net, x, 64, 0);
+    const float loss = cnn_net_loss(net, y, 64, NULL);
+    ck_assert_msg(fabs(loss - log(10.0)) < 0.1, "tfcnn's loss at initialisation is %g, not ln 10 = 2.303", loss);
+    cnn_net_init_weights_as(net, 1, CNN_INIT_HE);
+    cnn_net_forward(net, x, 64, 0);
+    ck_assert_float_gt(cnn_net_loss(net, y, 64, NULL), 3.0f);
+    cnn_net_free(net);
+    CnnInit init;
+    ck_assert_int_eq(cnn_init_parse("he", &init), CNN_OK);
+    ck_assert_int_eq(init, CNN_INIT_HE);
+    ck_assert_str_eq(cnn_init_name(CNN_INIT_PYTORCH), "pytorch");
+    cnn_set_quiet(1);
+    ck_assert_int_eq(cnn_init_parse("xavier", &init), CNN_EARG);
 }
 END_TEST
 
@@ -396,6 +457,7 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_layer_table_rows);
     tcase_add_test(tc, test_memory_limit);
     tcase_add_test(tc, test_he_initialisation);
+    tcase_add_test(tc, test_pytorch_initialisation);
     tcase_add_test(tc, test_optimizers_match_pytorch);
     tcase_add_test(tc, test_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_tfcnn_bit_identical_across_thread_counts);

@@ -45,6 +45,7 @@ usage)
     expect 2 "unknown data set 'imagenet'" "$trainer" --dataset imagenet
     expect 2 "unknown optimizer 'rmsprop'" "$trainer" --optimizer rmsprop
     expect 2 "unknown schedule 'linear'" "$trainer" --schedule linear
+    expect 2 "unknown initialisation 'xavier' \(expected pytorch or he\)" "$trainer" --init xavier
     expect 2 "unknown command 'fit'" "$trainer" fit
     expect 2 "unknown kernels 'sse9' \(expected auto, .*reference\)" "$trainer" --data-dir data --kernels sse9
     CNNC_KERNELS=sse9 expect 2 "CNNC_KERNELS: cannot use kernels 'sse9'" "$trainer" --data-dir data
@@ -79,6 +80,11 @@ train)
     [ "$(wc -l <run.csv)" -eq 3 ] || fail "run.csv should have a header and 2 rows: $(cat run.csv)"
     head -1 run.csv | grep -q "^epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc" || fail "csv header"
     sed -n 2p run.csv | grep -q "^1,0.001," || fail "lr not logged as 0.001: $(sed -n 2p run.csv)"
+    # The initialisation is recorded; PyTorch's default starts near ln 10, He's far above.
+    grep -aq '"init":"pytorch"' a.safetensors || fail "checkpoint lacks init=pytorch"
+    expect 0 "epoch 1/1  train loss 2\.[23]" train --epochs 1 --lr 0 --checkpoint lr0.safetensors
+    expect 0 "epoch 1/1  train loss ([3-9]|[1-9][0-9])\." train --epochs 1 --lr 0 --init he --checkpoint he.safetensors
+    grep -aq '"init":"he"' he.safetensors || fail "checkpoint lacks init=he"
     # Singular where it is one; the epoch time includes the evaluation.
     expect 0 "train: 1 epoch of [0-9]+ steps, .* 2 threads" train --epochs 1 --checkpoint one.safetensors
     grep -qE "^epoch 1/1 .* [0-9.]+ s \(eval [0-9.]+ s\)" <<<"$out" || fail "epoch time line: $out"

@@ -120,8 +120,8 @@ static void bn_wire(Layer *l, float *w, float *dw, float *buffers) {
                         .save_invstd = l->aux + l->C};
 }
 
-static void bn_init(Layer *l, float *w, float *buffers, CnnRng *r) {
-    (void)r;
+static void bn_init(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init) {
+    (void)r, (void)init;
     for (int c = 0; c < l->C; c++) w[c] = 1.0f;              // gamma; beta stays 0
     for (int c = 0; c < l->C; c++) buffers[l->C + c] = 1.0f;  // running var; mean stays 0
 }

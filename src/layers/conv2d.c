@@ -225,9 +225,9 @@ static void conv_wire(Layer *l, float *w, float *dw, float *buffers) {
     l->conv.db = l->n_b ? dw + l->n_w : NULL;
 }
 
-static void conv_init(Layer *l, float *w, float *buffers, CnnRng *r) {
+static void conv_init(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init) {
     (void)buffers;
-    layer_init_he(l, w, r);
+    layer_init_weights(l, w, r, init);
 }
 
 static int conv_tensors(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,

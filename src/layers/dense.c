@@ -89,9 +89,9 @@ static void dense_wire(Layer *l, float *w, float *dw, float *buffers) {
                        .db = l->n_b ? dw + l->n_w : NULL};
 }
 
-static void dense_init(Layer *l, float *w, float *buffers, CnnRng *r) {
+static void dense_init(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init) {
     (void)buffers;
-    layer_init_he(l, w, r);
+    layer_init_weights(l, w, r, init);
 }
 
 static int dense_tensors(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,

@@ -71,7 +71,7 @@ struct LayerOps {
     size_t (*aux_floats)(const Layer *l, int max_batch);      // NULL: none
     void (*scratch)(const Layer *l, Workspace *need);          // raises col/partial/packed sizes
     void (*wire)(Layer *l, float *w, float *dw, float *buffers);  // point the kernel struct at arenas
-    void (*init)(Layer *l, float *w, float *buffers, CnnRng *r);  // params already zeroed
+    void (*init)(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init);  // params already zeroed
     double (*flops)(const Layer *l);                              // forward FLOPs per sample
     // The layer's tensors under PyTorch names and layouts; returns the count.
     int (*tensors)(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,
@@ -100,8 +100,8 @@ CnnStatus layer_arg_float(const ArgSite *at, const char *key, const char *val, f
                           float *out);
 // "%g" when it reads back as x, else "%.9g": canonical text must rebuild the layer.
 const char *layer_fmt_float(float x, char *buf, size_t n);
-// He et al. 2015: N(0, 2/fan_in) for the n_w weights of a conv or dense layer.
-void layer_init_he(const Layer *l, float *w, CnnRng *r);
+// A conv or dense layer's n_w weights then n_b biases (see CnnInit).
+void layer_init_weights(const Layer *l, float *w, CnnRng *r, CnnInit init);
 // 2 * weights * output pixels: conv and dense.
 double layer_weight_flops(const Layer *l);
 // Appends the tensor "<idx>.<what>" to out[*n].

@@ -61,10 +61,20 @@ const char *layer_fmt_float(float x, char *buf, size_t n) {
     return buf;
 }
 
-void layer_init_he(const Layer *l, float *w, CnnRng *r) {
-    // N(0, 2/fan_in) keeps ReLU activations' variance steady.
-    const double fan_in = (double)l->n_w / l->OC, std = sqrt(2.0 / fan_in);
-    for (size_t j = 0; j < l->n_w; j++) w[j] = (float)(cnn_rng_normal(r) * std);
+void layer_init_weights(const Layer *l, float *w, CnnRng *r, CnnInit init) {
+    const double fan_in = (double)l->n_w / l->OC;
+    if (init == CNN_INIT_HE) {
+        // N(0, 2/fan_in) keeps ReLU activations' variance steady; biases stay 0.
+        const double std = sqrt(2.0 / fan_in);
+        for (size_t j = 0; j < l->n_w; j++) w[j] = (float)(cnn_rng_normal(r) * std);
+        return;
+    }
+    // PyTorch's reset_parameters of Conv2d and Linear: kaiming_uniform_(a =
+    // sqrt(5)) gives the bound gain * sqrt(3 / fan_in) with gain = sqrt(2 /
+    // (1 + 5)), that is 1/sqrt(fan_in); the bias is uniform in the same range.
+    const double bound = 1.0 / sqrt(fan_in);
+    for (size_t j = 0; j < l->n_w + l->n_b; j++)
+        w[j] = (float)((2.0 * cnn_rng_uniform(r) - 1.0) * bound);
 }
 
 double layer_weight_flops(const Layer *l) { return 2.0 * (double)l->n_w * l->OH * l->OW; }
