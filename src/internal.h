@@ -52,8 +52,10 @@ typedef struct {
     size_t packed_size;
 } Workspace;
 
-// dst[j] += sum over chunks c (in order) of partial[c*stride + j], j < n.
+// dst[j] += sum over chunks c (in order) of partial[c*stride + j], j < n;
+// sum_chunks writes the sum (dst[j] = ...) instead of adding it.
 void reduce_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n);
+void sum_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n);
 
 // ---------------------------------------------------------------- GEMM
 // Row-major C(M,N) = alpha * op(A) op(B) + beta * C through single-threaded
@@ -85,10 +87,14 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
 // dx may be NULL (the network input needs no gradient).
 void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
                      Workspace *ws);
-// Scratch floats per batch chunk (ws->col_size) and packed weights
-// (ws->packed_size) a layer needs, whichever kernels run it.
-size_t conv2d_col_size(const Conv2d *l);
+// Scratch floats per batch chunk of at most chunk_images images
+// (ws->col_size), per-chunk weight-gradient partials (ws->partial_size)
+// and packed weights (ws->packed_size) a layer needs, whichever kernels run it.
+size_t conv2d_col_size(const Conv2d *l, int chunk_images);
+size_t conv2d_partial_size(const Conv2d *l);
 size_t conv2d_packed_size(const Conv2d *l);
+// The most images one batch chunk holds at batch B.
+static inline int chunk_images_max(int B) { return (B + batch_chunks(B) - 1) / batch_chunks(B); }
 void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B);
 // db (OC) += per-channel sums of one image's dy (OC, N).
 void conv2d_bias_grad(const float *dy, int OC, size_t N, float *db);
@@ -96,7 +102,8 @@ void conv2d_bias_grad(const float *dy, int OC, size_t N, float *db);
 // Direct convolution on 8-channel blocks (conv2d_direct.c): stride-1
 // layers with C and OC multiples of 8, where the backend has the kernels.
 int conv2d_direct_applies(const Conv2d *l);
-size_t conv2d_direct_scratch_size(const Conv2d *l);
+size_t conv2d_direct_scratch_size(const Conv2d *l, int chunk_images);
+size_t conv2d_direct_partial_size(const Conv2d *l);
 void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
 void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
                             Workspace *ws);

@@ -132,7 +132,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         if (!(ops->flags & LAYER_VIEW)) act_total += (size_t)max_batch * l->out_size;
         if (ops->aux_floats) extra += ops->aux_floats(l, max_batch);
         if ((size_t)max_batch * l->in_size > gmax) gmax = (size_t)max_batch * l->in_size;
-        if (ops->scratch) ops->scratch(l, &need);
+        if (ops->scratch) ops->scratch(l, max_batch, &need);
         c = l->OC; h = l->OH; w = l->OW;
     }
     const Layer *last = &net->layers[L - 1];

@@ -72,7 +72,8 @@ static void run_conv_case(ConvCase k, uint64_t seed) {
     fill_uniform(l.w, nw, -0.5f, 0.5f, &r);
     fill_uniform(l.b, k.OC, -0.5f, 0.5f, &r);
     fill_uniform(dy, ny, -1, 1, &r);
-    Workspace ws = make_ws(conv2d_col_size(&l), nw + k.OC, conv2d_packed_size(&l), k.B);
+    Workspace ws = make_ws(conv2d_col_size(&l, chunk_images_max(k.B)), conv2d_partial_size(&l),
+                           conv2d_packed_size(&l), k.B);
 
     conv2d_forward(&l, x, y, k.B, &ws);
     ConvCtx c = {.k = k, .OH = l.OH, .OW = l.OW, .x = to_double(x, nx), .w = to_double(l.w, nw),
@@ -182,7 +183,8 @@ static void run_conv_large_vs_twins(Conv2d l) {
     fill_uniform(dy, ny, -1, 1, &r);
     fill_uniform(l.w, nw, -0.1f, 0.1f, &r);
     fill_uniform(l.b, l.OC, -0.5f, 0.5f, &r);
-    Workspace ws = make_ws(conv2d_col_size(&l), nw + l.OC, conv2d_packed_size(&l), B);
+    Workspace ws = make_ws(conv2d_col_size(&l, chunk_images_max(B)), conv2d_partial_size(&l),
+                           conv2d_packed_size(&l), B);
     conv2d_forward_naive(&l, x, want_y, B);
     ck_assert_int_eq(cnn_kernels_select("reference"), CNN_OK);
     conv2d_backward(&l, x, dy, ref_dx, B, &ws);

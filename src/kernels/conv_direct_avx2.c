@@ -4,7 +4,8 @@
 // 6 input values, so the FMA units, not the loads, set the pace. The same
 // kernel computes the input gradient on the flipped, transposed kernel.
 // Weight gradient: one kernel tap at a time, 4 input x 16 output channels
-// (8 accumulators), summed over the output pixels in order.
+// (8 accumulators), summed over the images and output pixels in order
+// without leaving the registers.
 // Compiled with -mavx2 -mfma alone; called only where the CPU has both.
 #include <immintrin.h>
 #include <string.h>
@@ -83,21 +84,25 @@ void conv_fwd_blocked_avx2(const BlockedConv *g, const float *x, const float *w,
     // 3x3) stay in L2 while the image streams past them once per pair; rows
     // outermost instead would stream every weight once per row, several times
     // the traffic on every layer of vgg8bn and tfcnn.
+    // The images of a batch run inside each pair, so that its weights are
+    // read from L3 once per batch rather than once per image.
+    const int N = g->N > 0 ? g->N : 1;
     for (int ob = 0; ob < g->OCB; ob += 2)
-        for (int oh = 0; oh < g->OH; oh++) {
-            const int nb = g->OCB - ob >= 2 ? 2 : 1;
-            const float *bb = bias ? bias + 8 * ob : NULL;
-            float *yr = y + ob * yblock + (size_t)oh * g->OW * 8;
-            for (int cb = 0; cb < g->CB; cb++) {
-                const float *xr = x + cb * xblock + (size_t)oh * g->S * g->Wp * 8;
-                const float *wb = w + ob * wblock + cb * taps;
-                for (int t = 0; t < ntiles; t++) {
-                    const int ow = t * g->OW / ntiles, rw = (t + 1) * g->OW / ntiles - ow;
-                    fwd_tile_any(rw, nb, g, xr + (size_t)ow * g->S * 8, wb, wblock, bb, cb == 0,
-                                 yr + (size_t)ow * 8);
+        for (int n = 0; n < N; n++)
+            for (int oh = 0; oh < g->OH; oh++) {
+                const int nb = g->OCB - ob >= 2 ? 2 : 1;
+                const float *bb = bias ? bias + 8 * ob : NULL;
+                float *yr = y + n * g->y_image + ob * yblock + (size_t)oh * g->OW * 8;
+                for (int cb = 0; cb < g->CB; cb++) {
+                    const float *xr = x + n * g->x_image + cb * xblock + (size_t)oh * g->S * g->Wp * 8;
+                    const float *wb = w + ob * wblock + cb * taps;
+                    for (int t = 0; t < ntiles; t++) {
+                        const int ow = t * g->OW / ntiles, rw = (t + 1) * g->OW / ntiles - ow;
+                        fwd_tile_any(rw, nb, g, xr + (size_t)ow * g->S * 8, wb, wblock, bb, cb == 0,
+                                     yr + (size_t)ow * 8);
+                    }
                 }
             }
-        }
 }
 
 // One tap's weight gradient for NI input channels (from i0) of one input
@@ -119,21 +124,23 @@ static inline __attribute__((always_inline)) void wgrad_tile(int NB, int NI, int
         for (int i = 0; i < NI; i++)
             acc[b][i] = accumulate ? _mm256_loadu_ps(d + b * d_block + (size_t)(i0 + i) * 8)
                                    : _mm256_setzero_ps();
-    for (int oh = 0; oh < g->OH; oh++) {
-        const float *xr = x + (size_t)oh * S * g->Wp * 8 + i0;
-        const float *dr = dy + oh * dy_row;
-        for (int ow = 0; ow < g->OW; ow++) {
-            const __m256 d0 = _mm256_loadu_ps(dr + (size_t)ow * 8);
-            const __m256 d1 = NB > 1 ? _mm256_loadu_ps(dr + dy_block + (size_t)ow * 8) : d0;
-            const float *xp = xr + ow * xs;
+    const int N = g->N > 0 ? g->N : 1;
+    for (int n = 0; n < N; n++)
+        for (int oh = 0; oh < g->OH; oh++) {
+            const float *xr = x + n * g->x_image + (size_t)oh * S * g->Wp * 8 + i0;
+            const float *dr = dy + n * g->y_image + oh * dy_row;
+            for (int ow = 0; ow < g->OW; ow++) {
+                const __m256 d0 = _mm256_loadu_ps(dr + (size_t)ow * 8);
+                const __m256 d1 = NB > 1 ? _mm256_loadu_ps(dr + dy_block + (size_t)ow * 8) : d0;
+                const float *xp = xr + ow * xs;
 #pragma GCC unroll 8
-            for (int i = 0; i < NI; i++) {
-                const __m256 xv = _mm256_broadcast_ss(xp + i);
-                acc[0][i] = _mm256_fmadd_ps(xv, d0, acc[0][i]);
-                if (NB > 1) acc[1][i] = _mm256_fmadd_ps(xv, d1, acc[1][i]);
+                for (int i = 0; i < NI; i++) {
+                    const __m256 xv = _mm256_broadcast_ss(xp + i);
+                    acc[0][i] = _mm256_fmadd_ps(xv, d0, acc[0][i]);
+                    if (NB > 1) acc[1][i] = _mm256_fmadd_ps(xv, d1, acc[1][i]);
+                }
             }
         }
-    }
 #pragma GCC unroll 2
     for (int b = 0; b < NB; b++)
 #pragma GCC unroll 8

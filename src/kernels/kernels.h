@@ -18,11 +18,19 @@
 // channels innermost ([block][row][column][8]). The input plane is already
 // zero-padded (Hp x Wp) and the kernel packed as w[ob][cb][kh][kw][i][o]
 // (input channel i and output channel o of blocks cb and ob).
+//
+// N images (0 counts as 1) lie x_image and y_image floats apart (y_image:
+// the output, or dy for the weight gradient): the kernels run them one after
+// the other inside each weight tile, so a tile's weights stay in cache (and
+// the weight gradient's accumulators in registers) across the images, while
+// every sum keeps the order it would have image by image.
 typedef struct {
     int CB, OCB;  // input and output channel blocks
     int KH, KW, S;
     int Hp, Wp;   // padded input plane
     int OH, OW;
+    int N;                    // images
+    size_t x_image, y_image;  // floats from one image to the next
 } BlockedConv;
 
 typedef struct {
@@ -39,11 +47,13 @@ typedef struct {
     // Direct convolution on blocked tensors (NULL: im2col + GEMM instead).
     // y[ob][oh][ow][o] = bias[8 ob + o] (0 if NULL)
     //     + sum over cb, kh, kw, i of x[cb][oh S + kh][ow S + kw][i] w[ob][cb][kh][kw][i][o],
-    // summed in that order (cb, kh, kw, i) for every output.
+    // summed in that order (cb, kh, kw, i) for every output; for each of the
+    // g->N images.
     void (*conv_fwd_blocked)(const BlockedConv *g, const float *x, const float *w, const float *bias,
                              float *y);
     // dw[ob][cb][kh][kw][i][o] = (accumulate ? dw : 0)
-    //     + sum over oh, ow (in order) of x[cb][oh S + kh][ow S + kw][i] dy[ob][oh][ow][o],
+    //     + sum over images n, oh, ow (in that order) of
+    //       x_n[cb][oh S + kh][ow S + kw][i] dy_n[ob][oh][ow][o],
     // where dy's rows are dy_row floats apart and its blocks dy_block floats.
     void (*conv_wgrad_blocked)(const BlockedConv *g, const float *x, const float *dy, size_t dy_row,
                                size_t dy_block, int accumulate, float *dw);

@@ -10,10 +10,16 @@ static int is_pointwise(const Conv2d *l) {
     return l->KH == 1 && l->KW == 1 && l->S == 1 && l->P == 0;
 }
 
-size_t conv2d_col_size(const Conv2d *l) {
+size_t conv2d_col_size(const Conv2d *l, int chunk_images) {
     const size_t col = is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
-    const size_t direct = conv2d_direct_scratch_size(l);
+    const size_t direct = conv2d_direct_scratch_size(l, chunk_images);
     return col > direct ? col : direct;
+}
+
+size_t conv2d_partial_size(const Conv2d *l) {
+    const size_t im2col = (size_t)l->OC * l->C * l->KH * l->KW + (size_t)l->OC;
+    const size_t direct = conv2d_direct_partial_size(l);
+    return im2col > direct ? im2col : direct;
 }
 
 static int use_direct(const Conv2d *l) {
@@ -207,10 +213,10 @@ static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
     return CNN_OK;
 }
 
-static void conv_scratch(const Layer *l, Workspace *need) {
+static void conv_scratch(const Layer *l, int max_batch, Workspace *need) {
     const Conv2d g = conv_geometry(l);
-    const size_t col = conv2d_col_size(&g), packed = conv2d_packed_size(&g);
-    const size_t partial = l->n_w + (size_t)l->OC;
+    const size_t col = conv2d_col_size(&g, chunk_images_max(max_batch)), packed = conv2d_packed_size(&g);
+    const size_t partial = conv2d_partial_size(&g);
     if (col > need->col_size) need->col_size = col;
     if (packed > need->packed_size) need->packed_size = packed;
     if (partial > need->partial_size) need->partial_size = partial;

@@ -2,12 +2,15 @@
 // BlockedConv in kernels/kernels.h), for stride-1 layers. Channel counts are
 // rounded up to blocks of 8 with channels of zeros where that wastes at most
 // a third of the work (lenet's 6 -> 16 still runs several times faster than
-// through im2col). Each image is copied into the 8-channel blocked layout
-// with its zero padding (the backend's block_pad), convolved without im2col,
-// and copied back to NCHW; the input gradient is the forward kernel run on
-// the padded output gradient with the kernel flipped and transposed. Chunks,
-// partial sums and their order are those of conv2d.c, so results do not
-// depend on the thread count.
+// through im2col). The images of a batch chunk are copied into the 8-channel
+// blocked layout with their zero padding (the backend's block_pad) and
+// convolved together without im2col: each weight tile runs over all of them,
+// so weights are read once per chunk and the weight gradient's accumulators
+// stay in registers. The input gradient is the forward kernel run on the
+// padded output gradient with the kernel flipped and transposed. Chunks,
+// their partial sums (kept blocked, summed in chunk order, then unpacked
+// once) and every sum's order are fixed, so results do not depend on the
+// thread count.
 #include <string.h>
 
 #include "internal.h"
@@ -48,17 +51,26 @@ static size_t rounded_image(const Conv2d *l) {
     return round16(in > out ? in : out);
 }
 
-size_t conv2d_direct_scratch_size(const Conv2d *l) {
+// Per batch chunk: every image of the chunk in blocked layouts at once, so
+// that the kernels run the chunk's images inside each weight tile.
+size_t conv2d_direct_scratch_size(const Conv2d *l, int chunk_images) {
     if (!conv2d_direct_applies(l)) return 0;
-    const size_t fwd = padded_in(l) + round16((size_t)OCp(l) * l->OH * l->OW);
-    const size_t bwd = padded_in(l) + padded_dy(l) + round16((size_t)Cp(l) * l->H * l->W) +
-                       blocked_weight_size(l);
+    const size_t n = (size_t)(chunk_images > 0 ? chunk_images : 1);
+    const size_t fwd = n * (padded_in(l) + round16((size_t)OCp(l) * l->OH * l->OW));
+    const size_t bwd = n * (padded_in(l) + padded_dy(l) + round16((size_t)Cp(l) * l->H * l->W));
     return (fwd > bwd ? fwd : bwd) + rounded_image(l);
 }
 
-// The forward and the input-gradient kernels, then a bias rounded up.
+// The forward and the input-gradient kernels, then a bias rounded up. In
+// the backward pass the forward kernel's slot holds the summed weight
+// gradient, still blocked.
 size_t conv2d_packed_size(const Conv2d *l) {
     return conv2d_direct_applies(l) ? 2 * blocked_weight_size(l) + round16((size_t)OCp(l)) : 0;
+}
+
+// A chunk's weight gradient is written blocked, then its bias gradient.
+size_t conv2d_direct_partial_size(const Conv2d *l) {
+    return conv2d_direct_applies(l) ? blocked_weight_size(l) + (size_t)l->OC : 0;
 }
 
 // block_pad of a (C,H,W) image whose C need not be a multiple of 8: through
@@ -93,16 +105,13 @@ static size_t widx(const Conv2d *l, int oc, int ic, int kh, int kw) {
 }
 
 // Between (OC, C, KH, KW) and the forward kernel's blocked layout
-// [ob][cb][kh][kw][i][o] (w[8 ob + o][8 cb + i][kh][kw], zero for the
-// channels of rounding): packs w into blk, or, with to_blocked 0, unpacks
-// blk into w (the weight gradient).
-static void blocked_weights(const Conv2d *l, float *w, float *blk, int to_blocked) {
+// [ob][cb][kh][kw][i][o] (w[8 ob + o][8 cb + i][kh][kw]): packs w into blk
+// with zeros for the channels of rounding, or (add_to_w) adds blk into w:
+// the weight gradient summed over the chunks, once per pass.
+static void blocked_weights(const Conv2d *l, float *w, float *blk, int add_to_w) {
     const int CB = Cp(l) / 8, OCB = OCp(l) / 8;
     const size_t per_ob = (size_t)CB * l->KH * l->KW * 64;  // floats of one output block
-    // Parallel over output blocks (disjoint ranges of both layouts) when it
-    // packs a whole layer's kernel; the unpacking of a chunk's weight
-    // gradient runs inside the chunk loop and stays serial.
-#pragma omp parallel for schedule(static) if (to_blocked && (size_t)OCB * per_ob >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((size_t)OCB * per_ob >= CNN_PAR_MIN_WORK)
     for (int ob = 0; ob < OCB; ob++) {
         size_t n = (size_t)ob * per_ob;
         for (int cb = 0; cb < CB; cb++)
@@ -111,13 +120,12 @@ static void blocked_weights(const Conv2d *l, float *w, float *blk, int to_blocke
                     for (int i = 0; i < 8; i++)
                         for (int o = 0; o < 8; o++, n++) {
                             const int oc = ob * 8 + o, ic = cb * 8 + i;
-                            if (oc >= l->OC || ic >= l->C) {
-                                if (to_blocked) blk[n] = 0.0f;
-                                continue;
+                            float *v = oc < l->OC && ic < l->C ? w + widx(l, oc, ic, kh, kw) : NULL;
+                            if (add_to_w) {
+                                if (v) *v += blk[n];
+                            } else {
+                                blk[n] = v ? *v : 0.0f;
                             }
-                            float *v = w + widx(l, oc, ic, kh, kw);
-                            if (to_blocked) blk[n] = *v;
-                            else *v = blk[n];
                         }
     }
 }
@@ -149,14 +157,25 @@ static BlockedConv forward_shape(const Conv2d *l) {
 }
 
 // ---------------------------------------------------------------- passes
+static size_t out_blocked(const Conv2d *l) { return round16((size_t)OCp(l) * l->OH * l->OW); }
+static size_t in_blocked(const Conv2d *l) { return round16((size_t)Cp(l) * l->H * l->W); }
+
+// Images converted, convolved and converted back together: as many of a
+// chunk's as fit in half of a 512 KiB L2 (at least one). Small layers (tfcnn's
+// third, 9 output pixels an image) then run each weight tile over several
+// images; large ones image by image, each still in cache from its conversion.
+static int group_size(size_t floats_per_image, int most) {
+    const size_t fit = (256u << 10) / (sizeof(float) * floats_per_image);
+    return fit < 1 ? 1 : fit > (size_t)most ? most : (int)fit;
+}
+
 void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C,KH,KW), b (OC), y (B,OC,OH,OW)
     const Kernels *k = kernels();
-    const BlockedConv g = forward_shape(l);
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
-    const int nchunks = batch_chunks(B);
-    CNN_ASSERT(conv2d_direct_scratch_size(l) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
-    blocked_weights(l, l->w, ws->packed, 1);
+    const int nchunks = batch_chunks(B), most = chunk_images_max(B);
+    CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
+    blocked_weights(l, l->w, ws->packed, 0);
     const float *bias = l->has_bias ? l->b : NULL;
     if (bias && OCp(l) != l->OC) {  // rounded up with zeros, as the kernel reads whole blocks
         float *b = ws->packed + 2 * blocked_weight_size(l);
@@ -166,12 +185,22 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
     }
 #pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
-        float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + padded_in(l);
-        float *tmp = yb + round16((size_t)OCp(l) * l->OH * l->OW);
-        for (int i = chunk_begin(B, nchunks, c); i < chunk_begin(B, nchunks, c + 1); i++) {
-            block_pad_any(k, x + (size_t)i * in_size, l->C, l->H, l->W, l->P, l->P, tmp, xb);
+        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + (size_t)most * padded_in(l);
+        float *tmp = yb + (size_t)most * out_blocked(l);
+        const int group = group_size(padded_in(l) + out_blocked(l), most);
+        for (int g0 = i0; g0 < i1; g0 += group) {
+            const int n = i1 - g0 < group ? i1 - g0 : group;
+            for (int j = 0; j < n; j++)
+                block_pad_any(k, x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, tmp,
+                              xb + j * padded_in(l));
+            BlockedConv g = forward_shape(l);
+            g.N = n;
+            g.x_image = padded_in(l);
+            g.y_image = out_blocked(l);
             k->conv_fwd_blocked(&g, xb, ws->packed, bias, yb);
-            unblock_any(k, yb, l->OC, l->OH, l->OW, tmp, y + (size_t)i * out_size);
+            for (int j = 0; j < n; j++)
+                unblock_any(k, yb + j * out_blocked(l), l->OC, l->OH, l->OW, tmp, y + (size_t)(g0 + j) * out_size);
         }
     }
 }
@@ -180,40 +209,51 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
                             Workspace *ws) {
     // x (B,C,H,W), dy (B,OC,OH,OW), dx (B,C,H,W) or NULL; dw (OC,C,KH,KW) +=, db (OC) +=
     const Kernels *k = kernels();
-    const BlockedConv g = forward_shape(l);
     const int ph = pad_h(l), pw = pad_w(l), OHp = l->OH + 2 * ph, OWp = l->OW + 2 * pw;
-    // The input gradient: a forward convolution from OC to C channels.
-    const BlockedConv gd = {.CB = OCp(l) / 8, .OCB = Cp(l) / 8, .KH = l->KH, .KW = l->KW, .S = 1,
-                            .Hp = OHp, .Wp = OWp, .OH = l->H, .OW = l->W};
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
-    const size_t nw = weights(l), stride = ws->partial_size;
-    const int nchunks = batch_chunks(B);
-    CNN_ASSERT(nw + (size_t)l->OC <= stride);
-    CNN_ASSERT(conv2d_direct_scratch_size(l) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
-    float *dx_kernel = ws->packed + blocked_weight_size(l);
+    const size_t nwb = blocked_weight_size(l), stride = ws->partial_size;
+    const int nchunks = batch_chunks(B), most = chunk_images_max(B);
+    CNN_ASSERT(conv2d_direct_partial_size(l) <= stride);
+    CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
+    float *dw_sum = ws->packed, *dx_kernel = ws->packed + nwb;
     if (dx) pack_input_grad(l, dx_kernel);
-#pragma omp parallel for schedule(static) if ((size_t)B * nw * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
-        float *xb = ws->col + (size_t)c * ws->col_size, *dyb = xb + padded_in(l);
-        float *dxb = dyb + padded_dy(l), *dwb = dxb + round16((size_t)Cp(l) * l->H * l->W);
-        float *tmp = dwb + blocked_weight_size(l);
-        float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nw;
-        memset(pdb, 0, sizeof(float) * l->OC);
         const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
-        for (int i = i0; i < i1; i++) {
-            const float *dyi = dy + (size_t)i * out_size;
-            block_pad_any(k, x + (size_t)i * in_size, l->C, l->H, l->W, l->P, l->P, tmp, xb);
-            block_pad_any(k, dyi, l->OC, l->OH, l->OW, ph, pw, tmp, dyb);
+        float *xb = ws->col + (size_t)c * ws->col_size, *dyb = xb + (size_t)most * padded_in(l);
+        float *dxb = dyb + (size_t)most * padded_dy(l), *tmp = dxb + (size_t)most * in_blocked(l);
+        float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nwb;
+        memset(pdb, 0, sizeof(float) * l->OC);
+        if (i1 == i0) memset(pdw, 0, sizeof(float) * nwb);
+        const int group = group_size(padded_in(l) + padded_dy(l) + (dx ? in_blocked(l) : 0), most);
+        for (int g0 = i0; g0 < i1; g0 += group) {
+            const int n = i1 - g0 < group ? i1 - g0 : group;
+            for (int j = 0; j < n; j++) {
+                const float *dyi = dy + (size_t)(g0 + j) * out_size;
+                block_pad_any(k, x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, tmp,
+                              xb + j * padded_in(l));
+                block_pad_any(k, dyi, l->OC, l->OH, l->OW, ph, pw, tmp, dyb + j * padded_dy(l));
+                conv2d_bias_grad(dyi, l->OC, (size_t)l->OH * l->OW, pdb);
+            }
+            // The group's weight gradient, blocked, into the chunk's partial.
+            BlockedConv g = forward_shape(l);
+            g.N = n;
+            g.x_image = padded_in(l);
+            g.y_image = padded_dy(l);
             k->conv_wgrad_blocked(&g, xb, dyb + ((size_t)ph * OWp + pw) * 8, (size_t)OWp * 8,
-                                  (size_t)OHp * OWp * 8, i > i0, dwb);
-            conv2d_bias_grad(dyi, l->OC, (size_t)l->OH * l->OW, pdb);
+                                  (size_t)OHp * OWp * 8, g0 > i0, pdw);
             if (!dx) continue;
+            // The input gradient: a forward convolution from OC to C channels.
+            const BlockedConv gd = {.CB = OCp(l) / 8, .OCB = Cp(l) / 8, .KH = l->KH, .KW = l->KW, .S = 1,
+                                    .Hp = OHp, .Wp = OWp, .OH = l->H, .OW = l->W, .N = n,
+                                    .x_image = padded_dy(l), .y_image = in_blocked(l)};
             k->conv_fwd_blocked(&gd, dyb, dx_kernel, NULL, dxb);
-            unblock_any(k, dxb, l->C, l->H, l->W, tmp, dx + (size_t)i * in_size);
+            for (int j = 0; j < n; j++)
+                unblock_any(k, dxb + j * in_blocked(l), l->C, l->H, l->W, tmp, dx + (size_t)(g0 + j) * in_size);
         }
-        if (i1 > i0) blocked_weights(l, pdw, dwb, 0);
-        else memset(pdw, 0, sizeof(float) * nw);
     }
-    reduce_chunks(l->dw, ws->partial, stride, nchunks, nw);
-    if (l->has_bias) reduce_chunks(l->db, ws->partial + nw, stride, nchunks, (size_t)l->OC);
+    // Chunks summed in order while still blocked, then added into dw once.
+    sum_chunks(dw_sum, ws->partial, stride, nchunks, nwb);
+    blocked_weights(l, l->dw, dw_sum, 1);
+    if (l->has_bias) reduce_chunks(l->db, ws->partial + nwb, stride, nchunks, (size_t)l->OC);
 }

@@ -77,7 +77,8 @@ static CnnStatus dense_shape(Layer *l, int idx, const char *text) {
     return CNN_OK;
 }
 
-static void dense_scratch(const Layer *l, Workspace *need) {
+static void dense_scratch(const Layer *l, int max_batch, Workspace *need) {
+    (void)max_batch;
     const size_t partial = l->n_w + (size_t)l->OC;
     if (partial > need->partial_size) need->partial_size = partial;
 }

@@ -69,7 +69,7 @@ struct LayerOps {
     // shape, no parameters); `text` is the layer's canonical text.
     CnnStatus (*shape)(Layer *l, int idx, const char *text);
     size_t (*aux_floats)(const Layer *l, int max_batch);      // NULL: none
-    void (*scratch)(const Layer *l, Workspace *need);          // raises col/partial/packed sizes
+    void (*scratch)(const Layer *l, int max_batch, Workspace *need);  // raises col/partial/packed sizes
     void (*wire)(Layer *l, float *w, float *dw, float *buffers);  // point the kernel struct at arenas
     void (*init)(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init);  // params already zeroed
     double (*flops)(const Layer *l);                              // forward FLOPs per sample
