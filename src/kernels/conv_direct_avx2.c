@@ -84,8 +84,9 @@ void conv_fwd_blocked_avx2(const BlockedConv *g, const float *x, const float *w,
     // 3x3) stay in L2 while the image streams past them once per pair; rows
     // outermost instead would stream every weight once per row, several times
     // the traffic on every layer of vgg8bn and tfcnn.
-    // The images of a batch run inside each pair, so that its weights are
-    // read from L3 once per batch rather than once per image.
+    // The call's images run inside each pair, so that its weights are read
+    // once per call rather than once per image (the caller passes as many
+    // images as fit in cache together).
     const int N = g->N > 0 ? g->N : 1;
     for (int ob = 0; ob < g->OCB; ob += 2)
         for (int n = 0; n < N; n++)

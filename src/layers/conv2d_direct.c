@@ -4,9 +4,10 @@
 // a third of the work (lenet's 6 -> 16 still runs several times faster than
 // through im2col). The images of a batch chunk are copied into the 8-channel
 // blocked layout with their zero padding (the backend's block_pad) and
-// convolved together without im2col: each weight tile runs over all of them,
-// so weights are read once per chunk and the weight gradient's accumulators
-// stay in registers. The input gradient is the forward kernel run on the
+// convolved without im2col, in groups of as many as fit in half of L2: each
+// weight tile runs over a whole group, so small layers read their weights
+// once per group and keep the weight gradient's accumulators in registers
+// across its images (large layers go image by image). The input gradient is the forward kernel run on the
 // padded output gradient with the kernel flipped and transposed. Chunks,
 // their partial sums (kept blocked, summed in chunk order, then unpacked
 // once) and every sum's order are fixed, so results do not depend on the
