@@ -312,6 +312,8 @@ CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, 
 // Decodes an image file (PNG, JPEG, BMP, 8-bit binary PGM/PPM) into out (C,H,W)
 // uint8, converted to C channels (1: grey, 3: RGB) and resized to H x W.
 CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
+// An image file's own height and width (it is decoded to find them).
+CnnStatus cnn_image_size(const char *path, int *H, int *W);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,7 @@ typedef struct {
     const char *command;
     const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path, *kernels;
     int epochs, batch, threads, augment, grayscale, normalize, nesterov, hflip, crop_pad;
+    int image_h, image_w, strict;  // image folders: size (0: the first image's), stop at a bad file
     int step_epochs, invert, top;
     long warmup;
     size_t limit_train, val_split, limit_test;
@@ -97,9 +98,13 @@ static const char *HELP_TRAIN =
     "usage: trainer [train] [OPTIONS]\n"
     "\n"
     "data:\n"
-    "  --dataset NAME        mnist, fashion-mnist, cifar10 or cifar100 (default mnist)\n"
+    "  --dataset NAME        mnist, fashion-mnist, cifar10 or cifar100 (default mnist), or\n"
+    "                        folder:PATH, your own images: PATH/train/<class>/*.png and\n"
+    "                        PATH/test/<class>/*.png (PNG, JPEG, BMP, PGM/PPM; one folder per class)\n"
     "  --data-dir DIR        folder holding <dataset>/ as tools/fetch-data lays it out (default data)\n"
-    "  --grayscale           CIFAR as one channel (mean of R, G, B)\n"
+    "  --grayscale           colour images as one channel (mean of R, G, B)\n"
+    "  --image-size HxW      image folders: resize every image to HxW (default: the first image's size)\n"
+    "  --strict              image folders: stop at the first unreadable file (default: skip and count)\n"
     "  --limit-train N       use only the first N training images\n"
     "  --val-split N         hold out the last N training images and evaluate on them\n"
     "  --limit-test N        evaluate on the first N test images only\n"
@@ -175,12 +180,19 @@ static float parse_float(const char *flag, const char *v, double lo, double hi) 
     return (float)x;
 }
 
+static int is_folder(const char *dataset) { return !strncmp(dataset, "folder:", 7); }
+
 static const char *canonical_dataset(const char *name) {
     static const char *names[] = {"mnist", "fashion-mnist", "cifar10", "cifar100"};
     if (!strcmp(name, "fashion")) return "fashion-mnist";
+    if (is_folder(name)) {
+        if (!name[7]) die(EXIT_USAGE, "--dataset folder:PATH needs a path, e.g. folder:my-images");
+        return name;
+    }
     for (int i = 0; i < 4; i++)
         if (!strcmp(name, names[i])) return names[i];
-    die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or cifar100)", name);
+    die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100 or "
+        "folder:PATH)", name);
 }
 
 // The settings that define a run: a resumed run takes them from its
@@ -188,7 +200,7 @@ static const char *canonical_dataset(const char *name) {
 static const char *const RUN_FLAGS[] = {
     "--model", "--batch", "--init", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
     "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
-    "--no-hflip", "--grayscale", "--no-normalize", "--val-split", "--limit-train", "--seed",
+    "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
 };
 
 static void parse_args(int argc, char **argv, Options *o) {
@@ -257,6 +269,14 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (SWITCH("--hflip")) o->hflip = 1;
         else if (SWITCH("--no-hflip")) o->hflip = 0;
         else if (SWITCH("--grayscale")) o->grayscale = 1;
+        else if (VALUE("--image-size")) {
+            char h[16] = "", *x = strchr(val, 'x');
+            if (!x || (size_t)(x - val) >= sizeof h) die(EXIT_USAGE, "--image-size: '%s' is not HxW, e.g. 32x32", val);
+            memcpy(h, val, (size_t)(x - val));
+            o->image_h = (int)parse_long(flag, h, 1, 4096);
+            o->image_w = (int)parse_long(flag, x + 1, 1, 4096);
+        }
+        else if (SWITCH("--strict")) o->strict = 1;
         else if (SWITCH("--no-normalize")) o->normalize = 0;
         else if (VALUE("--val-split")) o->val_split = (size_t)parse_long(flag, val, 0, 1L << 40);
         else if (VALUE("--limit-train")) o->limit_train = (size_t)parse_long(flag, val, 0, 1L << 40);
@@ -278,7 +298,14 @@ static void parse_args(int argc, char **argv, Options *o) {
 // ---------------------------------------------------------------- data and model
 static int dataset_classes(const char *name) { return !strcmp(name, "cifar100") ? 100 : 10; }
 
+// The built-in data sets' shapes without loading them (image folders are
+// loaded: their shape comes from their images).
 static void dataset_shape(const char *name, int grayscale, int *C, int *H, int *W) {
+    if (is_folder(name)) {  // the channels; H and W come from the images (or --image-size)
+        *C = grayscale ? 1 : 3;
+        *H = *W = 0;
+        return;
+    }
     int digits = !strcmp(name, "mnist") || !strcmp(name, "fashion-mnist");
     *C = digits || grayscale ? 1 : 3;
     *H = *W = digits ? 28 : 32;
@@ -295,10 +322,17 @@ static void dataset_dir(const Options *o, char *buf, size_t n) {
 static void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnDataset *test) {
     char dir[1024];
     dataset_dir(o, dir, sizeof dir);
-    CnnDataOptions dopt = {.grayscale = o->grayscale, .limit_train = o->limit_train, .val_split = o->val_split};
+    CnnDataOptions dopt = {.grayscale = o->grayscale, .limit_train = o->limit_train, .val_split = o->val_split,
+                           .height = o->image_h, .width = o->image_w, .strict = o->strict};
     double t0 = now();
     CnnStatus st = cnn_dataset_load(o->dataset, dir, &dopt, train, val, test);
-    if (st == CNN_EIO)
+    if (is_folder(o->dataset)) {
+        check(st);
+        snprintf(dir, sizeof dir, "%s", o->dataset + 7);
+        if (train->skipped || test->skipped)
+            fprintf(stderr, "trainer: %s: skipped %zu unreadable file%s (named above; --strict stops at the first)\n",
+                    dir, train->skipped + test->skipped, train->skipped + test->skipped == 1 ? "" : "s");
+    } else if (st == CNN_EIO)
         die(EXIT_RUNTIME, "%s is not available in %s; get it with: tools/fetch-data %s --dir %s", o->dataset, dir,
             o->dataset, o->data_dir);
     check(st);
@@ -519,6 +553,9 @@ static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *p
     o->batch = (int)meta_int(m, path, "batch", 1, 65536);
     o->seed = (uint64_t)meta_int(m, path, "seed", 0, 0x7fffffffffffffffLL);
     o->grayscale = !strcmp(need(m, path, "grayscale"), "1");
+    const char *size = cnn_meta_get(m, "image_size");  // absent before image folders
+    if (size && sscanf(size, "%dx%d", &o->image_h, &o->image_w) != 2)
+        die(EXIT_RUNTIME, "%s: checkpoint metadata 'image_size' is '%s', not HxW", path, size);
     o->normalize = !strcmp(need(m, path, "normalize"), "1");
     o->limit_train = (size_t)meta_int(m, path, "limit_train", 0, 1LL << 40);
     o->val_split = (size_t)meta_int(m, path, "val_split", 0, 1LL << 40);
@@ -552,6 +589,7 @@ static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, con
     cnn_meta_set(&m, "dataset", "%s", o->dataset);
     cnn_meta_set(&m, "class_names", "%s", names);
     cnn_meta_set(&m, "grayscale", "%d", o->grayscale);
+    cnn_meta_set(&m, "image_size", "%dx%d", o->image_h, o->image_w);
     cnn_meta_set(&m, "normalize", "%d", o->normalize);
     cnn_meta_set(&m, "normalize_mean", "%s", mean_s);
     cnn_meta_set(&m, "normalize_std", "%s", std_s);
@@ -644,6 +682,7 @@ static int cmd_train(Options *o) {
     const CnnDataset *eval_set = val.n ? &val : &test;
     const char *eval_name = val.n ? "val" : "test";
 
+    o->image_h = train.h, o->image_w = train.w;  // kept in the checkpoint for --resume
     CnnNet *net = build_model(o, train.classes, train.c, train.h, train.w);
     if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(net, o->seed, o->init);
     char fl[32];
@@ -876,6 +915,7 @@ static int cmd_eval(Options *o) {
     int dc, dh, dw;
     dataset_shape(o->dataset, 0, &dc, &dh, &dw);
     o->grayscale = grey ? !strcmp(grey, "1") : C == 1 && dc == 3;
+    o->image_h = H, o->image_w = W;  // image folders are read at the model's size
     CnnDataset train = {0}, val = {0}, test = {0};
     load_data(o, &train, &val, &test);
     if (test.c != C || test.h != H || test.w != W || test.classes != cnn_net_num_classes(net))
@@ -947,10 +987,18 @@ static int cmd_predict(Options *o) {
 }
 
 static int cmd_summary(Options *o) {
-    int C, H, W;
+    int C, H, W, classes = dataset_classes(o->dataset);
     dataset_shape(o->dataset, o->grayscale, &C, &H, &W);
-    CnnNet *net = build_model(o, dataset_classes(o->dataset), C, H, W);
-    printf("model %s on %s (%dx%dx%d, %d classes):\n", o->model, o->dataset, C, H, W, dataset_classes(o->dataset));
+    if (is_folder(o->dataset)) {  // its shape and classes are its images'
+        CnnDataset train = {0}, val = {0}, test = {0};
+        load_data(o, &train, &val, &test);
+        C = train.c, H = train.h, W = train.w, classes = train.classes;
+        cnn_dataset_free(&train);
+        cnn_dataset_free(&val);
+        cnn_dataset_free(&test);
+    }
+    CnnNet *net = build_model(o, classes, C, H, W);
+    printf("model %s on %s (%dx%dx%d, %d classes):\n", o->model, o->dataset, C, H, W, classes);
     print_summary(net);
     cnn_net_free(net);
     return 0;

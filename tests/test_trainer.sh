@@ -144,6 +144,46 @@ PY
     expect 0 "epoch 1/1 .* val loss" train --epochs 1 --val-split 100 --checkpoint v.safetensors
     expect 0 "^test loss [0-9.]+ acc" train --epochs 1 --val-split 100 --checkpoint v.safetensors
     ;;
+folder)
+    # Your own images: the tiny set written out as PGM files in an ImageFolder
+    # layout (imgs/train/<class>/N.pgm, imgs/test/<class>/N.pgm) plus digit3.png.
+    python3 - data/mnist imgs <<'PY' || fail "cannot write the image folder"
+import os, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+for split, prefix in (("train", "train"), ("test", "t10k")):
+    im = open(os.path.join(src, prefix + "-images-idx3-ubyte"), "rb").read()
+    lb = open(os.path.join(src, prefix + "-labels-idx1-ubyte"), "rb").read()
+    n, h, w = struct.unpack(">III", im[4:16])
+    for i in range(n):
+        d = os.path.join(dst, split, "class%d" % lb[8 + i])
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "%04d.pgm" % i), "wb") as f:
+            f.write(b"P5 %d %d 255\n" % (w, h) + im[16 + i * h * w:16 + (i + 1) * h * w])
+PY
+    cp data/mnist/digit3.png imgs/train/class3/zz-digit3.png
+    touch imgs/train/class1/.hidden
+    expect 0 "model conv.* on folder:imgs \(3x12x12, 10 classes\)" "$trainer" summary --dataset folder:imgs --model "$MODEL"
+    expect 0 "epoch 10/10 .*test loss [0-9.]* acc (9[0-9]|100)\.[0-9]*%" "$trainer" --dataset folder:imgs --model "$MODEL" \
+        --batch 32 --seed 7 --epochs 10 --grayscale --checkpoint f.safetensors
+    grep -q "data: folder:imgs from imgs: 401 train, 0 validation, 100 test, 1x12x12, 10 classes" <<<"$out" ||
+        fail "data line: $out"
+    grep -q "class3 " <<<"$out" || fail "class names not from the folders: $out"
+    expect 0 "eval: f.safetensors on folder:imgs test \(100 images\)" "$trainer" eval --checkpoint f.safetensors
+    expect 0 "0001.pgm: class[0-9] \(" "$trainer" predict --checkpoint f.safetensors "$(ls imgs/test/class*/0001.pgm)"
+    # Another size on request; a broken file is skipped and named, or stops the run with --strict.
+    cp data/mnist/not-an-image.png imgs/train/class5/broken.png
+    expect 0 "not-an-image|broken.png: cannot decode image" "$trainer" summary --dataset folder:imgs --image-size 16x20 \
+        --model "$MODEL"
+    grep -q "3x16x20, 10 classes" <<<"$out" || fail "--image-size not applied: $out"
+    expect 0 "skipped 1 unreadable file" "$trainer" --dataset folder:imgs --model "$MODEL" --epochs 1 --checkpoint g.safetensors
+    expect 1 "imgs/train/class5/broken.png: cannot decode image" "$trainer" --dataset folder:imgs --model "$MODEL" \
+        --epochs 1 --strict --checkpoint g.safetensors
+    mkdir -p nosplit/a nosplit/b
+    expect 1 "nosplit: an image folder needs train/ and test/ inside" "$trainer" --dataset folder:nosplit --checkpoint n.safetensors
+    mkdir -p imgs/test/class99
+    expect 1 "imgs/test/class99: a test class with no folder in imgs/train" "$trainer" --dataset folder:imgs --checkpoint n.safetensors
+    expect 2 "--dataset folder:PATH needs a path" "$trainer" --dataset folder:
+    ;;
 threads)
     expect 0 "cnnc .* trainer: 3 OpenMP threads" train --epochs 1 --threads 3 --checkpoint t3.safetensors
     OMP_NUM_THREADS=1 expect 0 "trainer: 1 OpenMP thread \(" train --epochs 1 --checkpoint t1.safetensors

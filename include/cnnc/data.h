@@ -35,12 +35,17 @@ typedef struct {
     int classes;
     char **class_names;  // classes strings, owned: from batches.meta.txt /
                          // fine_label_names.txt, Fashion-MNIST's names, or "0".."9"
+    size_t skipped;      // image folders: files that could not be read and were left out
 } CnnDataset;
 
 typedef struct {
     int grayscale;       // 1: RGB -> 1 channel, round((R+G+B)/3); no-op for 1-channel sets
     size_t limit_train;  // > 0: keep only the first limit_train training images
     size_t val_split;    // > 0: move the last val_split of those into the validation set
+    // Image folders ("folder:ROOT"): the images' height and width (0: the
+    // first image's), and whether an unreadable file stops the load (else it
+    // is skipped and counted in CnnDataset.skipped).
+    int height, width, strict;
 } CnnDataOptions;
 
 // Loads a data set by name from its own folder:
@@ -49,6 +54,8 @@ typedef struct {
 //   "cifar10":  dir/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin
 //   "cifar100": dir/cifar-100-binary/{train,test}.bin (fine labels 0..99)
 //       (for CIFAR, dir may also be the cifar-*-bin* folder itself).
+//   "folder:ROOT": your own images, see cnn_folder_load (dir is not used);
+//       3 channels, or 1 with grayscale.
 // dir NULL means "data/<name>". opt NULL means all defaults (zeros).
 // limit_train is applied first, then val_split; both must leave at least one
 // training image (else CNN_EARG). val may be NULL when val_split is 0, and is
@@ -73,6 +80,17 @@ CnnStatus cnn_idx_load(const char *images_path, const char *labels_path, CnnData
 // fine label (0..99) is used. Each file must hold a whole, non-zero number of
 // records. Class names are "0".."N-1" (see cnn_dataset_read_class_names).
 CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar100, CnnDataset *out);
+
+// An image folder in torchvision's ImageFolder layout: ROOT/train/<class>/*
+// and ROOT/test/<class>/* (PNG, JPEG, BMP, PGM/PPM). Classes are train's
+// sub-folders in byte order of their names (2..256 of them; a test class
+// folder must also be in train), files are read in byte order of their
+// names, hidden ones left out. Each image is converted to C channels (1 or
+// 3) and resized to H x W (H, W <= 0: the first readable image's size). A
+// file that cannot be read is named on stderr and skipped (counted in
+// skipped), or with strict ends the load with its error.
+CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
+                          CnnDataset *test);
 
 // Replaces d's class names with the non-empty lines of a text file, which must
 // hold exactly d->classes of them (CIFAR's batches.meta.txt, fine_label_names.txt).

@@ -170,7 +170,7 @@ CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptio
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
     if (val) memset(val, 0, sizeof *val);
-    CnnDataOptions def = {0, 0, 0};
+    CnnDataOptions def = {0};
     if (!opt) opt = &def;
     if (opt->val_split > 0 && !val)
         return cnn_error(CNN_EARG, "val_split %zu needs a validation data set (val is NULL)",
@@ -181,7 +181,9 @@ CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptio
         dir = defdir;
     }
     CnnStatus s;
-    if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
+    if (strncmp(name, "folder:", 7) == 0)
+        s = cnn_folder_load(name + 7, opt->grayscale ? 1 : 3, opt->height, opt->width, opt->strict, train, test);
+    else if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
         s = load_idx_set(name, dir, train, test);
     else if (strcmp(name, "cifar10") == 0)
         s = load_cifar_set(name, dir, &CIFAR10, train, test);
@@ -189,8 +191,8 @@ CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptio
         s = load_cifar_set(name, dir, &CIFAR100, train, test);
     else
         return cnn_error(CNN_EARG,
-                         "unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or "
-                         "cifar100)",
+                         "unknown data set '%s' (expected mnist, fashion-mnist, cifar10, "
+                         "cifar100 or folder:PATH)",
                          name);
     if (s == CNN_OK) s = apply_options(opt, train, val, test);
     if (s != CNN_OK) {

@@ -210,25 +210,48 @@ static CnnStatus decode_stb(const char *path, const uint8_t *b, size_t n, ImageF
 }
 
 // ---------------------------------------------------------------- loading
-CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out) {
-    if (C != 1 && C != 3)
-        return cnn_error(CNN_ESHAPE, "%s: models with %d input channels cannot read images (1 or 3 only)", path, C);
+// Reads and decodes path into d with C channels.
+static CnnStatus decode_file(const char *path, int C, Decoded *d) {
     uint8_t *file = NULL;
     size_t len = 0;
     CnnStatus st = read_file(path, &file, &len);
     if (st) return st;
     const ImageFormat fmt = image_format(file, len);
-    Decoded d = {0};
     switch (fmt) {
-    case IMG_PNG: st = decode_png(path, file, len, C, &d); break;
-    case IMG_JPEG: st = decode_jpeg(path, file, len, C, &d); break;
+    case IMG_PNG: st = decode_png(path, file, len, C, d); break;
+    case IMG_JPEG: st = decode_jpeg(path, file, len, C, d); break;
     case IMG_BMP:
-    case IMG_PNM: st = decode_stb(path, file, len, fmt, C, &d); break;
+    case IMG_PNM: st = decode_stb(path, file, len, fmt, C, d); break;
     default:
         st = cnn_error(CNN_EFORMAT, "%s: cannot decode image: not a PNG, JPEG, BMP or binary PGM/PPM file; "
                        "HINT: convert it to PNG", path);
     }
     free(file);
+    return st;
+}
+
+static void decoded_free(Decoded *d) {
+    if (d->from_stb)
+        stbi_image_free(d->px);
+    else
+        free(d->px);
+}
+
+CnnStatus cnn_image_size(const char *path, int *H, int *W) {
+    Decoded d = {0};
+    CnnStatus st = decode_file(path, 1, &d);
+    if (st) return st;
+    *H = d.h;
+    *W = d.w;
+    decoded_free(&d);
+    return CNN_OK;
+}
+
+CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out) {
+    if (C != 1 && C != 3)
+        return cnn_error(CNN_ESHAPE, "%s: models with %d input channels cannot read images (1 or 3 only)", path, C);
+    Decoded d = {0};
+    CnnStatus st = decode_file(path, C, &d);
     if (st) return st;
     const unsigned char *src = d.px;
     unsigned char *resized = NULL;
@@ -243,9 +266,6 @@ CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out) {
         for (int c = 0; c < C; c++)
             for (int i = 0; i < H * W; i++) out[(size_t)c * H * W + i] = src[(size_t)i * C + c];
     free(resized);
-    if (d.from_stb)
-        stbi_image_free(d.px);
-    else
-        free(d.px);
+    decoded_free(&d);
     return st;
 }

@@ -1,0 +1,176 @@
+// Image folders in torchvision's ImageFolder layout: ROOT/train/<class>/*
+// and ROOT/test/<class>/*, each image a file that predict can read (PNG,
+// JPEG, BMP, PGM/PPM). Classes are the train folder's sub-folders in byte
+// order of their names; every image is decoded once, converted to C
+// channels and resized to H x W, into the data set's uint8 store.
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data_internal.h"
+
+// Files named in byte order, so that the order (and the labels) never
+// depend on the file system.
+typedef struct {
+    char **names;
+    size_t n, cap;
+} NameList;
+
+static void names_free(NameList *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// The entries of dir that are folders (want_dirs) or regular files,
+// hidden ones (".*") left out, sorted.
+static CnnStatus list_dir(const char *dir, int want_dirs, NameList *out) {
+    memset(out, 0, sizeof *out);
+    DIR *d = opendir(dir);
+    if (!d) return cnn_error(CNN_EIO, "%s: cannot open folder", dir);
+    CnnStatus st = CNN_OK;
+    for (struct dirent *e; (e = readdir(d)) != NULL && !st;) {
+        if (e->d_name[0] == '.') continue;
+        char *path = data_path_join(dir, e->d_name);
+        if (!path) {
+            st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
+            break;
+        }
+        const int keep = want_dirs ? data_dir_exists(path) : data_file_exists(path);
+        free(path);
+        if (!keep) continue;
+        if (out->n == out->cap) {
+            const size_t cap = out->cap ? 2 * out->cap : 64;
+            char **grown = realloc(out->names, cap * sizeof *grown);
+            if (!grown) {
+                st = cnn_error(CNN_ENOMEM, "cannot list %s", dir);
+                break;
+            }
+            out->names = grown;
+            out->cap = cap;
+        }
+        if (!(out->names[out->n] = strdup(e->d_name))) st = cnn_error(CNN_ENOMEM, "cannot list %s", dir);
+        else out->n++;
+    }
+    closedir(d);
+    if (st) names_free(out);
+    else qsort(out->names, out->n, sizeof *out->names, name_cmp);
+    return st;
+}
+
+// The size of the first image of the first class that decodes: the data
+// set's H x W when the caller gives none.
+static CnnStatus first_image_size(const char *split, const NameList *classes, int *H, int *W) {
+    for (size_t k = 0; k < classes->n; k++) {
+        char *dir = data_path_join(split, classes->names[k]);
+        NameList files;
+        CnnStatus st = dir ? list_dir(dir, 0, &files) : cnn_error(CNN_ENOMEM, "cannot allocate a path");
+        for (size_t i = 0; !st && i < files.n; i++) {
+            char *path = data_path_join(dir, files.names[i]);
+            if (path && cnn_image_size(path, H, W) == CNN_OK) {
+                free(path);
+                names_free(&files);
+                free(dir);
+                return CNN_OK;
+            }
+            free(path);
+        }
+        if (!st) names_free(&files);
+        free(dir);
+        if (st) return st;
+    }
+    return cnn_error(CNN_EFORMAT, "%s: no readable image in any class folder", split);
+}
+
+// One split (ROOT/train or ROOT/test) with the given classes; images that
+// cannot be read are skipped (counted in out->skipped, the first few named
+// on stderr through cnn_error) unless strict.
+static CnnStatus load_split(const char *split, const NameList *classes, int C, int H, int W,
+                            int strict, CnnDataset *out) {
+    NameList *files = calloc(classes->n, sizeof *files);
+    if (!files) return cnn_error(CNN_ENOMEM, "cannot list %s", split);
+    size_t total = 0;
+    CnnStatus st = CNN_OK;
+    for (size_t k = 0; k < classes->n && !st; k++) {
+        char *dir = data_path_join(split, classes->names[k]);
+        if (!dir) st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
+        else if (data_dir_exists(dir)) st = list_dir(dir, 0, &files[k]);  // a class may be absent from test
+        free(dir);
+        total += files[k].n;
+    }
+    if (!st && total == 0) st = cnn_error(CNN_EFORMAT, "%s: no image files in its class folders", split);
+    if (!st) st = dataset_alloc(out, split, total, C, H, W, (int)classes->n);
+    if (!st) st = dataset_set_names(out, (const char *const *)classes->names);
+    const size_t image = (size_t)C * H * W;
+    size_t n = 0;
+    for (size_t k = 0; k < classes->n && !st; k++)
+        for (size_t i = 0; i < files[k].n && !st; i++) {
+            char *dir = data_path_join(split, classes->names[k]);
+            char *path = dir ? data_path_join(dir, files[k].names[i]) : NULL;
+            free(dir);
+            if (!path) {
+                st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
+                break;
+            }
+            CnnStatus s = cnn_image_load(path, C, H, W, out->images + n * image);
+            free(path);
+            if (s == CNN_ENOMEM || (s && strict)) st = s;
+            else if (s) out->skipped++;
+            else out->labels[n++] = (uint8_t)k;
+        }
+    for (size_t k = 0; k < classes->n; k++) names_free(&files[k]);
+    free(files);
+    if (!st && n == 0) st = cnn_error(CNN_EFORMAT, "%s: none of its %zu files is a readable image", split, total);
+    if (st) {
+        cnn_dataset_free(out);
+        return st;
+    }
+    const size_t skipped = out->skipped;
+    dataset_truncate(out, n);
+    out->skipped = skipped;
+    return CNN_OK;
+}
+
+CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
+                          CnnDataset *test) {
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (C != 1 && C != 3) return cnn_error(CNN_EARG, "%s: images become 1 or 3 channels, not %d", root, C);
+    char *tr = data_path_join(root, "train"), *te = data_path_join(root, "test");
+    CnnStatus st = tr && te ? CNN_OK : cnn_error(CNN_ENOMEM, "cannot allocate a path");
+    if (!st && !data_dir_exists(root)) st = cnn_error(CNN_EIO, "%s: no such folder", root);
+    if (!st && (!data_dir_exists(tr) || !data_dir_exists(te)))
+        st = cnn_error(CNN_EFORMAT, "%s: an image folder needs train/ and test/ inside, each with one "
+                       "folder per class (train/cat/1.png, test/cat/7.png, ...)", root);
+    NameList classes = {0};
+    if (!st) st = list_dir(tr, 1, &classes);
+    if (!st && classes.n < 2)
+        st = cnn_error(CNN_EFORMAT, "%s: %zu class folder%s; a classifier needs at least 2", tr, classes.n,
+                       classes.n == 1 ? "" : "s");
+    if (!st && classes.n > 256)
+        st = cnn_error(CNN_EFORMAT, "%s: %zu class folders; labels are bytes, so at most 256", tr, classes.n);
+    // A test folder the training split does not know would get no label.
+    NameList test_classes = {0};
+    if (!st) st = list_dir(te, 1, &test_classes);
+    for (size_t i = 0; !st && i < test_classes.n; i++)
+        if (!bsearch(&test_classes.names[i], classes.names, classes.n, sizeof *classes.names, name_cmp))
+            st = cnn_error(CNN_EFORMAT, "%s/%s: a test class with no folder in %s", te, test_classes.names[i], tr);
+    names_free(&test_classes);
+    if (!st && (H <= 0 || W <= 0)) st = first_image_size(tr, &classes, &H, &W);
+    if (!st) st = load_split(tr, &classes, C, H, W, strict, train);
+    if (!st) st = load_split(te, &classes, C, H, W, strict, test);
+    if (st) {
+        cnn_dataset_free(train);
+        cnn_dataset_free(test);
+    }
+    names_free(&classes);
+    free(tr);
+    free(te);
+    return st;
+}
