@@ -26,6 +26,8 @@ typedef struct {
     const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path, *kernels;
     int epochs, batch, threads, augment, grayscale, normalize, nesterov, hflip, crop_pad;
     int image_h, image_w, strict;  // image folders: size (0: the first image's), stop at a bad file
+    const char *save_best, *init_from;  // best checkpoint by validation accuracy; starting weights
+    int early_stop;                     // epochs without a better validation accuracy before stopping
     int step_epochs, invert, top;
     long warmup;
     size_t limit_train, val_split, limit_test;
@@ -138,6 +140,10 @@ static const char *HELP_TRAIN =
     "                        (default cnnc-<dataset>-<model>.safetensors)\n"
     "  --resume FILE         continue a run from its checkpoint (settings come from the file;\n"
     "                        --epochs may extend it)\n"
+    "  --save-best FILE      also write the epoch with the best validation accuracy to FILE (needs --val-split)\n"
+    "  --early-stop N        stop after N epochs without a better validation accuracy (needs --val-split)\n"
+    "  --init-from FILE      start from a checkpoint's weights (fine-tuning; its model unless --model is given),\n"
+    "                        with a new optimiser and schedule\n"
     "  --log FILE.csv        append one row of metrics per epoch\n"
     "\n"
     "Results are bit-identical for any --threads with the same --seed and kernels.\n";
@@ -201,6 +207,7 @@ static const char *const RUN_FLAGS[] = {
     "--model", "--batch", "--init", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
     "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
     "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
+    "--save-best", "--early-stop", "--init-from",
 };
 
 static void parse_args(int argc, char **argv, Options *o) {
@@ -285,6 +292,9 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--checkpoint")) o->checkpoint = val;
         else if (VALUE("--resume")) o->resume = val;
         else if (VALUE("--log")) o->log_path = val;
+        else if (VALUE("--save-best")) o->save_best = val;
+        else if (VALUE("--early-stop")) o->early_stop = (int)parse_long(flag, val, 1, 100000);
+        else if (VALUE("--init-from")) o->init_from = val;
         else if (SWITCH("--invert")) o->invert = 1;
         else if (VALUE("--top")) o->top = (int)parse_long(flag, val, 1, 256);
         else die(EXIT_USAGE, "unknown option '%s' (see trainer %s --help)", flag, o->command);
@@ -553,6 +563,9 @@ static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *p
     o->batch = (int)meta_int(m, path, "batch", 1, 65536);
     o->seed = (uint64_t)meta_int(m, path, "seed", 0, 0x7fffffffffffffffLL);
     o->grayscale = !strcmp(need(m, path, "grayscale"), "1");
+    const char *best = cnn_meta_get(m, "save_best");  // absent in older checkpoints
+    o->save_best = best && *best ? best : NULL;
+    if (cnn_meta_get(m, "early_stop")) o->early_stop = (int)meta_int(m, path, "early_stop", 0, 100000);
     const char *size = cnn_meta_get(m, "image_size");  // absent before image folders
     if (size && sscanf(size, "%dx%d", &o->image_h, &o->image_w) != 2)
         die(EXIT_RUNTIME, "%s: checkpoint metadata 'image_size' is '%s', not HxW", path, size);
@@ -579,9 +592,16 @@ typedef struct {
     long seen, hits;
 } EpochTally;
 
-static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, const CnnSchedule *sched,
-                     const float *mean, const float *stdv, int C, const char *names, int epoch, long batch_in_epoch,
-                     const EpochTally *tally) {
+// The best validation accuracy so far and its epoch (0: none yet), for
+// --save-best and --early-stop; kept in the checkpoint for --resume.
+typedef struct {
+    double acc;
+    int epoch;
+} RunBest;
+
+static void save_run(const Options *o, const char *path, CnnNet *net, const CnnOptimizer *opt,
+                     const CnnSchedule *sched, const float *mean, const float *stdv, int C, const char *names,
+                     int epoch, long batch_in_epoch, const EpochTally *tally, const RunBest *best) {
     CnnMeta m = {0};
     char mean_s[96], std_s[96];
     join_floats(mean, C, mean_s, sizeof mean_s);
@@ -598,6 +618,10 @@ static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, con
     cnn_meta_set(&m, "epoch_loss_sum", "%.17g", tally->loss_sum);
     cnn_meta_set(&m, "epoch_seen", "%ld", tally->seen);
     cnn_meta_set(&m, "epoch_hits", "%ld", tally->hits);
+    cnn_meta_set(&m, "best_acc", "%.17g", best->acc);
+    cnn_meta_set(&m, "best_epoch", "%d", best->epoch);
+    cnn_meta_set(&m, "save_best", "%s", o->save_best ? o->save_best : "");
+    cnn_meta_set(&m, "early_stop", "%d", o->early_stop);
     cnn_meta_set(&m, "epochs", "%d", o->epochs);
     cnn_meta_set(&m, "batch", "%d", o->batch);
     cnn_meta_set(&m, "seed", "%llu", (unsigned long long)o->seed);
@@ -612,7 +636,7 @@ static void save_run(const Options *o, CnnNet *net, const CnnOptimizer *opt, con
     cnn_meta_set(&m, "warmup", "%ld", sched->warmup);
     cnn_meta_set(&m, "step_epochs", "%d", sched->step_epochs);
     cnn_meta_set(&m, "gamma", "%.9g", sched->gamma);
-    CnnStatus st = cnn_checkpoint_save(o->checkpoint, net, opt, &m);
+    CnnStatus st = cnn_checkpoint_save(path, net, opt, &m);
     cnn_meta_free(&m);
     if (st) exit(EXIT_RUNTIME);
 }
@@ -667,8 +691,21 @@ static int cmd_train(Options *o) {
                      (unsigned)fnv1a(o->model));
         o->checkpoint = default_ckpt;
     }
+    if ((o->save_best || o->early_stop) && !o->val_split)
+        die(EXIT_USAGE, "%s needs --val-split N: choosing epochs by test accuracy would tune on the test set",
+            o->save_best ? "--save-best" : "--early-stop");
+    if (o->save_best && !strcmp(o->save_best, o->checkpoint))
+        die(EXIT_USAGE, "--save-best %s: give another file than --checkpoint (which holds the last epoch)", o->save_best);
     check_output_path("--checkpoint", o->checkpoint);
     if (o->log_path) check_output_path("--log", o->log_path);
+    if (o->save_best) check_output_path("--save-best", o->save_best);
+    // Fine-tuning: the model of --init-from unless --model says otherwise
+    // (then its weights must fit); the optimiser and schedule start anew.
+    CnnMeta init_meta = {0};
+    if (o->init_from) {
+        check(cnn_checkpoint_read_meta(o->init_from, &init_meta));
+        if (!o->set_model) o->model = need(&init_meta, o->init_from, "model");
+    }
     catch_stop_signals();
     const int threads = setup_compute(o);
     char info[512], kinfo[256];
@@ -685,6 +722,14 @@ static int cmd_train(Options *o) {
     o->image_h = train.h, o->image_w = train.w;  // kept in the checkpoint for --resume
     CnnNet *net = build_model(o, train.classes, train.c, train.h, train.w);
     if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(net, o->seed, o->init);
+    if (o->init_from) {
+        const CnnStatus st = cnn_checkpoint_load(o->init_from, net, NULL, NULL);
+        if (st == CNN_ESHAPE) die(EXIT_USAGE, "--init-from %s: its weights do not fit the model", o->init_from);
+        check(st);
+        const char *e = cnn_meta_get(&init_meta, "epoch");
+        printf("init: weights from %s%s%s; optimiser and schedule start anew\n", o->init_from,
+               e ? " after epoch " : "", e ? e : "");
+    }
     char fl[32];
     format_count(cnn_net_flops(net), fl, sizeof fl);
     printf("model: %s%s%s: %zu parameters, %sFLOP/image forward\n", is_builtin(o->model) ? o->model : "",
@@ -722,11 +767,16 @@ static int cmd_train(Options *o) {
     int start_epoch = 0;
     long skip_batches = 0;
     EpochTally resumed = {0};
+    RunBest best = {0};
     if (o->resume) {
         check(cnn_checkpoint_load(o->resume, net, &opt, NULL));
         sched.lr = o->lr;
         start_epoch = (int)meta_int(&resume_meta, o->resume, "epoch", 0, 100000);
         skip_batches = (long)meta_int(&resume_meta, o->resume, "batch_in_epoch", 0, 1LL << 40);
+        if (cnn_meta_get(&resume_meta, "best_epoch")) {  // absent in older checkpoints
+            best.epoch = (int)meta_int(&resume_meta, o->resume, "best_epoch", 0, 100000);
+            best.acc = meta_double(&resume_meta, o->resume, "best_acc", 0, 1);
+        }
         if (skip_batches && cnn_meta_get(&resume_meta, "epoch_seen")) {  // absent in older checkpoints
             resumed.seen = (long)meta_int(&resume_meta, o->resume, "epoch_seen", 0, 1LL << 40);
             resumed.hits = (long)meta_int(&resume_meta, o->resume, "epoch_hits", 0, resumed.seen);
@@ -817,7 +867,7 @@ static int cmd_train(Options *o) {
             if (stop_signal) {
                 if (tty) printf("\n");
                 fflush(stdout);
-                save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch, b, &tally);
+                save_run(o, o->checkpoint, net, &opt, &sched, mean, stdv, train.c, names, epoch, b, &tally, &best);
                 fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
                         "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
                         stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint, o->checkpoint);
@@ -850,8 +900,24 @@ static int cmd_train(Options *o) {
                      met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, img_s);
             append_log(o->log_path, row);
         }
-        save_run(o, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0, &(EpochTally){0});
+        // The best epoch by validation accuracy: its own checkpoint, and the
+        // patience of --early-stop counted from it.
+        const int better = met.accuracy > best.acc || !best.epoch;
+        if (better) best = (RunBest){met.accuracy, epoch + 1};
+        const int stop_early = o->early_stop && epoch + 1 - best.epoch >= o->early_stop;
+        save_run(o, o->checkpoint, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0, &(EpochTally){0}, &best);
+        if (better && o->save_best) {
+            save_run(o, o->save_best, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0, &(EpochTally){0},
+                     &best);
+            printf("best so far: %s acc %.2f%% at epoch %d, saved to %s\n", eval_name, 100 * best.acc, best.epoch,
+                   o->save_best);
+        }
         snprintf(kept, sizeof kept, "%s keeps the last good epoch (%d)", o->checkpoint, epoch + 1);
+        if (stop_early) {
+            printf("early stop: %s accuracy has not improved for %d epoch%s (best %.2f%% at epoch %d)\n", eval_name,
+                   o->early_stop, plural(o->early_stop), 100 * best.acc, best.epoch);
+            break;
+        }
     }
     if (done_any) {
         if (eval_set != &test) {
@@ -872,6 +938,7 @@ static int cmd_train(Options *o) {
     cnn_dataset_free(&val);
     cnn_dataset_free(&test);
     cnn_meta_free(&resume_meta);
+    cnn_meta_free(&init_meta);
     return 0;
 }
 

@@ -140,6 +140,28 @@ PY
     expect 1 "missing.png: cannot open image" "$trainer" predict --checkpoint b.safetensors missing.png
     head -c 300 b.safetensors >broken.safetensors
     expect 1 "broken.safetensors: header length .* does not fit" "$trainer" eval --checkpoint broken.safetensors --data-dir data
+    # Best epoch and early stopping, by validation accuracy only.
+    expect 2 "--save-best needs --val-split N" train --epochs 2 --save-best best.safetensors
+    expect 2 "--early-stop needs --val-split N" train --epochs 2 --early-stop 2
+    expect 2 "--save-best b.safetensors: give another file than --checkpoint" train --val-split 50 --save-best b.safetensors --checkpoint b.safetensors
+    train --epochs 4 --val-split 100 --save-best best.safetensors --checkpoint last.safetensors | tee sb.txt >/dev/null
+    be=$(grep -o "^epoch [0-9]/4 .* val loss [0-9.]* acc [0-9.]*" sb.txt |
+         awk '{split($2, e, "/"); a = $NF + 0; if (a > best) {best = a; ep = e[1]}} END {print ep}')
+    grep -aq "\"epoch\":\"$be\"" best.safetensors || fail "best.safetensors is not epoch $be: $(cat sb.txt)"
+    grep -q "best so far: val acc .* at epoch $be, saved to best.safetensors" sb.txt || fail "no best line: $(cat sb.txt)"
+    # At lr 0 nothing improves after epoch 1: stopped after 1 + 2 epochs.
+    expect 0 "early stop: val accuracy has not improved for 2 epochs \(best [0-9.]+% at epoch 1\)" \
+        train --epochs 10 --val-split 100 --early-stop 2 --lr 0 --checkpoint es.safetensors
+    grep -q "^epoch 4/10" <<<"$out" && fail "trained past the early stop: $out"
+    # Fine-tuning: b.safetensors' weights at lr 0 evaluate as b.safetensors does.
+    want=$("$trainer" eval --checkpoint b.safetensors --data-dir data | grep -o "loss [0-9.]* accuracy [0-9.]*%")
+    expect 0 "init: weights from b.safetensors after epoch 10; optimiser and schedule start anew" \
+        "$trainer" --data-dir data --init-from b.safetensors --epochs 1 --lr 0 --checkpoint ft.safetensors
+    l=$(grep -o "^epoch 1/1 .* test loss [0-9.]* acc [0-9.]*%" <<<"$out" | grep -o "test loss .*")
+    [ "$l" = "test loss $(awk '{print $2}' <<<"$want") acc $(awk '{print $4}' <<<"$want")" ] ||
+        fail "--init-from at lr 0 gives '$l', the checkpoint evaluates to '$want'"
+    expect 2 "--init-from b.safetensors: its weights do not fit the model" "$trainer" --data-dir data --init-from b.safetensors \
+        --model "flatten dense(10)" --epochs 1 --checkpoint ft2.safetensors
     # A validation split is reported as such.
     expect 0 "epoch 1/1 .* val loss" train --epochs 1 --val-split 100 --checkpoint v.safetensors
     expect 0 "^test loss [0-9.]+ acc" train --epochs 1 --val-split 100 --checkpoint v.safetensors
