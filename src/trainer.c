@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "cnnc.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
@@ -28,7 +30,7 @@ typedef struct {
     int image_h, image_w, strict;  // image folders: size (0: the first image's), stop at a bad file
     const char *save_best, *init_from;  // best checkpoint by validation accuracy; starting weights
     int early_stop;                     // epochs without a better validation accuracy before stopping
-    int step_epochs, invert, top;
+    int step_epochs, invert, top, json;
     long warmup;
     size_t limit_train, val_split, limit_test;
     uint64_t seed;
@@ -150,17 +152,19 @@ static const char *HELP_TRAIN =
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
-    "                    [--kernels NAME] [--limit-test N]\n"
+    "                    [--kernels NAME] [--limit-test N] [--json]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
-    "macro precision, recall and F1, a per-class table and the confusion matrix.\n";
+    "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
+    "them as one JSON object instead (classes, confusion rows by true class).\n";
 
 static const char *HELP_PREDICT =
-    "usage: trainer predict --checkpoint FILE [--top K] [--invert] IMAGE...\n"
+    "usage: trainer predict --checkpoint FILE [--top K] [--invert] [--json] IMAGE...\n"
     "\n"
     "Prints the top K (default 3) classes with probabilities for each image (PNG, JPEG, PGM,\n"
     "PPM, BMP, ...). Images are converted to the model's channels and resized to its input.\n"
-    "--invert turns dark-on-light drawings into MNIST's light-on-dark.\n";
+    "--invert turns dark-on-light drawings into MNIST's light-on-dark. --json prints one JSON\n"
+    "array: per image its top classes with index and probability, or its error.\n";
 
 static const char *HELP_SUMMARY =
     "usage: trainer summary [--model M] [--dataset NAME] [--grayscale]\n"
@@ -296,6 +300,7 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--early-stop")) o->early_stop = (int)parse_long(flag, val, 1, 100000);
         else if (VALUE("--init-from")) o->init_from = val;
         else if (SWITCH("--invert")) o->invert = 1;
+        else if (SWITCH("--json")) o->json = 1;
         else if (VALUE("--top")) o->top = (int)parse_long(flag, val, 1, 256);
         else die(EXIT_USAGE, "unknown option '%s' (see trainer %s --help)", flag, o->command);
 #undef SWITCH
@@ -352,7 +357,8 @@ static void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnD
         cnn_dataset_free(test);
         *test = first;
     }
-    printf("data: %s from %s: %zu train, %zu %s, %zu test, %dx%dx%d, %d classes (loaded in %.2f s)\n", o->dataset, dir,
+    // With --json, stdout holds the JSON alone.
+    fprintf(o->json ? stderr : stdout, "data: %s from %s: %zu train, %zu %s, %zu test, %dx%dx%d, %d classes (loaded in %.2f s)\n", o->dataset, dir,
            train->n, val->n, "validation", test->n, train->c, train->h, train->w, train->classes, now() - t0);
 }
 
@@ -943,6 +949,15 @@ static int cmd_train(Options *o) {
 }
 
 // ---------------------------------------------------------------- eval / predict
+// Prints a JSON value on one line of stdout (--json) and frees it.
+static void print_json(cJSON *v) {
+    char *text = cJSON_PrintUnformatted(v);
+    if (!text) die(EXIT_RUNTIME, "out of memory for the JSON output");
+    printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(v);
+}
+
 // Builds the checkpoint's network (batch B) and loads its weights.
 static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean, float *stdv) {
     if (!path) die(EXIT_USAGE, "--checkpoint FILE is required");
@@ -995,10 +1010,30 @@ static int cmd_eval(Options *o) {
     const double secs = now() - t0;
     CnnMetrics met;
     cnn_metrics_compute(cm, K, &met);
-    printf("eval: %s on %s test (%zu images): loss %.4f accuracy %.2f%%  macro P %.4f R %.4f F1 %.4f  (%.0f img/s)\n",
-           o->checkpoint, o->dataset, test.n, loss, 100 * met.accuracy, met.macro_precision, met.macro_recall,
-           met.macro_f1, test.n / secs);
-    print_class_table(&met, cm, K, test.class_names);
+    if (o->json) {
+        cJSON *r = cJSON_CreateObject(), *names = cJSON_AddArrayToObject(r, "classes");
+        cJSON *conf = cJSON_AddArrayToObject(r, "confusion");  // rows: true class, columns: predicted
+        cJSON_AddStringToObject(r, "checkpoint", o->checkpoint);
+        cJSON_AddStringToObject(r, "dataset", o->dataset);
+        cJSON_AddNumberToObject(r, "images", (double)test.n);
+        cJSON_AddNumberToObject(r, "loss", loss);
+        cJSON_AddNumberToObject(r, "accuracy", met.accuracy);
+        cJSON_AddNumberToObject(r, "macro_precision", met.macro_precision);
+        cJSON_AddNumberToObject(r, "macro_recall", met.macro_recall);
+        cJSON_AddNumberToObject(r, "macro_f1", met.macro_f1);
+        for (int a = 0; a < K; a++) {
+            cJSON_AddItemToArray(names, cJSON_CreateString(test.class_names ? test.class_names[a] : "?"));
+            cJSON *row = cJSON_CreateArray();
+            for (int b = 0; b < K; b++) cJSON_AddItemToArray(row, cJSON_CreateNumber((double)cm[(size_t)a * K + b]));
+            cJSON_AddItemToArray(conf, row);
+        }
+        print_json(r);
+    } else {
+        printf("eval: %s on %s test (%zu images): loss %.4f accuracy %.2f%%  macro P %.4f R %.4f F1 %.4f  (%.0f img/s)\n",
+               o->checkpoint, o->dataset, test.n, loss, 100 * met.accuracy, met.macro_precision, met.macro_recall,
+               met.macro_f1, test.n / secs);
+        print_class_table(&met, cm, K, test.class_names);
+    }
     free(cm);
     cnn_net_free(net);
     cnn_meta_free(&m);
@@ -1022,9 +1057,16 @@ static int cmd_predict(Options *o) {
     uint8_t *pix = malloc((size_t)C * H * W);
     float *x = cnn_alloc_floats((size_t)C * H * W);
     int failures = 0;
+    cJSON *all = o->json ? cJSON_CreateArray() : NULL;  // --json: one array, printed at the end
     for (int i = 0; i < o->nimages; i++) {
         if (cnn_image_load(o->images[i], C, H, W, pix) != CNN_OK) {
             failures++;
+            if (all) {
+                cJSON *r = cJSON_CreateObject();
+                cJSON_AddStringToObject(r, "image", o->images[i]);
+                cJSON_AddStringToObject(r, "error", cnn_last_error());
+                cJSON_AddItemToArray(all, r);
+            }
             continue;
         }
         if (o->invert)
@@ -1039,11 +1081,25 @@ static int cmd_predict(Options *o) {
         for (int a = 0; a < K; a++)  // selection sort by score: K is small
             for (int b = a + 1; b < K; b++)
                 if (z[order[b]] > z[order[a]]) { int t = order[a]; order[a] = order[b]; order[b] = t; }
+        if (all) {
+            cJSON *r = cJSON_CreateObject(), *top = cJSON_AddArrayToObject(r, "top");
+            cJSON_AddStringToObject(r, "image", o->images[i]);
+            for (int k = 0; k < o->top && k < K; k++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddStringToObject(t, "class", names[order[k]]);
+                cJSON_AddNumberToObject(t, "index", order[k]);
+                cJSON_AddNumberToObject(t, "probability", exp(z[order[k]] - zmax) / sum);
+                cJSON_AddItemToArray(top, t);
+            }
+            cJSON_AddItemToArray(all, r);
+            continue;
+        }
         printf("%s:", o->images[i]);
         for (int k = 0; k < o->top && k < K; k++)
             printf("%s %s (%.1f%%)", k ? "," : "", names[order[k]], 100.0 * exp(z[order[k]] - zmax) / sum);
         printf("\n");
     }
+    if (all) print_json(all);
     free(pix);
     cnn_free(x);
     free(names);

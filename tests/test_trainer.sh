@@ -136,6 +136,19 @@ PY
         "$trainer" eval --checkpoint b.safetensors --data-dir data
     expect 0 "digit3.png: 3 \([0-9.]+%\), [0-9] \(" "$trainer" predict --checkpoint b.safetensors data/mnist/digit3.png
     expect 0 "digit3.pgm: 3 \(" "$trainer" predict --checkpoint b.safetensors data/mnist/digit3.pgm
+    # Machine-readable output: stdout is one JSON value, the same figures as the text.
+    "$trainer" eval --checkpoint b.safetensors --data-dir data --json >eval.json 2>/dev/null || fail "eval --json"
+    "$trainer" predict --checkpoint b.safetensors --json data/mnist/digit3.png missing.png >pred.json 2>/dev/null
+    python3 - eval.json pred.json <<'PY' || fail "JSON output: $(cat eval.json pred.json)"
+import json, sys
+e = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2]))
+assert e["images"] == 100 and abs(e["accuracy"] - 1.0) < 1e-9, e
+assert len(e["classes"]) == 10 and sum(map(sum, e["confusion"])) == 100, e
+assert sum(e["confusion"][k][k] for k in range(10)) == 100, e["confusion"]
+assert p[0]["image"].endswith("digit3.png") and p[0]["top"][0]["class"] == "3" and len(p[0]["top"]) == 3, p
+assert 0 < p[0]["top"][0]["probability"] <= 1 and "cannot open image" in p[1]["error"], p
+PY
+    echo "ok: eval --json and predict --json parse and agree"
     expect 1 "not-an-image.png: cannot decode image" "$trainer" predict --checkpoint b.safetensors data/mnist/not-an-image.png
     expect 1 "missing.png: cannot open image" "$trainer" predict --checkpoint b.safetensors missing.png
     head -c 300 b.safetensors >broken.safetensors
