@@ -492,7 +492,15 @@ static char **split_names(const char *s, int K, char **copy) {
 // terminal send: each saves a checkpoint and exits 128 + the signal.
 static volatile sig_atomic_t stop_signal;
 
-static void on_stop_signal(int sig) { stop_signal = sig; }
+// Says at once that the signal was heard (the batch or evaluation under way
+// finishes first, which can take seconds); write() is async-signal-safe.
+static void on_stop_signal(int sig) {
+    static const char msg[] = "\ntrainer: stopping after the current batch or evaluation, then saving a checkpoint "
+                              "(again to stop at once)\n";
+    stop_signal = sig;
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+}
 
 static void catch_stop_signals(void) {
     struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};  // a second one kills at once

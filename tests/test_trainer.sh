@@ -277,6 +277,7 @@ sigint)
     wait $pid
     rc=$?
     [ "$rc" -eq 130 ] || fail "interrupted trainer exited $rc, expected 130: $(cat int.out)"
+    grep -q "trainer: stopping after the current batch or evaluation" int.out || fail "no feedback on SIGINT: $(cat int.out)"
     grep -q "interrupted at epoch [0-9]*, batch [0-9]*; checkpoint written to int.safetensors" int.out ||
         fail "no interruption message: $(cat int.out)"
     # The resume names the same position as the interruption did.
