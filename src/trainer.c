@@ -683,27 +683,58 @@ static CnnNet *build_model(const Options *o, int classes, int C, int H, int W) {
     return net;
 }
 
-static int cmd_train(Options *o) {
-    CnnMeta resume_meta = {0};
+// ---------------------------------------------------------------- train, in stages
+// Everything a training run holds between its stages.
+typedef struct {
+    Options *o;
+    CnnMeta resume_meta, init_meta;
+    char default_ckpt[256];
+    int threads;
+    CnnDataset train, val, test;
+    const CnnDataset *eval_set;
+    const char *eval_name;
+    CnnNet *net;
+    float mean[3], stdv[3];
+    CnnBatcher it;
+    long steps_per_epoch;
+    CnnOptimizer opt;
+    CnnSchedule sched;
+    int start_epoch;
+    long skip_batches;
+    EpochTally resumed;  // the interrupted epoch's tally, for its report
+    RunBest best;
+    char names[8192];
+    float *x;
+    uint8_t *y;
+    int64_t *cm;
+    CnnMetrics met;
+    int done_any, tty;
+    long fault_step;  // CNNC_FAULT_NAN_AT_STEP: poison a weight after this step (divergence tests)
+    char kept[512];   // what a divergence leaves behind, for its message
+} Run;
+
+// Settings, output paths and the checkpoints to read, before any work: a
+// mistake here costs no data loading and no training.
+static void run_prepare(Run *r) {
+    Options *o = r->o;
     if (o->resume && o->run_flag)
         die(EXIT_USAGE, "--resume %s: %s cannot change a resumed run, whose settings come from the checkpoint "
             "(with --resume give only --epochs, --checkpoint, --log, --limit-test, --data-dir, --threads or --kernels)",
             o->resume, o->run_flag);
     if (o->resume) {
-        check(cnn_checkpoint_read_meta(o->resume, &resume_meta));
-        settings_from_checkpoint(o, &resume_meta, o->resume);
+        check(cnn_checkpoint_read_meta(o->resume, &r->resume_meta));
+        settings_from_checkpoint(o, &r->resume_meta, o->resume);
         if (!o->checkpoint) o->checkpoint = o->resume;
     }
     // Each custom model gets its own default file: one run must not
     // overwrite another's.
-    char default_ckpt[256];
     if (!o->checkpoint) {
         if (is_builtin(o->model))
-            snprintf(default_ckpt, sizeof default_ckpt, "cnnc-%s-%s.safetensors", o->dataset, o->model);
+            snprintf(r->default_ckpt, sizeof r->default_ckpt, "cnnc-%s-%s.safetensors", o->dataset, o->model);
         else
-            snprintf(default_ckpt, sizeof default_ckpt, "cnnc-%s-custom-%08x.safetensors", o->dataset,
+            snprintf(r->default_ckpt, sizeof r->default_ckpt, "cnnc-%s-custom-%08x.safetensors", o->dataset,
                      (unsigned)fnv1a(o->model));
-        o->checkpoint = default_ckpt;
+        o->checkpoint = r->default_ckpt;
     }
     if ((o->save_best || o->early_stop) && !o->val_split)
         die(EXIT_USAGE, "%s needs --val-split N: choosing epochs by test accuracy would tune on the test set",
@@ -715,244 +746,283 @@ static int cmd_train(Options *o) {
     if (o->save_best) check_output_path("--save-best", o->save_best);
     // Fine-tuning: the model of --init-from unless --model says otherwise
     // (then its weights must fit); the optimiser and schedule start anew.
-    CnnMeta init_meta = {0};
     if (o->init_from) {
-        check(cnn_checkpoint_read_meta(o->init_from, &init_meta));
-        if (!o->set_model) o->model = need(&init_meta, o->init_from, "model");
+        check(cnn_checkpoint_read_meta(o->init_from, &r->init_meta));
+        if (!o->set_model) o->model = need(&r->init_meta, o->init_from, "model");
     }
+}
+
+// Threads and kernels, the data, the model and its starting weights.
+static void run_build(Run *r) {
+    Options *o = r->o;
     catch_stop_signals();
-    const int threads = setup_compute(o);
+    r->threads = setup_compute(o);
     char info[512], kinfo[256];
     cnn_threads_describe(info, sizeof info);
     cnn_kernels_describe(kinfo, sizeof kinfo);
     printf("cnnc %s trainer: %s\n", CNNC_VERSION, info);
     printf("cnnc %s trainer: %s\n", CNNC_VERSION, kinfo);
 
-    CnnDataset train = {0}, val = {0}, test = {0};
-    load_data(o, &train, &val, &test);
-    const CnnDataset *eval_set = val.n ? &val : &test;
-    const char *eval_name = val.n ? "val" : "test";
+    load_data(o, &r->train, &r->val, &r->test);
+    r->eval_set = r->val.n ? &r->val : &r->test;
+    r->eval_name = r->val.n ? "val" : "test";
 
-    o->image_h = train.h, o->image_w = train.w;  // kept in the checkpoint for --resume
-    CnnNet *net = build_model(o, train.classes, train.c, train.h, train.w);
-    if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(net, o->seed, o->init);
+    o->image_h = r->train.h, o->image_w = r->train.w;  // kept in the checkpoint for --resume
+    r->net = build_model(o, r->train.classes, r->train.c, r->train.h, r->train.w);
+    if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(r->net, o->seed, o->init);
     if (o->init_from) {
-        const CnnStatus st = cnn_checkpoint_load(o->init_from, net, NULL, NULL);
+        const CnnStatus st = cnn_checkpoint_load(o->init_from, r->net, NULL, NULL);
         if (st == CNN_ESHAPE) die(EXIT_USAGE, "--init-from %s: its weights do not fit the model", o->init_from);
         check(st);
-        const char *e = cnn_meta_get(&init_meta, "epoch");
+        const char *e = cnn_meta_get(&r->init_meta, "epoch");
         printf("init: weights from %s%s%s; optimiser and schedule start anew\n", o->init_from,
                e ? " after epoch " : "", e ? e : "");
     }
     char fl[32];
-    format_count(cnn_net_flops(net), fl, sizeof fl);
+    format_count(cnn_net_flops(r->net), fl, sizeof fl);
     printf("model: %s%s%s: %zu parameters, %sFLOP/image forward\n", is_builtin(o->model) ? o->model : "",
-           is_builtin(o->model) ? " = " : "", cnn_net_desc(net), cnn_net_num_params(net), fl);
+           is_builtin(o->model) ? " = " : "", cnn_net_desc(r->net), cnn_net_num_params(r->net), fl);
+}
 
+// A resumed run's weights, optimiser state, position, best epoch and the
+// interrupted epoch's tally, from its checkpoint.
+static void run_restore(Run *r) {
+    Options *o = r->o;
+    const CnnMeta *m = &r->resume_meta;
+    check(cnn_checkpoint_load(o->resume, r->net, &r->opt, NULL));
+    r->sched.lr = o->lr;
+    r->start_epoch = (int)meta_int(m, o->resume, "epoch", 0, 100000);
+    r->skip_batches = (long)meta_int(m, o->resume, "batch_in_epoch", 0, 1LL << 40);
+    if (cnn_meta_get(m, "best_epoch")) {  // absent in older checkpoints
+        r->best.epoch = (int)meta_int(m, o->resume, "best_epoch", 0, 100000);
+        r->best.acc = meta_double(m, o->resume, "best_acc", 0, 1);
+    }
+    if (r->skip_batches && cnn_meta_get(m, "epoch_seen")) {  // absent in older checkpoints
+        r->resumed.seen = (long)meta_int(m, o->resume, "epoch_seen", 0, 1LL << 40);
+        r->resumed.hits = (long)meta_int(m, o->resume, "epoch_hits", 0, r->resumed.seen);
+        r->resumed.loss_sum = meta_double(m, o->resume, "epoch_loss_sum", 0, 1e300);
+    }
+    if (r->skip_batches > r->steps_per_epoch)
+        die(EXIT_RUNTIME, "%s: checkpoint position epoch %d batch %ld does not fit this data", o->resume,
+            r->start_epoch, r->skip_batches);
+    // Counted as the interruption message counts them (epochs from 1).
+    if (r->skip_batches)
+        printf("resume: %s at epoch %d, batch %ld; settings come from the checkpoint\n", o->resume,
+               r->start_epoch + 1, r->skip_batches);
+    else
+        printf("resume: %s after epoch %d; settings come from the checkpoint\n", o->resume, r->start_epoch);
+    if (r->start_epoch >= o->epochs)
+        printf("resume: the run already finished its %d epoch%s (give a larger --epochs to go on)\n", o->epochs,
+               plural(o->epochs));
+}
+
+// Standardisation, batches, optimiser and schedule; a resumed run's state.
+static void run_setup(Run *r) {
+    Options *o = r->o;
     // Per-channel standardisation from the training split (kept in the checkpoint).
-    float mean[3] = {0, 0, 0}, stdv[3] = {1, 1, 1};
+    for (int c = 0; c < 3; c++) r->mean[c] = 0.0f, r->stdv[c] = 1.0f;
     if (o->normalize) {
         if (o->resume) {
-            if (!split_floats(need(&resume_meta, o->resume, "normalize_mean"), mean, train.c) ||
-                !split_floats(need(&resume_meta, o->resume, "normalize_std"), stdv, train.c))
+            if (!split_floats(need(&r->resume_meta, o->resume, "normalize_mean"), r->mean, r->train.c) ||
+                !split_floats(need(&r->resume_meta, o->resume, "normalize_std"), r->stdv, r->train.c))
                 die(EXIT_RUNTIME, "%s: bad normalize_mean/normalize_std metadata", o->resume);
         } else {
-            cnn_dataset_channel_stats(&train, mean, stdv);
+            cnn_dataset_channel_stats(&r->train, r->mean, r->stdv);
         }
     }
-    const int cifar = train.c == 3 || !strncmp(o->dataset, "cifar", 5);
+    const int cifar = r->train.c == 3 || !strncmp(o->dataset, "cifar", 5);
     if (o->crop_pad < 0) o->crop_pad = cifar ? 4 : 2;
     if (o->hflip < 0) o->hflip = cifar;
-    CnnBatcherConfig bcfg = {.batch = o->batch, .shuffle = 1, .seed = o->seed, .mean = mean, .std = stdv};
+    CnnBatcherConfig bcfg = {.batch = o->batch, .shuffle = 1, .seed = o->seed, .mean = r->mean, .std = r->stdv};
     if (o->augment) bcfg.aug = (CnnAugment){.crop_pad = o->crop_pad, .hflip = o->hflip};
-    CnnBatcher it;
-    check(cnn_batcher_init(&it, &train, &bcfg));
-    const long steps_per_epoch = (long)cnn_batcher_num_batches(&it);
+    check(cnn_batcher_init(&r->it, &r->train, &bcfg));
+    r->steps_per_epoch = (long)cnn_batcher_num_batches(&r->it);
 
-    CnnOptimizer opt;
-    cnn_opt_defaults(&opt, o->opt_kind);
-    if (o->lr >= 0) opt.lr = o->lr;
-    if (o->momentum >= 0) opt.momentum = o->momentum;
-    if (o->weight_decay >= 0) opt.weight_decay = o->weight_decay;
-    opt.nesterov = o->nesterov;
-    CnnSchedule sched = {.kind = o->schedule, .lr = opt.lr, .epochs = o->epochs, .warmup = o->warmup,
-                         .step_epochs = o->step_epochs > 0 ? o->step_epochs : (o->epochs + 2) / 3, .gamma = o->gamma};
-
-    int start_epoch = 0;
-    long skip_batches = 0;
-    EpochTally resumed = {0};
-    RunBest best = {0};
-    if (o->resume) {
-        check(cnn_checkpoint_load(o->resume, net, &opt, NULL));
-        sched.lr = o->lr;
-        start_epoch = (int)meta_int(&resume_meta, o->resume, "epoch", 0, 100000);
-        skip_batches = (long)meta_int(&resume_meta, o->resume, "batch_in_epoch", 0, 1LL << 40);
-        if (cnn_meta_get(&resume_meta, "best_epoch")) {  // absent in older checkpoints
-            best.epoch = (int)meta_int(&resume_meta, o->resume, "best_epoch", 0, 100000);
-            best.acc = meta_double(&resume_meta, o->resume, "best_acc", 0, 1);
-        }
-        if (skip_batches && cnn_meta_get(&resume_meta, "epoch_seen")) {  // absent in older checkpoints
-            resumed.seen = (long)meta_int(&resume_meta, o->resume, "epoch_seen", 0, 1LL << 40);
-            resumed.hits = (long)meta_int(&resume_meta, o->resume, "epoch_hits", 0, resumed.seen);
-            resumed.loss_sum = meta_double(&resume_meta, o->resume, "epoch_loss_sum", 0, 1e300);
-        }
-        if (start_epoch < 0 || skip_batches < 0 || skip_batches > steps_per_epoch)
-            die(EXIT_RUNTIME, "%s: checkpoint position epoch %d batch %ld does not fit this data", o->resume, start_epoch,
-                skip_batches);
-        // Counted as the interruption message counts them (epochs from 1).
-        if (skip_batches)
-            printf("resume: %s at epoch %d, batch %ld; settings come from the checkpoint\n", o->resume,
-                   start_epoch + 1, skip_batches);
-        else
-            printf("resume: %s after epoch %d; settings come from the checkpoint\n", o->resume, start_epoch);
-        if (start_epoch >= o->epochs)
-            printf("resume: the run already finished its %d epoch%s (give a larger --epochs to go on)\n", o->epochs,
-                   plural(o->epochs));
-    }
+    cnn_opt_defaults(&r->opt, o->opt_kind);
+    if (o->lr >= 0) r->opt.lr = o->lr;
+    if (o->momentum >= 0) r->opt.momentum = o->momentum;
+    if (o->weight_decay >= 0) r->opt.weight_decay = o->weight_decay;
+    r->opt.nesterov = o->nesterov;
+    r->sched = (CnnSchedule){.kind = o->schedule, .lr = r->opt.lr, .epochs = o->epochs, .warmup = o->warmup,
+                             .step_epochs = o->step_epochs > 0 ? o->step_epochs : (o->epochs + 2) / 3,
+                             .gamma = o->gamma};
+    if (o->resume) run_restore(r);
     printf("train: %d epoch%s of %ld step%s, batch %d, %s lr %g (%s%s), %d thread%s, seed %llu%s%s\n", o->epochs,
-           plural(o->epochs), steps_per_epoch, plural(steps_per_epoch), o->batch, cnn_opt_name(opt.kind), sched.lr,
-           cnn_schedule_name(sched.kind), sched.warmup ? ", warm-up" : "", threads, plural(threads),
-           (unsigned long long)o->seed, o->augment ? ", augmented" : "", o->normalize ? ", standardised" : "");
+           plural(o->epochs), r->steps_per_epoch, plural(r->steps_per_epoch), o->batch, cnn_opt_name(r->opt.kind),
+           r->sched.lr, cnn_schedule_name(r->sched.kind), r->sched.warmup ? ", warm-up" : "", r->threads,
+           plural(r->threads), (unsigned long long)o->seed, o->augment ? ", augmented" : "",
+           o->normalize ? ", standardised" : "");
     printf("checkpoint: %s (after every epoch)\n", o->checkpoint);
     fflush(stdout);
 
-    char names[8192];
-    class_names_meta(&train, names, sizeof names);
-    const size_t img = cnn_dataset_image_size(&train);
-    float *x = cnn_alloc_floats((size_t)o->batch * img);
-    uint8_t *y = malloc((size_t)o->batch);
-    int64_t *cm = calloc((size_t)train.classes * train.classes, sizeof *cm);
-    if (!x || !y || !cm) die(EXIT_RUNTIME, "out of memory for one batch of %d images", o->batch);
-
-    const int tty = isatty(STDOUT_FILENO);
-    const double t_run = now();
-    // Fault injection for the tests of divergence handling: poison a weight after this step.
+    class_names_meta(&r->train, r->names, sizeof r->names);
+    r->x = cnn_alloc_floats((size_t)o->batch * cnn_dataset_image_size(&r->train));
+    r->y = malloc((size_t)o->batch);
+    r->cm = calloc((size_t)r->train.classes * r->train.classes, sizeof *r->cm);
+    if (!r->x || !r->y || !r->cm) die(EXIT_RUNTIME, "out of memory for one batch of %d images", o->batch);
+    r->tty = isatty(STDOUT_FILENO);
     const char *fault = getenv("CNNC_FAULT_NAN_AT_STEP");
-    const long fault_step = fault ? strtol(fault, NULL, 10) : -1;
-    CnnMetrics met = {0};
-    int done_any = 0;
-    // What a divergence leaves behind: the checkpoint of this run's last
-    // epoch, the resumed one, or nothing of this run.
-    char kept[512];
+    r->fault_step = fault ? strtol(fault, NULL, 10) : -1;
     if (o->resume && !strcmp(o->resume, o->checkpoint))
-        snprintf(kept, sizeof kept, "%s keeps the last good state (the resumed one)", o->checkpoint);
+        snprintf(r->kept, sizeof r->kept, "%s keeps the last good state (the resumed one)", o->checkpoint);
     else
-        snprintf(kept, sizeof kept, "no checkpoint was written (it diverged before the first epoch ended)");
+        snprintf(r->kept, sizeof r->kept, "no checkpoint was written (it diverged before the first epoch ended)");
+}
+
+static void run_save(Run *r, const char *path, int epoch, long batch_in_epoch, const EpochTally *tally) {
+    save_run(r->o, path, r->net, &r->opt, &r->sched, r->mean, r->stdv, r->train.c, r->names, epoch, batch_in_epoch,
+             tally, &r->best);
+}
+
+// The time an epoch's steps took and the images this process saw (the
+// tally may also count those before a resume).
+typedef struct {
+    EpochTally tally;
+    double t0, t_step;
+    long seen_here;
+    float lr;
+} EpochRun;
+
+// One epoch's steps (from the resumed batch for the first epoch of a
+// resumed run); a stop signal saves the position and exits.
+static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
+    Options *o = r->o;
+    cnn_batcher_epoch(&r->it, (uint64_t)epoch);
+    long b = 0;
+    if (epoch == r->start_epoch && r->skip_batches) {
+        cnn_batcher_skip(&r->it, (size_t)r->skip_batches);
+        b = r->skip_batches;
+    }
+    *e = (EpochRun){.tally = epoch == r->start_epoch ? r->resumed : (EpochTally){0}, .t0 = now(), .lr = r->opt.lr};
+    double last_draw = 0.0;
+    int n;
+    while ((n = cnn_batcher_next(&r->it, r->x, r->y)) > 0) {
+        const long step = (long)epoch * r->steps_per_epoch + b;
+        e->lr = cnn_schedule_lr(&r->sched, step, r->steps_per_epoch);
+        int correct;
+        const double ts = now();
+        float loss = cnn_net_train_step(r->net, &r->opt, r->x, r->y, n, e->lr, &correct);
+        e->t_step += now() - ts;
+        if (step == r->fault_step) cnn_net_params(r->net)[0] = NAN;
+        b++;
+        if (!isfinite(loss) || !isfinite(e->lr))
+            die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s; try a lower --lr",
+                epoch + 1, b, loss, r->kept);
+        e->tally.loss_sum += (double)loss * n;
+        e->tally.seen += n;
+        e->tally.hits += correct;
+        e->seen_here += n;
+        if (r->tty && (now() - last_draw > 0.25 || b == r->steps_per_epoch)) {
+            last_draw = now();
+            const double rate = e->seen_here / (now() - e->t0);
+            const long done = b * o->batch < (long)r->train.n ? b * o->batch : (long)r->train.n;
+            printf("\r  epoch %d/%d [%5ld/%ld] loss %.4f acc %6.2f%%  %.0f img/s  ETA %.0fs\033[K", epoch + 1,
+                   o->epochs, b, r->steps_per_epoch, e->tally.loss_sum / e->tally.seen,
+                   100.0 * e->tally.hits / e->tally.seen, rate, (double)(r->train.n - (size_t)done) / rate);
+            fflush(stdout);
+        }
+        if (stop_signal) {
+            if (r->tty) printf("\n");
+            fflush(stdout);
+            run_save(r, o->checkpoint, epoch, b, &e->tally);
+            fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
+                    "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
+                    stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint, o->checkpoint);
+            exit(128 + stop_signal);
+        }
+    }
+}
+
+// After an epoch's steps: evaluation, the report line and log row, the
+// checkpoints. Returns 1 when --early-stop ends the run.
+static int run_epoch_end(Run *r, int epoch, const EpochRun *e) {
+    Options *o = r->o;
+    if (!params_finite(r->net))
+        die(EXIT_RUNTIME, "training diverged in epoch %d: a parameter is not finite; %s; try a lower --lr",
+            epoch + 1, r->kept);
+    double eval_loss;
+    const double t_eval = now();
+    check(cnn_evaluate(r->net, r->eval_set, r->mean, r->stdv, &eval_loss, r->cm));
+    cnn_metrics_compute(r->cm, r->train.classes, &r->met);
+    r->done_any = 1;
+    // The epoch's wall time counts its evaluation (shown apart too):
+    // the epoch times add up to the run's.
+    const double epoch_s = now() - e->t0, eval_s = now() - t_eval;
+    const double train_loss = e->tally.seen ? e->tally.loss_sum / e->tally.seen : 0.0;
+    const double train_acc = e->tally.seen ? (double)e->tally.hits / e->tally.seen : 0.0;
+    const double img_s = e->t_step > 0 ? e->seen_here / e->t_step : 0.0;
+    const CnnMetrics *met = &r->met;
+    if (r->tty) printf("\r\033[K");
+    printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s (eval %.1f s)  "
+           "%.0f img/s\n", epoch + 1, o->epochs, train_loss, 100 * train_acc, r->eval_name, eval_loss, 100 * met->accuracy,
+           met->macro_precision, met->macro_recall, met->macro_f1, epoch_s, eval_s, img_s);
+    fflush(stdout);
+    if (o->log_path) {
+        char row[512], lr_s[32];
+        snprintf(row, sizeof row, "%d,%s,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", epoch + 1,
+                 shortest_float(e->lr, lr_s, sizeof lr_s), train_loss, train_acc, r->eval_name, eval_loss,
+                 met->accuracy, met->macro_precision, met->macro_recall, met->macro_f1, epoch_s, img_s);
+        append_log(o->log_path, row);
+    }
+    // The best epoch by validation accuracy: its own checkpoint, and the
+    // patience of --early-stop counted from it.
+    const int better = met->accuracy > r->best.acc || !r->best.epoch;
+    if (better) r->best = (RunBest){met->accuracy, epoch + 1};
+    const int stop_early = o->early_stop && epoch + 1 - r->best.epoch >= o->early_stop;
+    run_save(r, o->checkpoint, epoch + 1, 0, &(EpochTally){0});
+    if (better && o->save_best) {
+        run_save(r, o->save_best, epoch + 1, 0, &(EpochTally){0});
+        printf("best so far: %s acc %.2f%% at epoch %d, saved to %s\n", r->eval_name, 100 * r->best.acc,
+               r->best.epoch, o->save_best);
+    }
+    snprintf(r->kept, sizeof r->kept, "%s keeps the last good epoch (%d)", o->checkpoint, epoch + 1);
+    if (stop_early)
+        printf("early stop: %s accuracy has not improved for %d epoch%s (best %.2f%% at epoch %d)\n", r->eval_name,
+               o->early_stop, plural(o->early_stop), 100 * r->best.acc, r->best.epoch);
+    return stop_early;
+}
+
+// The test set's report (when epochs were evaluated on a validation split)
+// and the per-class table; frees the run.
+static void run_finish(Run *r, double t_run) {
+    if (r->done_any) {
+        if (r->eval_set != &r->test) {
+            double tl;
+            check(cnn_evaluate(r->net, &r->test, r->mean, r->stdv, &tl, r->cm));
+            cnn_metrics_compute(r->cm, r->test.classes, &r->met);
+            printf("test loss %.4f acc %.2f%%\n", tl, 100 * r->met.accuracy);
+        }
+        print_class_table(&r->met, r->cm, r->test.classes, r->test.class_names);
+    }
+    printf("\ndone: %.1f s, peak memory %.0f MB, checkpoint %s\n", now() - t_run, peak_rss_mb(), r->o->checkpoint);
+    cnn_batcher_free(&r->it);
+    cnn_free(r->x);
+    free(r->y);
+    free(r->cm);
+    cnn_net_free(r->net);
+    cnn_dataset_free(&r->train);
+    cnn_dataset_free(&r->val);
+    cnn_dataset_free(&r->test);
+    cnn_meta_free(&r->resume_meta);
+    cnn_meta_free(&r->init_meta);
+}
+
+static int cmd_train(Options *o) {
+    static Run run;  // large (class names); one per process
+    Run *r = &run;
+    *r = (Run){.o = o};
+    run_prepare(r);
+    run_build(r);
+    run_setup(r);
     if (stop_signal)
         die(128 + stop_signal, "stopped by %s before the first step; nothing to save", signal_name(stop_signal));
-
-
-    for (int epoch = start_epoch; epoch < o->epochs; epoch++) {
-        cnn_batcher_epoch(&it, (uint64_t)epoch);
-        long b = 0;
-        if (epoch == start_epoch && skip_batches) {
-            cnn_batcher_skip(&it, (size_t)skip_batches);
-            b = skip_batches;
-        }
-        EpochTally tally = epoch == start_epoch ? resumed : (EpochTally){0};
-        double t0 = now(), t_step = 0.0, last_draw = 0.0;
-        long seen_here = 0;  // images of this process, for the throughput
-        float lr = opt.lr;
-        int n;
-        while ((n = cnn_batcher_next(&it, x, y)) > 0) {
-            const long step = (long)epoch * steps_per_epoch + b;
-            lr = cnn_schedule_lr(&sched, step, steps_per_epoch);
-            int correct;
-            const double ts = now();
-            float loss = cnn_net_train_step(net, &opt, x, y, n, lr, &correct);
-            t_step += now() - ts;
-            if (step == fault_step) cnn_net_params(net)[0] = NAN;
-            b++;
-            if (!isfinite(loss) || !isfinite(lr))
-                die(EXIT_RUNTIME, "training diverged at epoch %d, batch %ld: loss is %g; %s; try a lower --lr",
-                    epoch + 1, b, loss, kept);
-            tally.loss_sum += (double)loss * n;
-            tally.seen += n;
-            tally.hits += correct;
-            seen_here += n;
-            if (tty && (now() - last_draw > 0.25 || b == steps_per_epoch)) {
-                last_draw = now();
-                const double rate = seen_here / (now() - t0);
-                printf("\r  epoch %d/%d [%5ld/%ld] loss %.4f acc %6.2f%%  %.0f img/s  ETA %.0fs\033[K", epoch + 1,
-                       o->epochs, b, steps_per_epoch, tally.loss_sum / tally.seen, 100.0 * tally.hits / tally.seen, rate,
-                       (double)(train.n - (size_t)(b * o->batch < (long)train.n ? b * o->batch : (long)train.n)) / rate);
-                fflush(stdout);
-            }
-            if (stop_signal) {
-                if (tty) printf("\n");
-                fflush(stdout);
-                save_run(o, o->checkpoint, net, &opt, &sched, mean, stdv, train.c, names, epoch, b, &tally, &best);
-                fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
-                        "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
-                        stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint, o->checkpoint);
-                exit(128 + stop_signal);
-            }
-        }
-        if (!params_finite(net))
-            die(EXIT_RUNTIME, "training diverged in epoch %d: a parameter is not finite; %s; try a lower --lr",
-                epoch + 1, kept);
-        double eval_loss;
-        const double t_eval = now();
-        check(cnn_evaluate(net, eval_set, mean, stdv, &eval_loss, cm));
-        cnn_metrics_compute(cm, train.classes, &met);
-        done_any = 1;
-        // The epoch's wall time counts its evaluation (shown apart too):
-        // the epoch times add up to the run's.
-        const double epoch_s = now() - t0, eval_s = now() - t_eval;
-        const double train_loss = tally.seen ? tally.loss_sum / tally.seen : 0.0;
-        const double train_acc = tally.seen ? (double)tally.hits / tally.seen : 0.0;
-        const double img_s = t_step > 0 ? seen_here / t_step : 0.0;
-        if (tty) printf("\r\033[K");
-        printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s (eval %.1f s)  "
-               "%.0f img/s\n", epoch + 1, o->epochs, train_loss, 100 * train_acc, eval_name, eval_loss, 100 * met.accuracy,
-               met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, eval_s, img_s);
-        fflush(stdout);
-        if (o->log_path) {
-            char row[512], lr_s[32];
-            snprintf(row, sizeof row, "%d,%s,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", epoch + 1,
-                     shortest_float(lr, lr_s, sizeof lr_s), train_loss, train_acc, eval_name, eval_loss, met.accuracy,
-                     met.macro_precision, met.macro_recall, met.macro_f1, epoch_s, img_s);
-            append_log(o->log_path, row);
-        }
-        // The best epoch by validation accuracy: its own checkpoint, and the
-        // patience of --early-stop counted from it.
-        const int better = met.accuracy > best.acc || !best.epoch;
-        if (better) best = (RunBest){met.accuracy, epoch + 1};
-        const int stop_early = o->early_stop && epoch + 1 - best.epoch >= o->early_stop;
-        save_run(o, o->checkpoint, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0, &(EpochTally){0}, &best);
-        if (better && o->save_best) {
-            save_run(o, o->save_best, net, &opt, &sched, mean, stdv, train.c, names, epoch + 1, 0, &(EpochTally){0},
-                     &best);
-            printf("best so far: %s acc %.2f%% at epoch %d, saved to %s\n", eval_name, 100 * best.acc, best.epoch,
-                   o->save_best);
-        }
-        snprintf(kept, sizeof kept, "%s keeps the last good epoch (%d)", o->checkpoint, epoch + 1);
-        if (stop_early) {
-            printf("early stop: %s accuracy has not improved for %d epoch%s (best %.2f%% at epoch %d)\n", eval_name,
-                   o->early_stop, plural(o->early_stop), 100 * best.acc, best.epoch);
-            break;
-        }
+    const double t_run = now();
+    for (int epoch = r->start_epoch; epoch < o->epochs; epoch++) {
+        EpochRun e;
+        run_epoch_steps(r, epoch, &e);
+        if (run_epoch_end(r, epoch, &e)) break;
     }
-    if (done_any) {
-        if (eval_set != &test) {
-            double tl;
-            check(cnn_evaluate(net, &test, mean, stdv, &tl, cm));
-            cnn_metrics_compute(cm, test.classes, &met);
-            printf("test loss %.4f acc %.2f%%\n", tl, 100 * met.accuracy);
-        }
-        print_class_table(&met, cm, test.classes, test.class_names);
-    }
-    printf("\ndone: %.1f s, peak memory %.0f MB, checkpoint %s\n", now() - t_run, peak_rss_mb(), o->checkpoint);
-    cnn_batcher_free(&it);
-    cnn_free(x);
-    free(y);
-    free(cm);
-    cnn_net_free(net);
-    cnn_dataset_free(&train);
-    cnn_dataset_free(&val);
-    cnn_dataset_free(&test);
-    cnn_meta_free(&resume_meta);
-    cnn_meta_free(&init_meta);
+    run_finish(r, t_run);
     return 0;
 }
 
