@@ -172,21 +172,33 @@ static const char *HELP_SUMMARY =
     "Prints each layer's output shape, parameter count and forward FLOPs, and the totals.\n";
 
 // ---------------------------------------------------------------- argument parsing
-static long parse_long(const char *flag, const char *v, long lo, long hi) {
+// The one number parser: all of s is a whole number (whole; exact in *i)
+// or a number (in *d) within [lo, hi]. Flags and checkpoint metadata wrap it
+// with their own messages and exit codes.
+static int parse_number(const char *s, int whole, double lo, double hi, long long *i, double *d) {
     char *end;
     errno = 0;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi)
+    if (whole) {
+        *i = strtoll(s, &end, 10);
+        *d = (double)*i;
+    } else {
+        *d = strtod(s, &end);
+    }
+    return *s && !*end && !errno && *d >= lo && *d <= hi;
+}
+
+static long parse_long(const char *flag, const char *v, long lo, long hi) {
+    long long i;
+    double x;
+    if (!parse_number(v, 1, (double)lo, (double)hi, &i, &x) || i < lo || i > hi)
         die(EXIT_USAGE, "%s: '%s' is not a whole number in %ld..%ld", flag, v, lo, hi);
-    return x;
+    return (long)i;
 }
 
 static float parse_float(const char *flag, const char *v, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (!*v || *end || errno || !(x >= lo && x <= hi))
-        die(EXIT_USAGE, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
+    long long i;
+    double x;
+    if (!parse_number(v, 0, lo, hi, &i, &x)) die(EXIT_USAGE, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
     return (float)x;
 }
 
@@ -443,20 +455,18 @@ static const char *need(const CnnMeta *m, const char *path, const char *key) {
 // A whole number from checkpoint metadata, within [lo, hi], or exit 1 naming the key.
 static long long meta_int(const CnnMeta *m, const char *path, const char *key, long long lo, long long hi) {
     const char *v = need(m, path, key);
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi)
+    long long i;
+    double x;
+    if (!parse_number(v, 1, (double)lo, (double)hi, &i, &x) || i < lo || i > hi)
         die(EXIT_RUNTIME, "%s: checkpoint metadata '%s' is '%s', not a whole number in %lld..%lld", path, key, v, lo, hi);
-    return x;
+    return i;
 }
 
 static double meta_double(const CnnMeta *m, const char *path, const char *key, double lo, double hi) {
     const char *v = need(m, path, key);
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (!*v || *end || errno || !(x >= lo && x <= hi))
+    long long i;
+    double x;
+    if (!parse_number(v, 0, lo, hi, &i, &x))
         die(EXIT_RUNTIME, "%s: checkpoint metadata '%s' is '%s', not a number in [%g, %g]", path, key, v, lo, hi);
     return x;
 }
