@@ -7,6 +7,7 @@
 #include <omp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -576,6 +577,71 @@ static void append_log(const char *path, const char *row) {
     if (fclose(f)) die(EXIT_RUNTIME, "%s: cannot write the log: %s", path, strerror(errno));
 }
 
+
+// ---------------------------------------------------------------- run metadata
+// The run's numeric settings as checkpoint metadata: one row each, read by
+// both save_run and settings_from_checkpoint, with the range a file's value
+// must be in. (Strings and names, the position and the tallies are written
+// beside them.)
+typedef enum { KEY_INT, KEY_LONG, KEY_SIZE, KEY_U64, KEY_FLOAT } KeyType;
+
+static const struct {
+    const char *key;
+    KeyType type;
+    double lo, hi;
+    size_t offset;  // in Options
+    int since;      // 1: absent in checkpoints of older releases (then the default stays)
+} RUN_KEYS[] = {
+    {"epochs", KEY_INT, 1, 100000, offsetof(Options, epochs), 0},
+    {"batch", KEY_INT, 1, 65536, offsetof(Options, batch), 0},
+    {"seed", KEY_U64, 0, 9223372036854775807.0, offsetof(Options, seed), 0},
+    {"grayscale", KEY_INT, 0, 1, offsetof(Options, grayscale), 0},
+    {"normalize", KEY_INT, 0, 1, offsetof(Options, normalize), 0},
+    {"limit_train", KEY_SIZE, 0, 1099511627776.0, offsetof(Options, limit_train), 0},
+    {"val_split", KEY_SIZE, 0, 1099511627776.0, offsetof(Options, val_split), 0},
+    {"augment", KEY_INT, 0, 1, offsetof(Options, augment), 0},
+    {"crop_pad", KEY_INT, 0, 16, offsetof(Options, crop_pad), 0},
+    {"hflip", KEY_INT, 0, 1, offsetof(Options, hflip), 0},
+    {"base_lr", KEY_FLOAT, 0, 10, offsetof(Options, lr), 0},
+    {"warmup", KEY_LONG, 0, 100000000, offsetof(Options, warmup), 0},
+    {"step_epochs", KEY_INT, 1, 100000, offsetof(Options, step_epochs), 0},
+    {"gamma", KEY_FLOAT, 0, 1, offsetof(Options, gamma), 0},
+    {"early_stop", KEY_INT, 0, 100000, offsetof(Options, early_stop), 1},
+    {"image_height", KEY_INT, 0, 4096, offsetof(Options, image_h), 1},
+    {"image_width", KEY_INT, 0, 4096, offsetof(Options, image_w), 1},
+};
+#define N_RUN_KEYS (sizeof RUN_KEYS / sizeof RUN_KEYS[0])
+
+static void run_keys_save(const Options *o, CnnMeta *m) {
+    for (size_t k = 0; k < N_RUN_KEYS; k++) {
+        const void *f = (const char *)o + RUN_KEYS[k].offset;
+        switch (RUN_KEYS[k].type) {
+        case KEY_INT: cnn_meta_set(m, RUN_KEYS[k].key, "%d", *(const int *)f); break;
+        case KEY_LONG: cnn_meta_set(m, RUN_KEYS[k].key, "%ld", *(const long *)f); break;
+        case KEY_SIZE: cnn_meta_set(m, RUN_KEYS[k].key, "%zu", *(const size_t *)f); break;
+        case KEY_U64: cnn_meta_set(m, RUN_KEYS[k].key, "%llu", (unsigned long long)*(const uint64_t *)f); break;
+        case KEY_FLOAT: cnn_meta_set(m, RUN_KEYS[k].key, "%.9g", *(const float *)f); break;
+        }
+    }
+}
+
+static void run_keys_load(Options *o, const CnnMeta *m, const char *path) {
+    for (size_t k = 0; k < N_RUN_KEYS; k++) {
+        const char *key = RUN_KEYS[k].key;
+        if (RUN_KEYS[k].since && !cnn_meta_get(m, key)) continue;
+        if (!strcmp(key, "epochs") && o->set_epochs) continue;  // --epochs may extend a run
+        void *f = (char *)o + RUN_KEYS[k].offset;
+        const double lo = RUN_KEYS[k].lo, hi = RUN_KEYS[k].hi;
+        switch (RUN_KEYS[k].type) {
+        case KEY_INT: *(int *)f = (int)meta_int(m, path, key, (long long)lo, (long long)hi); break;
+        case KEY_LONG: *(long *)f = (long)meta_int(m, path, key, (long long)lo, (long long)hi); break;
+        case KEY_SIZE: *(size_t *)f = (size_t)meta_int(m, path, key, (long long)lo, (long long)hi); break;
+        case KEY_U64: *(uint64_t *)f = (uint64_t)meta_int(m, path, key, 0, 0x7fffffffffffffffLL); break;
+        case KEY_FLOAT: *(float *)f = meta_float(m, path, key, lo, hi); break;
+        }
+    }
+}
+
 // Restores the run's settings from a checkpoint's metadata (the file decides).
 static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
     const char *ds = need(m, path, "dataset");
@@ -583,28 +649,10 @@ static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *p
         die(EXIT_USAGE, "--resume %s: the checkpoint trained on %s, not %s", path, ds, o->dataset);
     o->dataset = canonical_dataset(ds);
     o->model = need(m, path, "model");
-    if (!o->set_epochs) o->epochs = (int)meta_int(m, path, "epochs", 1, 100000);
-    o->batch = (int)meta_int(m, path, "batch", 1, 65536);
-    o->seed = (uint64_t)meta_int(m, path, "seed", 0, 0x7fffffffffffffffLL);
-    o->grayscale = !strcmp(need(m, path, "grayscale"), "1");
+    run_keys_load(o, m, path);
+    if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
     const char *best = cnn_meta_get(m, "save_best");  // absent in older checkpoints
     o->save_best = best && *best ? best : NULL;
-    if (cnn_meta_get(m, "early_stop")) o->early_stop = (int)meta_int(m, path, "early_stop", 0, 100000);
-    const char *size = cnn_meta_get(m, "image_size");  // absent before image folders
-    if (size && sscanf(size, "%dx%d", &o->image_h, &o->image_w) != 2)
-        die(EXIT_RUNTIME, "%s: checkpoint metadata 'image_size' is '%s', not HxW", path, size);
-    o->normalize = !strcmp(need(m, path, "normalize"), "1");
-    o->limit_train = (size_t)meta_int(m, path, "limit_train", 0, 1LL << 40);
-    o->val_split = (size_t)meta_int(m, path, "val_split", 0, 1LL << 40);
-    o->augment = !strcmp(need(m, path, "augment"), "1");
-    o->crop_pad = (int)meta_int(m, path, "crop_pad", 0, 16);
-    o->hflip = (int)meta_int(m, path, "hflip", 0, 1);
-    if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
-    o->warmup = (long)meta_int(m, path, "warmup", 0, 100000000);
-    o->step_epochs = (int)meta_int(m, path, "step_epochs", 1, 100000);
-    o->gamma = meta_float(m, path, "gamma", 0, 1);
-    o->lr = meta_float(m, path, "base_lr", 0, 10);
-    if (o->batch < 1 || o->epochs < 1) die(EXIT_RUNTIME, "%s: checkpoint metadata holds a bad batch or epoch count", path);
 }
 
 // Writes the run's checkpoint: weights, optimiser state and everything needed
@@ -632,9 +680,6 @@ static void save_run(const Options *o, const char *path, CnnNet *net, const CnnO
     join_floats(stdv, C, std_s, sizeof std_s);
     cnn_meta_set(&m, "dataset", "%s", o->dataset);
     cnn_meta_set(&m, "class_names", "%s", names);
-    cnn_meta_set(&m, "grayscale", "%d", o->grayscale);
-    cnn_meta_set(&m, "image_size", "%dx%d", o->image_h, o->image_w);
-    cnn_meta_set(&m, "normalize", "%d", o->normalize);
     cnn_meta_set(&m, "normalize_mean", "%s", mean_s);
     cnn_meta_set(&m, "normalize_std", "%s", std_s);
     cnn_meta_set(&m, "epoch", "%d", epoch);
@@ -645,21 +690,9 @@ static void save_run(const Options *o, const char *path, CnnNet *net, const CnnO
     cnn_meta_set(&m, "best_acc", "%.17g", best->acc);
     cnn_meta_set(&m, "best_epoch", "%d", best->epoch);
     cnn_meta_set(&m, "save_best", "%s", o->save_best ? o->save_best : "");
-    cnn_meta_set(&m, "early_stop", "%d", o->early_stop);
-    cnn_meta_set(&m, "epochs", "%d", o->epochs);
-    cnn_meta_set(&m, "batch", "%d", o->batch);
-    cnn_meta_set(&m, "seed", "%llu", (unsigned long long)o->seed);
     cnn_meta_set(&m, "init", "%s", cnn_init_name(o->init));
-    cnn_meta_set(&m, "limit_train", "%zu", o->limit_train);
-    cnn_meta_set(&m, "val_split", "%zu", o->val_split);
-    cnn_meta_set(&m, "augment", "%d", o->augment);
-    cnn_meta_set(&m, "crop_pad", "%d", o->crop_pad);
-    cnn_meta_set(&m, "hflip", "%d", o->hflip);
     cnn_meta_set(&m, "schedule", "%s", cnn_schedule_name(sched->kind));
-    cnn_meta_set(&m, "base_lr", "%.9g", sched->lr);
-    cnn_meta_set(&m, "warmup", "%ld", sched->warmup);
-    cnn_meta_set(&m, "step_epochs", "%d", sched->step_epochs);
-    cnn_meta_set(&m, "gamma", "%.9g", sched->gamma);
+    run_keys_save(o, &m);
     CnnStatus st = cnn_checkpoint_save(path, net, opt, &m);
     cnn_meta_free(&m);
     if (st) exit(EXIT_RUNTIME);
@@ -853,9 +886,10 @@ static void run_setup(Run *r) {
     if (o->momentum >= 0) r->opt.momentum = o->momentum;
     if (o->weight_decay >= 0) r->opt.weight_decay = o->weight_decay;
     r->opt.nesterov = o->nesterov;
-    r->sched = (CnnSchedule){.kind = o->schedule, .lr = r->opt.lr, .epochs = o->epochs, .warmup = o->warmup,
-                             .step_epochs = o->step_epochs > 0 ? o->step_epochs : (o->epochs + 2) / 3,
-                             .gamma = o->gamma};
+    if (o->step_epochs <= 0) o->step_epochs = (o->epochs + 2) / 3;
+    o->lr = r->opt.lr;  // the effective base rate and step length, as the checkpoint keeps them
+    r->sched = (CnnSchedule){.kind = o->schedule, .lr = o->lr, .epochs = o->epochs, .warmup = o->warmup,
+                             .step_epochs = o->step_epochs, .gamma = o->gamma};
     if (o->resume) run_restore(r);
     printf("train: %d epoch%s of %ld step%s, batch %d, %s lr %g (%s%s), %d thread%s, seed %llu%s%s\n", o->epochs,
            plural(o->epochs), r->steps_per_epoch, plural(r->steps_per_epoch), o->batch, cnn_opt_name(r->opt.kind),

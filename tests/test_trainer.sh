@@ -354,6 +354,12 @@ failures)
     printf '\x0c' | dd of=bad/mnist/train-labels-idx1-ubyte bs=1 seek=20 conv=notrunc status=none
     expect 1 "bad/mnist/train-labels-idx1-ubyte: label 12 at record 12" "$trainer" --data-dir bad --model "$MODEL"
     # Resume metadata that parses as JSON but makes no sense.
+    sed 's/"hflip":"0"/"hflip":"2"/' good.safetensors >badflip.safetensors
+    expect 1 "badflip.safetensors: checkpoint metadata 'hflip' is '2', not a whole number in 0..1" \
+        "$trainer" --resume badflip.safetensors --data-dir data
+    sed 's/"gamma":"0.100000001"/"gamma":"7.000000000"/' good.safetensors >badgamma.safetensors  # same length
+    expect 1 "badgamma.safetensors: checkpoint metadata 'gamma' is '7.000000000', not a number in \[0, 1\]" \
+        "$trainer" --resume badgamma.safetensors --data-dir data
     sed 's/"batch":"32"/"batch":"0x"/' good.safetensors >badmeta.safetensors
     expect 1 "badmeta.safetensors: checkpoint metadata 'batch' is '0x', not a whole number" \
         "$trainer" --resume badmeta.safetensors --data-dir data
