@@ -108,17 +108,8 @@ const char *cnn_kernels_list(int i, int *supported);
 // "kernels avx2 (AVX2+FMA small-K GEMMs ...; the best this CPU runs)".
 void cnn_kernels_describe(char *buf, size_t n);
 
-// ---------------------------------------------------------------- tensors
-// A float32 NCHW tensor with 64-byte aligned storage that it owns.
-typedef struct {
-    float *data;
-    int n, c, h, w;
-} CnnTensor;
-
-CnnStatus cnn_tensor_alloc(CnnTensor *t, int n, int c, int h, int w);
-void cnn_tensor_free(CnnTensor *t);
-size_t cnn_tensor_numel(const CnnTensor *t);
-// 64-byte aligned, zeroed allocation of count floats (NULL on failure or overflow).
+// ---------------------------------------------------------------- memory
+// Batches are plain NCHW float32 arrays (B images of C x H x W). 64-byte aligned, zeroed allocation of count floats (NULL on failure or overflow).
 float *cnn_alloc_floats(size_t count);
 void cnn_free(void *p);
 

@@ -262,6 +262,10 @@ START_TEST(test_pytorch_initialisation) {
     ck_assert_str_eq(cnn_init_name(CNN_INIT_PYTORCH), "pytorch");
     cnn_set_quiet(1);
     ck_assert_int_eq(cnn_init_parse("xavier", &init), CNN_EARG);
+    ck_assert_str_eq(cnn_last_error(), "unknown initialisation 'xavier' (expected pytorch or he)");
+    ck_assert_str_eq(cnn_status_str(CNN_EARG), "bad argument");
+    ck_assert_str_eq(cnn_status_str(CNN_ENOMEM), "out of memory");
+    ck_assert_str_eq(cnn_status_str((CnnStatus)99), "unknown error");
 }
 END_TEST
 
