@@ -31,6 +31,8 @@ typedef struct {
     int image_h, image_w, strict;  // image folders: size (0: the first image's), stop at a bad file
     const char *save_best, *init_from;  // best checkpoint by validation accuracy; starting weights
     int early_stop;                     // epochs without a better validation accuracy before stopping
+    int log_every;                      // > 0: a row every N steps in the step log
+    char step_log[1024];                // --log's name with .steps.csv
     int step_epochs, invert, top, json;
     long warmup;
     size_t limit_train, val_split, limit_test;
@@ -148,6 +150,7 @@ static const char *HELP_TRAIN =
     "  --init-from FILE      start from a checkpoint's weights (fine-tuning; its model unless --model is given),\n"
     "                        with a new optimiser and schedule\n"
     "  --log FILE.csv        append one row of metrics per epoch\n"
+    "  --log-every N         also a row every N steps (step, loss, lr, img/s) in FILE.steps.csv\n"
     "\n"
     "Results are bit-identical for any --threads with the same --seed and kernels.\n";
 
@@ -309,6 +312,7 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--checkpoint")) o->checkpoint = val;
         else if (VALUE("--resume")) o->resume = val;
         else if (VALUE("--log")) o->log_path = val;
+        else if (VALUE("--log-every")) o->log_every = (int)parse_long(flag, val, 1, 1000000000);
         else if (VALUE("--save-best")) o->save_best = val;
         else if (VALUE("--early-stop")) o->early_stop = (int)parse_long(flag, val, 1, 100000);
         else if (VALUE("--init-from")) o->init_from = val;
@@ -567,12 +571,16 @@ static int params_finite(CnnNet *net) {
     return 1;
 }
 
-static void append_log(const char *path, const char *row) {
+static const char EPOCH_LOG_HEADER[] =
+    "epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc,macro_precision,macro_recall,macro_f1,"
+    "epoch_seconds,train_img_per_s\n";
+static const char STEP_LOG_HEADER[] = "step,epoch,batch,loss,lr,img_per_s\n";
+
+// Appends a row to a CSV log, with its header when the file is new.
+static void append_log(const char *path, const char *header, const char *row) {
     FILE *f = fopen(path, "a");
     if (!f) die(EXIT_RUNTIME, "%s: cannot open the log for appending: %s", path, strerror(errno));
-    if (ftell(f) == 0)
-        fputs("epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc,macro_precision,macro_recall,macro_f1,"
-              "epoch_seconds,train_img_per_s\n", f);
+    if (ftell(f) == 0) fputs(header, f);
     fputs(row, f);
     if (fclose(f)) die(EXIT_RUNTIME, "%s: cannot write the log: %s", path, strerror(errno));
 }
@@ -786,6 +794,13 @@ static void run_prepare(Run *r) {
         die(EXIT_USAGE, "--save-best %s: give another file than --checkpoint (which holds the last epoch)", o->save_best);
     check_output_path("--checkpoint", o->checkpoint);
     if (o->log_path) check_output_path("--log", o->log_path);
+    if (o->log_every) {
+        if (!o->log_path) die(EXIT_USAGE, "--log-every N needs --log FILE.csv (its steps go to FILE.steps.csv)");
+        const size_t n = strlen(o->log_path);
+        const int csv = n >= 4 && !strcmp(o->log_path + n - 4, ".csv");
+        snprintf(o->step_log, sizeof o->step_log, "%.*s.steps.csv", (int)(csv ? n - 4 : n), o->log_path);
+        check_output_path("--log-every", o->step_log);
+    }
     if (o->save_best) check_output_path("--save-best", o->save_best);
     // Fine-tuning: the model of --init-from unless --model says otherwise
     // (then its weights must fit); the optimiser and schedule start anew.
@@ -956,6 +971,12 @@ static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
         e->tally.seen += n;
         e->tally.hits += correct;
         e->seen_here += n;
+        if (o->log_every && (step + 1) % o->log_every == 0) {
+            char row[256], lr_s[32];
+            snprintf(row, sizeof row, "%ld,%d,%ld,%.6f,%s,%.1f\n", step + 1, epoch + 1, b, (double)loss,
+                     shortest_float(e->lr, lr_s, sizeof lr_s), e->t_step > 0 ? e->seen_here / e->t_step : 0.0);
+            append_log(o->step_log, STEP_LOG_HEADER, row);
+        }
         if (r->tty && (now() - last_draw > 0.25 || b == r->steps_per_epoch)) {
             last_draw = now();
             const double rate = e->seen_here / (now() - e->t0);
@@ -1006,7 +1027,7 @@ static int run_epoch_end(Run *r, int epoch, const EpochRun *e) {
         snprintf(row, sizeof row, "%d,%s,%.6f,%.6f,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.3f,%.1f\n", epoch + 1,
                  shortest_float(e->lr, lr_s, sizeof lr_s), train_loss, train_acc, r->eval_name, eval_loss,
                  met->accuracy, met->macro_precision, met->macro_recall, met->macro_f1, epoch_s, img_s);
-        append_log(o->log_path, row);
+        append_log(o->log_path, EPOCH_LOG_HEADER, row);
     }
     // The best epoch by validation accuracy: its own checkpoint, and the
     // patience of --early-stop counted from it.

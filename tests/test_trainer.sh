@@ -80,6 +80,13 @@ train)
     [ "$(wc -l <run.csv)" -eq 3 ] || fail "run.csv should have a header and 2 rows: $(cat run.csv)"
     head -1 run.csv | grep -q "^epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc" || fail "csv header"
     sed -n 2p run.csv | grep -q "^1,0.001," || fail "lr not logged as 0.001: $(sed -n 2p run.csv)"
+    # Steps too: every 3rd of 2 x 13 steps in steps.steps.csv.
+    train --epochs 2 --checkpoint st.safetensors --log steps.csv --log-every 3 >/dev/null || fail "--log-every run"
+    head -1 steps.steps.csv | grep -q "^step,epoch,batch,loss,lr,img_per_s$" || fail "step log header: $(head -1 steps.steps.csv)"
+    [ "$(wc -l <steps.steps.csv)" -eq 9 ] || fail "step log should have 8 rows: $(cat steps.steps.csv)"
+    sed -n 2p steps.steps.csv | grep -qE "^3,1,3,[0-9.]+,0.001," || fail "first step row: $(sed -n 2p steps.steps.csv)"
+    sed -n 9p steps.steps.csv | grep -qE "^24,2,11," || fail "last step row: $(sed -n 9p steps.steps.csv)"
+    expect 2 "--log-every N needs --log FILE.csv" train --epochs 1 --log-every 5
     # The initialisation is recorded; PyTorch's default starts near ln 10, He's far above.
     grep -aq '"init":"pytorch"' a.safetensors || fail "checkpoint lacks init=pytorch"
     expect 0 "epoch 1/1  train loss 2\.[23]" train --epochs 1 --lr 0 --checkpoint lr0.safetensors
