@@ -156,6 +156,11 @@ assert p[0]["image"].endswith("digit3.png") and p[0]["top"][0]["class"] == "3" a
 assert 0 < p[0]["top"][0]["probability"] <= 1 and "cannot open image" in p[1]["error"], p
 PY
     echo "ok: eval --json and predict --json parse and agree"
+    if [ -n "$root" ] && command -v gnuplot >/dev/null; then
+        expect 0 "plot-metrics: wrote cm.png" "$root/tools/plot-metrics" run.csv cm.png eval.json
+        [ "$(head -c 4 cm.png | tail -c 3)" = PNG ] || fail "cm.png is not a PNG"
+        expect 1 "run.csv: not the output of trainer eval --json" "$root/tools/plot-metrics" run.csv x.png run.csv
+    fi
     expect 1 "not-an-image.png: cannot decode image" "$trainer" predict --checkpoint b.safetensors data/mnist/not-an-image.png
     expect 1 "missing.png: cannot open image" "$trainer" predict --checkpoint b.safetensors missing.png
     head -c 300 b.safetensors >broken.safetensors
