@@ -31,7 +31,7 @@ int cpu_has_avx512(void) { return 0; }
 static const Kernels backends[] = {
 #if CNN_X86_KERNELS
     {.name = "avx2",
-     .summary = "AVX2+FMA: direct convolution on 8-channel blocks where channels are multiples of 8, "
+     .summary = "AVX2+FMA: direct convolution on 8-channel blocks where channels are (or round up to) multiples of 8, "
                 "small-K GEMMs for first convolutions, im2col + OpenBLAS for the rest",
      .cpu_supports = cpu_has_avx2_fma,
      .gemm_small_k = gemm_small_k_avx2,
