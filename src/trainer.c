@@ -107,7 +107,8 @@ static const char *HELP_TRAIN =
     "data:\n"
     "  --dataset NAME        mnist, fashion-mnist, cifar10 or cifar100 (default mnist), or\n"
     "                        folder:PATH, your own images: PATH/train/<class>/*.png and\n"
-    "                        PATH/test/<class>/*.png (PNG, JPEG, BMP, PGM/PPM; one folder per class)\n"
+    "                        PATH/test/<class>/*.png (PNG, JPEG, BMP, PGM/PPM; one folder per class),\n"
+    "                        or list:PATH, PATH/train.csv and PATH/test.csv of path,label lines\n"
     "  --data-dir DIR        folder holding <dataset>/ as tools/fetch-data lays it out (default data)\n"
     "  --grayscale           colour images as one channel (mean of R, G, B)\n"
     "  --image-size HxW      image folders: resize every image to HxW (default: the first image's size)\n"
@@ -206,19 +207,21 @@ static float parse_float(const char *flag, const char *v, double lo, double hi) 
     return (float)x;
 }
 
-static int is_folder(const char *dataset) { return !strncmp(dataset, "folder:", 7); }
+// Your own images: "folder:PATH" or "list:PATH"; the path follows the colon.
+static int is_folder(const char *dataset) { return !strncmp(dataset, "folder:", 7) || !strncmp(dataset, "list:", 5); }
+static const char *image_root(const char *dataset) { return strchr(dataset, ':') + 1; }
 
 static const char *canonical_dataset(const char *name) {
     static const char *names[] = {"mnist", "fashion-mnist", "cifar10", "cifar100"};
     if (!strcmp(name, "fashion")) return "fashion-mnist";
     if (is_folder(name)) {
-        if (!name[7]) die(EXIT_USAGE, "--dataset folder:PATH needs a path, e.g. folder:my-images");
+        if (!*image_root(name)) die(EXIT_USAGE, "--dataset %s needs a path, e.g. %smy-images", name, name);
         return name;
     }
     for (int i = 0; i < 4; i++)
         if (!strcmp(name, names[i])) return names[i];
-    die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100 or "
-        "folder:PATH)", name);
+    die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100, "
+        "folder:PATH or list:PATH)", name);
 }
 
 // The settings that define a run: a resumed run takes them from its
@@ -360,7 +363,7 @@ static void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnD
     CnnStatus st = cnn_dataset_load(o->dataset, dir, &dopt, train, val, test);
     if (is_folder(o->dataset)) {
         check(st);
-        snprintf(dir, sizeof dir, "%s", o->dataset + 7);
+        snprintf(dir, sizeof dir, "%s", image_root(o->dataset));
         if (train->skipped || test->skipped)
             fprintf(stderr, "trainer: %s: skipped %zu unreadable file%s (named above; --strict stops at the first)\n",
                     dir, train->skipped + test->skipped, train->skipped + test->skipped == 1 ? "" : "s");

@@ -212,6 +212,7 @@ PY
     expect 0 "model conv.* on folder:imgs \(3x12x12, 10 classes\)" "$trainer" summary --dataset folder:imgs --model "$MODEL"
     expect 0 "epoch 10/10 .*test loss [0-9.]* acc (9[0-9]|100)\.[0-9]*%" "$trainer" --dataset folder:imgs --model "$MODEL" \
         --batch 32 --seed 7 --epochs 10 --grayscale --checkpoint f.safetensors
+    folder_epochs=$(grep -o "^epoch [0-9]*/10  train loss [0-9.]* acc [0-9.]*%  test loss [0-9.]* acc [0-9.]*%" <<<"$out")
     grep -q "data: folder:imgs from imgs: 401 train, 0 validation, 100 test, 1x12x12, 10 classes" <<<"$out" ||
         fail "data line: $out"
     grep -q "class3 " <<<"$out" || fail "class names not from the folders: $out"
@@ -229,7 +230,24 @@ PY
     expect 1 "nosplit: an image folder needs train/ and test/ inside" "$trainer" --dataset folder:nosplit --checkpoint n.safetensors
     mkdir -p imgs/test/class99
     expect 1 "imgs/test/class99: a test class with no folder in imgs/train" "$trainer" --dataset folder:imgs --checkpoint n.safetensors
-    expect 2 "--dataset folder:PATH needs a path" "$trainer" --dataset folder:
+    expect 2 "--dataset folder: needs a path" "$trainer" --dataset folder:
+    # The same images as a list: list/train.csv and list/test.csv of path,label lines.
+    rm -rf imgs/test/class99 imgs/train/class5/broken.png
+    mkdir -p list
+    { echo "path,label"; for f in imgs/train/class*/*; do c=${f#imgs/train/}; echo "../$f,${c%%/*}"; done; } >list/train.csv
+    for f in imgs/test/class*/*; do c=${f#imgs/test/}; echo "../$f,${c%%/*}"; done >list/test.csv
+    expect 0 "epoch 10/10 .*test loss [0-9.]* acc (9[0-9]|100)\.[0-9]*%" "$trainer" --dataset list:list --model "$MODEL" \
+        --batch 32 --seed 7 --epochs 10 --grayscale --checkpoint l.safetensors
+    grep -q "data: list:list from list: 401 train, 0 validation, 100 test, 1x12x12, 10 classes" <<<"$out" ||
+        fail "list data line: $out"
+    # Same images in the same order and classes as the folder: the same run.
+    [ "$(grep -o "^epoch [0-9]*/10  train loss [0-9.]* acc [0-9.]*%  test loss [0-9.]* acc [0-9.]*%" <<<"$out")" = \
+      "$folder_epochs" ] || fail "list and folder runs differ: $out"
+    echo "../imgs/test/class1/0001.pgm,class42" >>list/test.csv
+    expect 1 "list/test.csv: label 'class42' \(of list/../imgs/test/class1/0001.pgm\) is not a class of the training list" \
+        "$trainer" --dataset list:list --checkpoint l2.safetensors
+    echo "no-comma-here" >>list/train.csv
+    expect 1 "list/train.csv:403: 'no-comma-here' is not path,label" "$trainer" --dataset list:list --checkpoint l2.safetensors
     ;;
 threads)
     expect 0 "cnnc .* trainer: 3 OpenMP threads" train --epochs 1 --threads 3 --checkpoint t3.safetensors

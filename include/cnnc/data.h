@@ -54,8 +54,8 @@ typedef struct {
 //   "cifar10":  dir/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin
 //   "cifar100": dir/cifar-100-binary/{train,test}.bin (fine labels 0..99)
 //       (for CIFAR, dir may also be the cifar-*-bin* folder itself).
-//   "folder:ROOT": your own images, see cnn_folder_load (dir is not used);
-//       3 channels, or 1 with grayscale.
+//   "folder:ROOT", "list:ROOT": your own images, see cnn_folder_load and
+//       cnn_list_load (dir is not used); 3 channels, or 1 with grayscale.
 // dir NULL means "data/<name>". opt NULL means all defaults (zeros).
 // limit_train is applied first, then val_split; both must leave at least one
 // training image (else CNN_EARG). val may be NULL when val_split is 0, and is
@@ -91,6 +91,14 @@ CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar100, Cnn
 // skipped), or with strict ends the load with its error.
 CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
                           CnnDataset *test);
+
+// An image list: ROOT/train.csv and ROOT/test.csv, one "path,label" line
+// per image (paths relative to ROOT unless absolute; the label after the
+// last comma; an optional first line "path,label"). Classes are the
+// training list's distinct labels in byte order (2..256); a test label must
+// be one of them. Images are read as by cnn_folder_load.
+CnnStatus cnn_list_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
+                        CnnDataset *test);
 
 // Replaces d's class names with the non-empty lines of a text file, which must
 // hold exactly d->classes of them (CIFAR's batches.meta.txt, fine_label_names.txt).

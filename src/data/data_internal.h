@@ -22,4 +22,11 @@ int data_dir_exists(const char *path);
 // "a/b" in a malloc'd string (NULL when out of memory).
 char *data_path_join(const char *a, const char *b);
 
+// Decodes total image files into out (C x H x W each, labels[i] for
+// paths[i]), with the classes' names; unreadable files are skipped and
+// counted in out->skipped, or with strict end the load. what names the set.
+CnnStatus data_decode_images(const char *what, char *const *paths, const uint8_t *labels, size_t total,
+                             char *const *class_names, int classes, int C, int H, int W, int strict,
+                             CnnDataset *out);
+
 #endif  // CNNC_DATA_INTERNAL_H

@@ -183,6 +183,8 @@ CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptio
     CnnStatus s;
     if (strncmp(name, "folder:", 7) == 0)
         s = cnn_folder_load(name + 7, opt->grayscale ? 1 : 3, opt->height, opt->width, opt->strict, train, test);
+    else if (strncmp(name, "list:", 5) == 0)
+        s = cnn_list_load(name + 5, opt->grayscale ? 1 : 3, opt->height, opt->width, opt->strict, train, test);
     else if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
         s = load_idx_set(name, dir, train, test);
     else if (strcmp(name, "cifar10") == 0)
@@ -192,7 +194,7 @@ CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptio
     else
         return cnn_error(CNN_EARG,
                          "unknown data set '%s' (expected mnist, fashion-mnist, cifar10, "
-                         "cifar100 or folder:PATH)",
+                         "cifar100, folder:PATH or list:PATH)",
                          name);
     if (s == CNN_OK) s = apply_options(opt, train, val, test);
     if (s != CNN_OK) {

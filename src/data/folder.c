@@ -88,45 +88,21 @@ static CnnStatus first_image_size(const char *split, const NameList *classes, in
     return cnn_error(CNN_EFORMAT, "%s: no readable image in any class folder", split);
 }
 
-// One split (ROOT/train or ROOT/test) with the given classes; images that
-// cannot be read are skipped (counted in out->skipped, the first few named
-// on stderr through cnn_error) unless strict.
-static CnnStatus load_split(const char *split, const NameList *classes, int C, int H, int W,
-                            int strict, CnnDataset *out) {
-    NameList *files = calloc(classes->n, sizeof *files);
-    if (!files) return cnn_error(CNN_ENOMEM, "cannot list %s", split);
-    size_t total = 0;
-    CnnStatus st = CNN_OK;
-    for (size_t k = 0; k < classes->n && !st; k++) {
-        char *dir = data_path_join(split, classes->names[k]);
-        if (!dir) st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-        else if (data_dir_exists(dir)) st = list_dir(dir, 0, &files[k]);  // a class may be absent from test
-        free(dir);
-        total += files[k].n;
-    }
-    if (!st && total == 0) st = cnn_error(CNN_EFORMAT, "%s: no image files in its class folders", split);
-    if (!st) st = dataset_alloc(out, split, total, C, H, W, (int)classes->n);
-    if (!st) st = dataset_set_names(out, (const char *const *)classes->names);
+CnnStatus data_decode_images(const char *what, char *const *paths, const uint8_t *labels, size_t total,
+                             char *const *class_names, int classes, int C, int H, int W, int strict,
+                             CnnDataset *out) {
+    if (total == 0) return cnn_error(CNN_EFORMAT, "%s: no image files", what);
+    CnnStatus st = dataset_alloc(out, what, total, C, H, W, classes);
+    if (!st) st = dataset_set_names(out, (const char *const *)class_names);
     const size_t image = (size_t)C * H * W;
     size_t n = 0;
-    for (size_t k = 0; k < classes->n && !st; k++)
-        for (size_t i = 0; i < files[k].n && !st; i++) {
-            char *dir = data_path_join(split, classes->names[k]);
-            char *path = dir ? data_path_join(dir, files[k].names[i]) : NULL;
-            free(dir);
-            if (!path) {
-                st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-                break;
-            }
-            CnnStatus s = cnn_image_load(path, C, H, W, out->images + n * image);
-            free(path);
-            if (s == CNN_ENOMEM || (s && strict)) st = s;
-            else if (s) out->skipped++;
-            else out->labels[n++] = (uint8_t)k;
-        }
-    for (size_t k = 0; k < classes->n; k++) names_free(&files[k]);
-    free(files);
-    if (!st && n == 0) st = cnn_error(CNN_EFORMAT, "%s: none of its %zu files is a readable image", split, total);
+    for (size_t i = 0; i < total && !st; i++) {
+        CnnStatus s = cnn_image_load(paths[i], C, H, W, out->images + n * image);
+        if (s == CNN_ENOMEM || (s && strict)) st = s;
+        else if (s) out->skipped++;
+        else out->labels[n++] = labels[i];
+    }
+    if (!st && n == 0) st = cnn_error(CNN_EFORMAT, "%s: none of its %zu files is a readable image", what, total);
     if (st) {
         cnn_dataset_free(out);
         return st;
@@ -135,6 +111,45 @@ static CnnStatus load_split(const char *split, const NameList *classes, int C, i
     dataset_truncate(out, n);
     out->skipped = skipped;
     return CNN_OK;
+}
+
+// One split (ROOT/train or ROOT/test) with the given classes: its files in
+// class order, then in name order within a class.
+static CnnStatus load_split(const char *split, const NameList *classes, int C, int H, int W,
+                            int strict, CnnDataset *out) {
+    char **paths = NULL;
+    uint8_t *labels = NULL;
+    size_t total = 0, cap = 0;
+    CnnStatus st = CNN_OK;
+    for (size_t k = 0; k < classes->n && !st; k++) {
+        char *dir = data_path_join(split, classes->names[k]);
+        NameList files = {0};
+        if (!dir) st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
+        else if (data_dir_exists(dir)) st = list_dir(dir, 0, &files);  // a class may be absent from test
+        for (size_t i = 0; i < files.n && !st; i++, total++) {
+            if (total == cap) {
+                cap = cap ? 2 * cap : 256;
+                char **p = realloc(paths, cap * sizeof *p);
+                uint8_t *l = p ? realloc(labels, cap) : NULL;
+                if (p) paths = p;
+                if (l) labels = l;
+                if (!p || !l) {
+                    st = cnn_error(CNN_ENOMEM, "cannot list %s", split);
+                    break;
+                }
+            }
+            labels[total] = (uint8_t)k;
+            if (!(paths[total] = data_path_join(dir, files.names[i]))) st = cnn_error(CNN_ENOMEM, "cannot list %s", split);
+        }
+        names_free(&files);
+        free(dir);
+    }
+    if (!st && total == 0) st = cnn_error(CNN_EFORMAT, "%s: no image files in its class folders", split);
+    if (!st) st = data_decode_images(split, paths, labels, total, classes->names, (int)classes->n, C, H, W, strict, out);
+    for (size_t i = 0; i < total; i++) free(paths[i]);
+    free(paths);
+    free(labels);
+    return st;
 }
 
 CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
