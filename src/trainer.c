@@ -43,7 +43,7 @@ typedef struct {
     char **images;
     int nimages;
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
-    int set_epochs, set_dataset, set_model;
+    int set_epochs, set_dataset, set_model, set_limit_test;
     const char *run_flag;  // the first flag given that a resumed run takes from its checkpoint
     CnnInit init;
 } Options;
@@ -310,7 +310,10 @@ static void parse_args(int argc, char **argv, Options *o) {
         else if (SWITCH("--no-normalize")) o->normalize = 0;
         else if (VALUE("--val-split")) o->val_split = (size_t)parse_long(flag, val, 0, 1L << 40);
         else if (VALUE("--limit-train")) o->limit_train = (size_t)parse_long(flag, val, 0, 1L << 40);
-        else if (VALUE("--limit-test")) o->limit_test = (size_t)parse_long(flag, val, 0, 1L << 40);
+        else if (VALUE("--limit-test")) {
+            o->limit_test = (size_t)parse_long(flag, val, 0, 1L << 40);
+            o->set_limit_test = 1;
+        }
         else if (VALUE("--seed")) o->seed = (uint64_t)parse_long(flag, val, 0, 0x7fffffffffffffffL);
         else if (VALUE("--checkpoint")) o->checkpoint = val;
         else if (VALUE("--resume")) o->resume = val;
@@ -664,6 +667,11 @@ static void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *p
     if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
     const char *best = cnn_meta_get(m, "save_best");  // absent in older checkpoints
     o->save_best = best && *best ? best : NULL;
+    // The log and the test subset go on as before unless given again.
+    const char *log = cnn_meta_get(m, "log");
+    if (!o->log_path && log && *log) o->log_path = log;
+    if (!o->set_limit_test && cnn_meta_get(m, "limit_test"))
+        o->limit_test = (size_t)meta_int(m, path, "limit_test", 0, 1LL << 40);
 }
 
 // Writes the run's checkpoint: weights, optimiser state and everything needed
@@ -701,6 +709,8 @@ static void save_run(const Options *o, const char *path, CnnNet *net, const CnnO
     cnn_meta_set(&m, "best_acc", "%.17g", best->acc);
     cnn_meta_set(&m, "best_epoch", "%d", best->epoch);
     cnn_meta_set(&m, "save_best", "%s", o->save_best ? o->save_best : "");
+    cnn_meta_set(&m, "log", "%s", o->log_path ? o->log_path : "");
+    cnn_meta_set(&m, "limit_test", "%zu", o->limit_test);
     cnn_meta_set(&m, "init", "%s", cnn_init_name(o->init));
     cnn_meta_set(&m, "schedule", "%s", cnn_schedule_name(sched->kind));
     run_keys_save(o, &m);

@@ -271,6 +271,10 @@ resume)
     train --epochs 1 --augment --checkpoint part.safetensors >/dev/null || fail "first epoch"
     expect 0 "resume: part.safetensors after epoch 1;" "$trainer" --resume part.safetensors --epochs 3 --data-dir data
     cmp straight.safetensors part.safetensors || fail "resumed run differs from the uninterrupted one"
+    # The log and the test subset go on after a resume without being given again.
+    train --epochs 1 --log lt.csv --limit-test 50 --checkpoint lt.safetensors >/dev/null || fail "logged first epoch"
+    expect 0 "data: .* 50 test" "$trainer" --resume lt.safetensors --epochs 2 --data-dir data
+    [ "$(wc -l <lt.csv)" -eq 3 ] || fail "the resumed run did not go on logging to lt.csv: $(cat lt.csv)"
     # Settings of the run cannot be changed on resume: refused, not ignored.
     expect 2 "--resume part.safetensors: --lr cannot change a resumed run" "$trainer" --resume part.safetensors --lr 0.1 --data-dir data
     expect 2 "--resume part.safetensors: --model cannot change a resumed run" "$trainer" --resume part.safetensors --model lenet --data-dir data
