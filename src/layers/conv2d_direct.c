@@ -234,7 +234,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
                 block_pad_any(k, x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, tmp,
                               xb + j * padded_in(l));
                 block_pad_any(k, dyi, l->OC, l->OH, l->OW, ph, pw, tmp, dyb + j * padded_dy(l));
-                conv2d_bias_grad(dyi, l->OC, (size_t)l->OH * l->OW, pdb);
+                if (l->has_bias) conv2d_bias_grad(dyi, l->OC, (size_t)l->OH * l->OW, pdb);
             }
             // The group's weight gradient, blocked, into the chunk's partial.
             BlockedConv g = forward_shape(l);
