@@ -1,11 +1,21 @@
 // Batch normalisation over (B,H,W) per channel (Ioffe & Szegedy 2015), with
 // PyTorch's conventions: biased variance to normalise, unbiased variance in
 // the running estimate, running = (1-momentum)*running + momentum*batch.
-// Parallel over channels; each channel's sums run in one fixed order (double).
+// Parallel over channels; each channel's sums run in one fixed order
+// (double, in LANES running sums added in lane order at the end: independent
+// chains that overlap, where one chain waits on every add).
 #include <math.h>
 #include <string.h>
 
 #include "layers/layer.h"
+
+#define LANES 8
+
+static double lanes_total(const double *lane) {
+    double t = 0.0;
+    for (int k = 0; k < LANES; k++) t += lane[k];
+    return t;
+}
 
 void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int training) {
     // x, y (B,C,H,W); gamma, beta, running_*, save_* (C)
@@ -14,16 +24,23 @@ void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int 
     for (int c = 0; c < C; c++) {
         float mean, invstd;
         if (training) {
-            double s = 0.0, ss = 0.0;
+            double ls[LANES] = {0}, lss[LANES] = {0};
             for (int b = 0; b < B; b++) {
                 const float *p = x + ((size_t)b * C + c) * HW;
-                for (int i = 0; i < HW; i++) s += p[i];
+                int i = 0;
+                for (; i + LANES <= HW; i += LANES)
+                    for (int k = 0; k < LANES; k++) ls[k] += p[i + k];
+                for (int k = 0; i + k < HW; k++) ls[k] += p[i + k];
             }
-            const double n = (double)B * HW, m = s / n;
+            const double s = lanes_total(ls), n = (double)B * HW, m = s / n;
             for (int b = 0; b < B; b++) {
                 const float *p = x + ((size_t)b * C + c) * HW;
-                for (int i = 0; i < HW; i++) ss += (p[i] - m) * (p[i] - m);
+                int i = 0;
+                for (; i + LANES <= HW; i += LANES)
+                    for (int k = 0; k < LANES; k++) lss[k] += (p[i + k] - m) * (p[i + k] - m);
+                for (int k = 0; i + k < HW; k++) lss[k] += (p[i + k] - m) * (p[i + k] - m);
             }
+            const double ss = lanes_total(lss);
             const double var = ss / n;
             mean = (float)m;
             invstd = (float)(1.0 / sqrt(var + l->eps));
@@ -53,14 +70,21 @@ void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, flo
 #pragma omp parallel for schedule(static) if ((size_t)B * C * HW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < C; c++) {
         const float mean = l->save_mean[c], invstd = l->save_invstd[c];
-        double sdy = 0.0, sdyx = 0.0;
+        double ldy[LANES] = {0}, ldyx[LANES] = {0};
         for (int b = 0; b < B; b++) {
             const float *p = x + ((size_t)b * C + c) * HW, *g = dy + ((size_t)b * C + c) * HW;
-            for (int i = 0; i < HW; i++) {
-                sdy += g[i];
-                sdyx += (double)g[i] * ((p[i] - mean) * invstd);
+            int i = 0;
+            for (; i + LANES <= HW; i += LANES)
+                for (int k = 0; k < LANES; k++) {
+                    ldy[k] += g[i + k];
+                    ldyx[k] += (double)g[i + k] * ((p[i + k] - mean) * invstd);
+                }
+            for (int k = 0; i + k < HW; k++) {
+                ldy[k] += g[i + k];
+                ldyx[k] += (double)g[i + k] * ((p[i + k] - mean) * invstd);
             }
         }
+        const double sdy = lanes_total(ldy), sdyx = lanes_total(ldyx);
         l->dgamma[c] += (float)sdyx;
         l->dbeta[c] += (float)sdy;
         if (!dx) continue;
