@@ -208,13 +208,13 @@ static float parse_float(const char *flag, const char *v, double lo, double hi) 
 }
 
 // Your own images: "folder:PATH" or "list:PATH"; the path follows the colon.
-static int is_folder(const char *dataset) { return !strncmp(dataset, "folder:", 7) || !strncmp(dataset, "list:", 5); }
+static int is_image_set(const char *dataset) { return !strncmp(dataset, "folder:", 7) || !strncmp(dataset, "list:", 5); }
 static const char *image_root(const char *dataset) { return strchr(dataset, ':') + 1; }
 
 static const char *canonical_dataset(const char *name) {
     static const char *names[] = {"mnist", "fashion-mnist", "cifar10", "cifar100"};
     if (!strcmp(name, "fashion")) return "fashion-mnist";
-    if (is_folder(name)) {
+    if (is_image_set(name)) {
         if (!*image_root(name)) die(EXIT_USAGE, "--dataset %s needs a path, e.g. %smy-images", name, name);
         return name;
     }
@@ -339,7 +339,7 @@ static int dataset_classes(const char *name) { return !strcmp(name, "cifar100") 
 // The built-in data sets' shapes without loading them (image folders are
 // loaded: their shape comes from their images).
 static void dataset_shape(const char *name, int grayscale, int *C, int *H, int *W) {
-    if (is_folder(name)) {  // the channels; H and W come from the images (or --image-size)
+    if (is_image_set(name)) {  // the channels; H and W come from the images (or --image-size)
         *C = grayscale ? 1 : 3;
         *H = *W = 0;
         return;
@@ -364,7 +364,7 @@ static void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnD
                            .height = o->image_h, .width = o->image_w, .strict = o->strict};
     double t0 = now();
     CnnStatus st = cnn_dataset_load(o->dataset, dir, &dopt, train, val, test);
-    if (is_folder(o->dataset)) {
+    if (is_image_set(o->dataset)) {
         check(st);
         snprintf(dir, sizeof dir, "%s", image_root(o->dataset));
         if (train->skipped || test->skipped)
@@ -690,9 +690,9 @@ typedef struct {
     int epoch;
 } RunBest;
 
-static void save_run(const Options *o, const char *path, CnnNet *net, const CnnOptimizer *opt,
-                     const CnnSchedule *sched, const float *mean, const float *stdv, int C, const char *names,
-                     int epoch, long batch_in_epoch, const EpochTally *tally, const RunBest *best) {
+static void save_run(const Options *o, const char *path, CnnNet *net, const CnnOptimizer *opt, const float *mean,
+                     const float *stdv, int C, const char *names, int epoch, long batch_in_epoch,
+                     const EpochTally *tally, const RunBest *best) {
     CnnMeta m = {0};
     char mean_s[96], std_s[96];
     join_floats(mean, C, mean_s, sizeof mean_s);
@@ -712,7 +712,7 @@ static void save_run(const Options *o, const char *path, CnnNet *net, const CnnO
     cnn_meta_set(&m, "log", "%s", o->log_path ? o->log_path : "");
     cnn_meta_set(&m, "limit_test", "%zu", o->limit_test);
     cnn_meta_set(&m, "init", "%s", cnn_init_name(o->init));
-    cnn_meta_set(&m, "schedule", "%s", cnn_schedule_name(sched->kind));
+    cnn_meta_set(&m, "schedule", "%s", cnn_schedule_name(o->schedule));
     run_keys_save(o, &m);
     CnnStatus st = cnn_checkpoint_save(path, net, opt, &m);
     cnn_meta_free(&m);
@@ -942,7 +942,7 @@ static void run_setup(Run *r) {
 }
 
 static void run_save(Run *r, const char *path, int epoch, long batch_in_epoch, const EpochTally *tally) {
-    save_run(r->o, path, r->net, &r->opt, &r->sched, r->mean, r->stdv, r->train.c, r->names, epoch, batch_in_epoch,
+    save_run(r->o, path, r->net, &r->opt, r->mean, r->stdv, r->train.c, r->names, epoch, batch_in_epoch,
              tally, &r->best);
 }
 
@@ -1268,7 +1268,7 @@ static int cmd_predict(Options *o) {
 static int cmd_summary(Options *o) {
     int C, H, W, classes = dataset_classes(o->dataset);
     dataset_shape(o->dataset, o->grayscale, &C, &H, &W);
-    if (is_folder(o->dataset)) {  // its shape and classes are its images'
+    if (is_image_set(o->dataset)) {  // its shape and classes are its images'
         CnnDataset train = {0}, val = {0}, test = {0};
         load_data(o, &train, &val, &test);
         C = train.c, H = train.h, W = train.w, classes = train.classes;

@@ -246,6 +246,13 @@ PY
     echo "../imgs/test/class1/0001.pgm,class42" >>list/test.csv
     expect 1 "list/test.csv: label 'class42' \(of list/../imgs/test/class1/0001.pgm\) is not a class of the training list" \
         "$trainer" --dataset list:list --checkpoint l2.safetensors
+    mkdir -p nolist
+    expect 1 "nolist: an image list needs train.csv and test.csv inside" "$trainer" --dataset list:nolist --checkpoint l2.safetensors
+    echo "path,label" >nolist/train.csv
+    cp list/test.csv nolist/test.csv
+    expect 1 "nolist/train.csv: no images listed" "$trainer" --dataset list:nolist --checkpoint l2.safetensors
+    expect 2 "--image-size: '16' is not HxW, e.g. 32x32" "$trainer" --dataset list:list --image-size 16
+    expect 2 "--image-size: '0' is not a whole number in 1..4096" "$trainer" --dataset list:list --image-size 0x8
     echo "no-comma-here" >>list/train.csv
     expect 1 "list/train.csv:403: 'no-comma-here' is not path,label" "$trainer" --dataset list:list --checkpoint l2.safetensors
     ;;

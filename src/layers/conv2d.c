@@ -247,11 +247,8 @@ static void conv_init(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit ini
 static int conv_tensors(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,
                         NetTensor *out) {
     (void)buffers;
-    const int64_t shape[4] = {l->OC, l->C, l->spec.k_h, l->spec.k_w}, vec[1] = {l->OC};
-    int n = 0;
-    layer_add_tensor(out, &n, idx, "weight", 4, shape, w, m, v);
-    if (l->n_b) layer_add_tensor(out, &n, idx, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
-    return n;
+    const int64_t shape[4] = {l->OC, l->C, l->spec.k_h, l->spec.k_w};
+    return layer_weight_bias_tensors(l, idx, 4, shape, w, m, v, out);
 }
 
 static void conv_forward_row(Layer *l, const float *x, const LayerRun *r) {

@@ -104,6 +104,10 @@ const char *layer_fmt_float(float x, char *buf, size_t n);
 void layer_init_weights(const Layer *l, float *w, CnnRng *r, CnnInit init);
 // 2 * weights * output pixels: conv and dense.
 double layer_weight_flops(const Layer *l);
+// A conv or dense layer's "<idx>.weight" (shape) and, if it has one,
+// "<idx>.bias" (OC); returns the count.
+int layer_weight_bias_tensors(const Layer *l, int idx, int ndim, const int64_t *shape, float *w, float *m,
+                              float *v, NetTensor *out);
 // Appends the tensor "<idx>.<what>" to out[*n].
 void layer_add_tensor(NetTensor *out, int *n, int idx, const char *what, int ndim,
                       const int64_t *shape, float *data, float *m, float *v);

@@ -79,6 +79,15 @@ void layer_init_weights(const Layer *l, float *w, CnnRng *r, CnnInit init) {
 
 double layer_weight_flops(const Layer *l) { return 2.0 * (double)l->n_w * l->OH * l->OW; }
 
+int layer_weight_bias_tensors(const Layer *l, int idx, int ndim, const int64_t *shape, float *w, float *m,
+                              float *v, NetTensor *out) {
+    const int64_t vec[1] = {l->OC};
+    int n = 0;
+    layer_add_tensor(out, &n, idx, "weight", ndim, shape, w, m, v);
+    if (l->n_b) layer_add_tensor(out, &n, idx, "bias", 1, vec, w + l->n_w, m + l->n_w, v + l->n_w);
+    return n;
+}
+
 void layer_add_tensor(NetTensor *out, int *n, int idx, const char *what, int ndim,
                       const int64_t *shape, float *data, float *m, float *v) {
     NetTensor *x = &out[(*n)++];
