@@ -80,9 +80,26 @@ train)
     [ "$(wc -l <run.csv)" -eq 3 ] || fail "run.csv should have a header and 2 rows: $(cat run.csv)"
     head -1 run.csv | grep -q "^epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc" || fail "csv header"
     sed -n 2p run.csv | grep -q "^1,0.001," || fail "lr not logged as 0.001: $(sed -n 2p run.csv)"
+    # Each row names its run and carries the run's settings; a second run
+    # appended to the log gets another id.
+    head -1 run.csv | grep -q ",train_img_per_s,run,settings$" || fail "csv header lacks run,settings: $(head -1 run.csv)"
+    python3 - run.csv "$MODEL" <<'PY' || fail "run ids and settings in run.csv: $(cat run.csv)"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 2 and rows[0]["run"] == rows[1]["run"] and rows[0]["run"], rows
+s = dict(kv.split("=", 1) for kv in rows[0]["settings"].split("; "))
+assert s["dataset"] == "mnist" and s["optimizer"] == "adam" and s["epochs"] == "2" and s["batch"] == "32", s
+assert s["model"] == sys.argv[2] and s["seed"] == "7" and s["base_lr"] == "0.001" and "kernels" in s, s
+PY
+    train --epochs 1 --checkpoint a2.safetensors --log run.csv >/dev/null || fail "second logged run"
+    ids=$(python3 -c 'import csv,sys; print(len({r["run"] for r in csv.DictReader(open(sys.argv[1]))}))' run.csv)
+    [ "$ids" = 2 ] || fail "two runs appended to run.csv should have two ids: $(cut -d, -f13 run.csv)"
+    # A log of an older release (other columns) is refused before any work.
+    printf 'epoch,lr,train_loss,train_acc,eval_split,eval_loss,eval_acc,macro_precision,macro_recall,macro_f1,epoch_seconds,train_img_per_s\n' >old.csv
+    expect 2 "--log old.csv: its columns differ from this trainer's" train --epochs 1 --log old.csv
     # Steps too: every 3rd of 2 x 13 steps in steps.steps.csv.
     train --epochs 2 --checkpoint st.safetensors --log steps.csv --log-every 3 >/dev/null || fail "--log-every run"
-    head -1 steps.steps.csv | grep -q "^step,epoch,batch,loss,lr,img_per_s$" || fail "step log header: $(head -1 steps.steps.csv)"
+    head -1 steps.steps.csv | grep -q "^step,epoch,batch,loss,lr,img_per_s,run$" || fail "step log header: $(head -1 steps.steps.csv)"
     [ "$(wc -l <steps.steps.csv)" -eq 9 ] || fail "step log should have 8 rows: $(cat steps.steps.csv)"
     sed -n 2p steps.steps.csv | grep -qE "^3,1,3,[0-9.]+,0.001," || fail "first step row: $(sed -n 2p steps.steps.csv)"
     sed -n 9p steps.steps.csv | grep -qE "^24,2,11," || fail "last step row: $(sed -n 9p steps.steps.csv)"
@@ -131,7 +148,6 @@ PY
         train --epochs 1 --checkpoint a1.safetensors --log one.csv >/dev/null || fail "1-epoch run"
         expect 0 "plot-metrics: wrote one.png" "$root/tools/plot-metrics" one.csv one.png
         grep -qi "warning" <<<"$out" && fail "plot-metrics warned: $out"
-        train --epochs 1 --checkpoint a2.safetensors --log run.csv >/dev/null || fail "second logged run"
         expect 0 "run.csv holds 2 runs; drawing the last \(1 epoch\)" "$root/tools/plot-metrics" run.csv run2.png
     fi
     # The tiny set is easy: the last epoch must reach 100% test accuracy.
@@ -282,6 +298,7 @@ resume)
     train --epochs 1 --log lt.csv --limit-test 50 --checkpoint lt.safetensors >/dev/null || fail "logged first epoch"
     expect 0 "data: .* 50 test" "$trainer" --resume lt.safetensors --epochs 2 --data-dir data
     [ "$(wc -l <lt.csv)" -eq 3 ] || fail "the resumed run did not go on logging to lt.csv: $(cat lt.csv)"
+    sed -n 3p lt.csv | grep -q "; resumed_from=lt.safetensors\"$" || fail "the resumed row does not say so: $(sed -n 3p lt.csv)"
     # Settings of the run cannot be changed on resume: refused, not ignored.
     expect 2 "--resume part.safetensors: --lr cannot change a resumed run" "$trainer" --resume part.safetensors --lr 0.1 --data-dir data
     expect 2 "--resume part.safetensors: --model cannot change a resumed run" "$trainer" --resume part.safetensors --model lenet --data-dir data
@@ -398,8 +415,8 @@ failures)
     sed 's/"hflip":"0"/"hflip":"2"/' good.safetensors >badflip.safetensors
     expect 1 "badflip.safetensors: checkpoint metadata 'hflip' is '2', not a whole number in 0..1" \
         "$trainer" --resume badflip.safetensors --data-dir data
-    sed 's/"gamma":"0.100000001"/"gamma":"7.000000000"/' good.safetensors >badgamma.safetensors  # same length
-    expect 1 "badgamma.safetensors: checkpoint metadata 'gamma' is '7.000000000', not a number in \[0, 1\]" \
+    sed 's/"gamma":"0.1"/"gamma":"7.0"/' good.safetensors >badgamma.safetensors  # same length
+    expect 1 "badgamma.safetensors: checkpoint metadata 'gamma' is '7.0', not a number in \[0, 1\]" \
         "$trainer" --resume badgamma.safetensors --data-dir data
     sed 's/"batch":"32"/"batch":"0x"/' good.safetensors >badmeta.safetensors
     expect 1 "badmeta.safetensors: checkpoint metadata 'batch' is '0x', not a whole number" \

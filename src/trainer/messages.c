@@ -1,0 +1,84 @@
+// trainer: messages, exits and the report tables.
+#include "trainer.h"
+
+// ---------------------------------------------------------------- messages
+void die(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("trainer: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+// Library errors were already printed by cnnc ("cnnc: <file>: <problem>").
+void check(CnnStatus st) {
+    if (st) exit(st == CNN_EARG ? EXIT_USAGE : EXIT_RUNTIME);
+}
+
+// A model that cannot be built from --model is a usage error; memory is not.
+void check_model(CnnStatus st) {
+    if (st) exit(st == CNN_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE);
+}
+
+double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+const char *plural(long n) { return n == 1 ? "" : "s"; }
+
+// The shortest text that reads back as x: 0.001, not 0.00100000005.
+const char *shortest_float(float x, char *buf, size_t n) {
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, n, "%.*g", digits, x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return buf;
+}
+void format_count(double v, char *buf, size_t n) {
+    if (v >= 1e9) snprintf(buf, n, "%.2f G", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, n, "%.2f M", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, n, "%.1f k", v / 1e3);
+    else snprintf(buf, n, "%.0f", v);
+}
+void print_summary(const CnnNet *net) {
+    printf("  #  %-36s %-14s %10s %12s\n", "layer", "output", "params", "FLOPs/image");
+    for (int i = 0; i < cnn_net_num_layers(net); i++) {
+        CnnLayerInfo li;
+        cnn_net_layer_info(net, i, &li);
+        char shape[32], fl[32];
+        snprintf(shape, sizeof shape, "%dx%dx%d", li.OC, li.OH, li.OW);
+        format_count(li.flops, fl, sizeof fl);
+        printf(" %2d  %-36s %-14s %10zu %12s\n", i, li.text, shape, li.n_weight + li.n_bias, li.flops > 0 ? fl : "-");
+    }
+    char fl[32];
+    format_count(cnn_net_flops(net), fl, sizeof fl);
+    printf("     total: %zu parameters (%.2f MB as float32), %sFLOP forward per image\n", cnn_net_num_params(net),
+           cnn_net_num_params(net) * 4.0 / 1e6, fl);
+}
+// ---------------------------------------------------------------- reports
+void print_class_table(const CnnMetrics *m, const int64_t *cm, int K, char **names) {
+    printf("\n  %-14s %9s %9s %9s %8s\n", "class", "precision", "recall", "F1", "support");
+    for (int k = 0; k < K && k < CNN_METRICS_MAX_CLASSES; k++)
+        printf("  %-14.14s %9.4f %9.4f %9.4f %8lld\n", names ? names[k] : "?", m->precision[k], m->recall[k], m->f1[k],
+               (long long)m->support[k]);
+    printf("  %-14s %9.4f %9.4f %9.4f\n", "macro avg", m->macro_precision, m->macro_recall, m->macro_f1);
+    if (K > 20) return;  // a 100x100 matrix helps nobody on a terminal
+    printf("\nconfusion matrix (rows: true class, columns: predicted):\n       ");
+    for (int k = 0; k < K; k++) printf(" %5.5s", names ? names[k] : "?");
+    printf("\n");
+    for (int i = 0; i < K; i++) {
+        printf("  %-5.5s", names ? names[i] : "?");
+        for (int j = 0; j < K; j++) printf(" %5lld", (long long)cm[(size_t)i * K + j]);
+        printf("\n");
+    }
+}
+
+double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}

@@ -1,0 +1,249 @@
+// trainer: the help texts and the command line.
+#include "trainer.h"
+
+static const char *HELP_MAIN =
+    "usage: trainer [COMMAND] [OPTIONS]\n"
+    "\n"
+    "Trains and runs small convolutional networks on the CPU, on every core.\n"
+    "\n"
+    "commands:\n"
+    "  train     train a model on a data set (the default command)\n"
+    "  eval      evaluate a checkpoint on a test set: loss, accuracy, precision, recall, F1\n"
+    "  predict   classify image files (PNG, JPEG, PGM, ...) with a checkpoint\n"
+    "  summary   print a model's layers, shapes, parameters and FLOPs\n"
+    "\n"
+    "`trainer COMMAND --help` lists each command's options; `trainer --version` prints the version.\n"
+    "Example: trainer --dataset mnist --model tfcnn --epochs 3 --threads 2 --batch 64\n";
+
+static const char *HELP_TRAIN =
+    "usage: trainer [train] [OPTIONS]\n"
+    "\n"
+    "data:\n"
+    "  --dataset NAME        mnist, fashion-mnist, cifar10 or cifar100 (default mnist), or\n"
+    "                        folder:PATH, your own images: PATH/train/<class>/*.png and\n"
+    "                        PATH/test/<class>/*.png (PNG, JPEG, BMP, PGM/PPM; one folder per class),\n"
+    "                        or list:PATH, PATH/train.csv and PATH/test.csv of path,label lines\n"
+    "  --data-dir DIR        folder holding <dataset>/ as tools/fetch-data lays it out (default data)\n"
+    "  --grayscale           colour images as one channel (mean of R, G, B)\n"
+    "  --image-size HxW      image folders: resize every image to HxW (default: the first image's size)\n"
+    "  --strict              image folders: stop at the first unreadable file (default: skip and count)\n"
+    "  --limit-train N       use only the first N training images\n"
+    "  --val-split N         hold out the last N training images and evaluate on them\n"
+    "  --limit-test N        evaluate on the first N test images only\n"
+    "  --no-normalize        feed pixels/255 (default: standardise each channel with the\n"
+    "                        training split's mean and std, stored in the checkpoint)\n"
+    "  --augment             random crop with zero padding and (CIFAR) horizontal flips\n"
+    "  --crop-pad N          padding of the random crop (default 4 for CIFAR, 2 for digits)\n"
+    "  --hflip / --no-hflip  horizontal flips with --augment (default: on for CIFAR only)\n"
+    "model and optimiser:\n"
+    "  --model M             tfcnn, lenet, vgg8bn or a description such as\n"
+    "                        \"conv(32,3) relu maxpool(2) flatten dense(10)\" (default tfcnn)\n"
+    "  --epochs N            passes over the training set (default 5)\n"
+    "  --batch N             images per step (default 64)\n"
+    "  --init I              weight initialisation: pytorch (PyTorch's defaults: uniform in\n"
+    "                        +-1/sqrt(fan_in)) or he (normal, std sqrt(2/fan_in)) (default pytorch)\n"
+    "  --optimizer O         adam, adamw or sgd (default adam)\n"
+    "  --lr X                peak learning rate (default 1e-3 for Adam/AdamW, 0.01 for SGD)\n"
+    "  --momentum X          SGD momentum (default 0.9)\n"
+    "  --nesterov            SGD with Nesterov momentum\n"
+    "  --weight-decay X      L2 (adam, sgd) or decoupled (adamw, default 0.01) weight decay\n"
+    "  --schedule S          constant, step or cosine (default constant)\n"
+    "  --warmup N            steps of linear learning-rate warm-up (default 0)\n"
+    "  --step-epochs N       step schedule: multiply the rate by --gamma every N epochs (default 1/3 of --epochs)\n"
+    "  --gamma X             step schedule factor (default 0.1)\n"
+    "run:\n"
+    "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores)\n"
+    "  --kernels NAME        compute kernels: auto (default: the best this CPU runs), avx2 or\n"
+    "                        reference (im2col + OpenBLAS); also CNNC_KERNELS=NAME\n"
+    "  --seed S              seeds initialisation, shuffling, augmentation and dropout (default 1)\n"
+    "  --checkpoint FILE     written atomically after every epoch and on Ctrl-C\n"
+    "                        (default cnnc-<dataset>-<model>.safetensors)\n"
+    "  --resume FILE         continue a run from its checkpoint (settings come from the file;\n"
+    "                        --epochs may extend it)\n"
+    "  --save-best FILE      also write the epoch with the best validation accuracy to FILE (needs --val-split)\n"
+    "  --early-stop N        stop after N epochs without a better validation accuracy (needs --val-split)\n"
+    "  --init-from FILE      start from a checkpoint's weights (fine-tuning; its model unless --model is given),\n"
+    "                        with a new optimiser and schedule\n"
+    "  --log FILE.csv        append one row of metrics per epoch\n"
+    "  --log-every N         also a row every N steps (step, loss, lr, img/s) in FILE.steps.csv\n"
+    "\n"
+    "Results are bit-identical for any --threads with the same --seed and kernels.\n";
+
+static const char *HELP_EVAL =
+    "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
+    "                    [--kernels NAME] [--limit-test N] [--json]\n"
+    "\n"
+    "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
+    "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
+    "them as one JSON object instead (classes, confusion rows by true class).\n";
+
+static const char *HELP_PREDICT =
+    "usage: trainer predict --checkpoint FILE [--top K] [--invert] [--json] IMAGE...\n"
+    "\n"
+    "Prints the top K (default 3) classes with probabilities for each image (PNG, JPEG, PGM,\n"
+    "PPM, BMP, ...). Images are converted to the model's channels and resized to its input.\n"
+    "--invert turns dark-on-light drawings into MNIST's light-on-dark. --json prints one JSON\n"
+    "array: per image its top classes with index and probability, or its error.\n";
+
+static const char *HELP_SUMMARY =
+    "usage: trainer summary [--model M] [--dataset NAME] [--grayscale]\n"
+    "\n"
+    "Prints each layer's output shape, parameter count and forward FLOPs, and the totals.\n";
+
+// ---------------------------------------------------------------- argument parsing
+// The one number parser: all of s is a whole number (whole; exact in *i)
+// or a number (in *d) within [lo, hi]. Flags and checkpoint metadata wrap it
+// with their own messages and exit codes.
+int parse_number(const char *s, int whole, double lo, double hi, long long *i, double *d) {
+    char *end;
+    errno = 0;
+    if (whole) {
+        *i = strtoll(s, &end, 10);
+        *d = (double)*i;
+    } else {
+        *d = strtod(s, &end);
+    }
+    return *s && !*end && !errno && *d >= lo && *d <= hi;
+}
+
+static long parse_long(const char *flag, const char *v, long lo, long hi) {
+    long long i;
+    double x;
+    if (!parse_number(v, 1, (double)lo, (double)hi, &i, &x) || i < lo || i > hi)
+        die(EXIT_USAGE, "%s: '%s' is not a whole number in %ld..%ld", flag, v, lo, hi);
+    return (long)i;
+}
+
+static float parse_float(const char *flag, const char *v, double lo, double hi) {
+    long long i;
+    double x;
+    if (!parse_number(v, 0, lo, hi, &i, &x)) die(EXIT_USAGE, "%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
+    return (float)x;
+}
+
+// Your own images: "folder:PATH" or "list:PATH"; the path follows the colon.
+int is_image_set(const char *dataset) { return !strncmp(dataset, "folder:", 7) || !strncmp(dataset, "list:", 5); }
+const char *image_root(const char *dataset) { return strchr(dataset, ':') + 1; }
+
+const char *canonical_dataset(const char *name) {
+    static const char *names[] = {"mnist", "fashion-mnist", "cifar10", "cifar100"};
+    if (!strcmp(name, "fashion")) return "fashion-mnist";
+    if (is_image_set(name)) {
+        if (!*image_root(name)) die(EXIT_USAGE, "--dataset %s needs a path, e.g. %smy-images", name, name);
+        return name;
+    }
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, names[i])) return names[i];
+    die(EXIT_USAGE, "--dataset: unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100, "
+        "folder:PATH or list:PATH)", name);
+}
+
+// The settings that define a run: a resumed run takes them from its
+// checkpoint, so giving one with --resume is refused rather than ignored.
+static const char *const RUN_FLAGS[] = {
+    "--model", "--batch", "--init", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
+    "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
+    "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
+    "--save-best", "--early-stop", "--init-from",
+};
+
+void parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.command = "train", .dataset = "mnist", .data_dir = "data", .model = "tfcnn",
+                   .epochs = 5, .batch = 64, .normalize = 1, .hflip = -1, .crop_pad = -1, .seed = 1,
+                   .opt_kind = CNN_OPT_ADAM, .schedule = CNN_SCHED_CONSTANT, .lr = -1, .momentum = -1,
+                   .weight_decay = -1, .gamma = 0.1f, .top = 3};
+    int i = 1;
+    static const char *commands[] = {"train", "eval", "predict", "summary"};
+    if (argc > 1 && argv[1][0] != '-') {
+        int known = 0;
+        for (int c = 0; c < 4; c++)
+            if (!strcmp(argv[1], commands[c])) { o->command = commands[c]; known = 1; }
+        if (!strcmp(argv[1], "help")) { fputs(HELP_MAIN, stdout); exit(0); }
+        if (!known) die(EXIT_USAGE, "unknown command '%s' (expected train, eval, predict or summary; see --help)", argv[1]);
+        i = 2;
+    }
+    o->images = calloc((size_t)argc, sizeof *o->images);
+    for (; i < argc; i++) {
+        char *a = argv[i];
+        if (a[0] != '-') {
+            if (strcmp(o->command, "predict")) die(EXIT_USAGE, "unexpected argument '%s' (see --help)", a);
+            o->images[o->nimages++] = a;
+            continue;
+        }
+        // --flag=value or --flag value
+        char flag[64];
+        const char *val = NULL, *eq = strchr(a, '=');
+        if (eq) {
+            snprintf(flag, sizeof flag, "%.*s", (int)(eq - a), a);
+            val = eq + 1;
+        } else {
+            snprintf(flag, sizeof flag, "%s", a);
+        }
+#define SWITCH(name) (!strcmp(flag, name) && !val)
+#define VALUE(name) (!strcmp(flag, name) && (val || (i + 1 < argc ? (val = argv[++i], 1) : \
+                     (die(EXIT_USAGE, "%s needs a value (see --help)", name), 0))))
+        if (SWITCH("--help") || SWITCH("-h")) {
+            const char *h = !strcmp(o->command, "eval") ? HELP_EVAL : !strcmp(o->command, "predict") ? HELP_PREDICT
+                          : !strcmp(o->command, "summary") ? HELP_SUMMARY : argc > 2 || i > 1 ? HELP_TRAIN : HELP_MAIN;
+            if (i == 1) h = HELP_MAIN;
+            fputs(h, stdout);
+            exit(0);
+        } else if (SWITCH("--version")) {
+            printf("cnnc trainer %s\n", CNNC_VERSION);
+            exit(0);
+        } else if (VALUE("--dataset")) { o->dataset = canonical_dataset(val); o->set_dataset = 1; }
+        else if (VALUE("--data-dir")) o->data_dir = val;
+        else if (VALUE("--model")) { o->model = val; o->set_model = 1; }
+        else if (VALUE("--epochs")) { o->epochs = (int)parse_long(flag, val, 1, 100000); o->set_epochs = 1; }
+        else if (VALUE("--batch")) o->batch = (int)parse_long(flag, val, 1, 65536);
+        else if (VALUE("--threads")) o->threads = (int)parse_long(flag, val, 1, 4096);
+        else if (VALUE("--kernels")) o->kernels = val;
+        else if (VALUE("--optimizer")) { if (cnn_opt_parse(val, &o->opt_kind)) exit(EXIT_USAGE); }
+        else if (VALUE("--init")) { if (cnn_init_parse(val, &o->init)) exit(EXIT_USAGE); }
+        else if (VALUE("--lr")) o->lr = parse_float(flag, val, 0, 10);
+        else if (VALUE("--momentum")) o->momentum = parse_float(flag, val, 0, 1);
+        else if (SWITCH("--nesterov")) o->nesterov = 1;
+        else if (VALUE("--weight-decay")) o->weight_decay = parse_float(flag, val, 0, 10);
+        else if (VALUE("--schedule")) { if (cnn_schedule_parse(val, &o->schedule)) exit(EXIT_USAGE); }
+        else if (VALUE("--warmup")) o->warmup = parse_long(flag, val, 0, 100000000);
+        else if (VALUE("--step-epochs")) o->step_epochs = (int)parse_long(flag, val, 1, 100000);
+        else if (VALUE("--gamma")) o->gamma = parse_float(flag, val, 0, 1);
+        else if (SWITCH("--augment")) o->augment = 1;
+        else if (VALUE("--crop-pad")) o->crop_pad = (int)parse_long(flag, val, 0, 16);
+        else if (SWITCH("--hflip")) o->hflip = 1;
+        else if (SWITCH("--no-hflip")) o->hflip = 0;
+        else if (SWITCH("--grayscale")) o->grayscale = 1;
+        else if (VALUE("--image-size")) {
+            char h[16] = "", *x = strchr(val, 'x');
+            if (!x || (size_t)(x - val) >= sizeof h) die(EXIT_USAGE, "--image-size: '%s' is not HxW, e.g. 32x32", val);
+            memcpy(h, val, (size_t)(x - val));
+            o->image_h = (int)parse_long(flag, h, 1, 4096);
+            o->image_w = (int)parse_long(flag, x + 1, 1, 4096);
+        }
+        else if (SWITCH("--strict")) o->strict = 1;
+        else if (SWITCH("--no-normalize")) o->normalize = 0;
+        else if (VALUE("--val-split")) o->val_split = (size_t)parse_long(flag, val, 0, 1L << 40);
+        else if (VALUE("--limit-train")) o->limit_train = (size_t)parse_long(flag, val, 0, 1L << 40);
+        else if (VALUE("--limit-test")) {
+            o->limit_test = (size_t)parse_long(flag, val, 0, 1L << 40);
+            o->set_limit_test = 1;
+        }
+        else if (VALUE("--seed")) o->seed = (uint64_t)parse_long(flag, val, 0, 0x7fffffffffffffffL);
+        else if (VALUE("--checkpoint")) o->checkpoint = val;
+        else if (VALUE("--resume")) o->resume = val;
+        else if (VALUE("--log")) o->log_path = val;
+        else if (VALUE("--log-every")) o->log_every = (int)parse_long(flag, val, 1, 1000000000);
+        else if (VALUE("--save-best")) o->save_best = val;
+        else if (VALUE("--early-stop")) o->early_stop = (int)parse_long(flag, val, 1, 100000);
+        else if (VALUE("--init-from")) o->init_from = val;
+        else if (SWITCH("--invert")) o->invert = 1;
+        else if (SWITCH("--json")) o->json = 1;
+        else if (VALUE("--top")) o->top = (int)parse_long(flag, val, 1, 256);
+        else die(EXIT_USAGE, "unknown option '%s' (see trainer %s --help)", flag, o->command);
+#undef SWITCH
+#undef VALUE
+        for (size_t k = 0; k < sizeof RUN_FLAGS / sizeof RUN_FLAGS[0] && !o->run_flag; k++)
+            if (!strcmp(flag, RUN_FLAGS[k])) o->run_flag = RUN_FLAGS[k];
+    }
+}
+
