@@ -107,6 +107,16 @@ int cnn_kernels_count(void);
 const char *cnn_kernels_list(int i, int *supported);
 // "kernels avx2 (AVX2+FMA small-K GEMMs ...; the best this CPU runs)".
 void cnn_kernels_describe(char *buf, size_t n);
+// The algorithm of 3x3 stride-1 convolutions with channels in multiples of
+// 8, where the backend has both: "direct", "winograd" (F(4x4, 3x3) forward
+// and input gradient, the weight gradient direct; it rounds differently, see
+// the README) or "auto" (the default: Winograd on the layers where it was
+// measured faster). NULL or "" mean auto; CNNC_CONV in the environment does
+// the same as a call with its value. CNN_EARG for another name. Do not call
+// it while a training step runs.
+CnnStatus cnn_conv_select(const char *name);
+CnnStatus cnn_conv_from_env(void);
+const char *cnn_conv_name(void);
 
 // ---------------------------------------------------------------- memory
 // Batches are plain NCHW float32 arrays (B images of C x H x W). 64-byte aligned, zeroed allocation of count floats (NULL on failure or overflow).

@@ -70,6 +70,32 @@ START_TEST(test_bad_environment_falls_back_to_auto) {
 }
 END_TEST
 
+// The convolution algorithm: by name, from CNNC_CONV, and said in the banner.
+START_TEST(test_conv_algorithm_by_name_and_environment) {
+    ck_assert_str_eq(cnn_conv_name(), "auto");  // nothing set: auto
+    ck_assert_int_eq(cnn_conv_select("WINOGRAD"), CNN_OK);
+    ck_assert_str_eq(cnn_conv_name(), "winograd");
+    ck_assert_int_eq(conv_algo(), CONV_WINOGRAD);
+    char buf[512];
+    cnn_kernels_describe(buf, sizeof buf);
+    if (kernels()->wino_input) ck_assert_msg(strstr(buf, "3x3 convolutions: winograd F(4x4, 3x3)"), "%s", buf);
+    ck_assert_int_eq(cnn_conv_select("direct"), CNN_OK);
+    ck_assert_int_eq(conv_algo(), CONV_DIRECT);
+    cnn_set_quiet(1);
+    ck_assert_int_eq(cnn_conv_select("fft"), CNN_EARG);
+    ck_assert_msg(strstr(cnn_last_error(), "unknown convolution algorithm 'fft'"), "%s", cnn_last_error());
+    ck_assert_int_eq(conv_algo(), CONV_DIRECT);  // a refused name changes nothing
+    setenv("CNNC_CONV", "winograd", 1);
+    ck_assert_int_eq(cnn_conv_from_env(), CNN_OK);
+    ck_assert_str_eq(cnn_conv_name(), "winograd");
+    setenv("CNNC_CONV", "bogus", 1);
+    ck_assert_int_eq(cnn_conv_from_env(), CNN_EARG);
+    ck_assert_int_eq(cnn_conv_select(NULL), CNN_OK);
+    ck_assert_str_eq(cnn_conv_name(), "auto");
+    unsetenv("CNNC_CONV");
+}
+END_TEST
+
 START_TEST(test_blas_core_table) {
     // Generic or pre-AVX2 cores on AVX2 and AVX-512 CPUs.
     ck_assert_str_eq(blas_core_for("Prescott", 1, 0), "Haswell");
@@ -153,6 +179,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_select_by_name);
     tcase_add_test(tc, test_environment_forces_a_backend);
     tcase_add_test(tc, test_bad_environment_falls_back_to_auto);
+    tcase_add_test(tc, test_conv_algorithm_by_name_and_environment);
     tcase_add_test(tc, test_blas_core_table);
     tcase_add_test(tc, test_blas_core_switch);
     tcase_add_test(tc, test_threads_init_leaves_a_fitting_core);

@@ -378,6 +378,34 @@ START_TEST(test_bit_identical_across_thread_counts) {
 }
 END_TEST
 
+// 3x3 layers that Winograd runs (channels in multiples of 8; pad 1, 0 and
+// 2), under both algorithms.
+START_TEST(test_winograd_bit_identical_across_thread_counts) {
+    static const char *desc = "conv(8,3,pad=1) relu conv(16,3,pad=1) relu conv(16,3) bn relu conv(8,3,pad=2) relu "
+                              "flatten dense(5)";
+    CnnNet *probe;
+    ck_assert_int_eq(cnn_net_create(&probe, desc, 3, 12, 10, 1, 11), CNN_OK);
+    const size_t n = cnn_net_num_params(probe) + cnn_net_num_buffers(probe);
+    cnn_net_free(probe);
+    static const char *algos[] = {"direct", "winograd"};
+    for (int kb = 0; kernels_next(&kb);)
+        for (int a = 0; a < 2; a++) {
+            ck_assert_int_eq(cnn_conv_select(algos[a]), CNN_OK);
+            float *ref = train_with_threads(desc, 1, 3, 37);
+            static const int threads[] = {2, 3, 16};
+            for (int t = 0; t < 3; t++) {
+                float *p = train_with_threads(desc, threads[t], 3, 37);
+                ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0,
+                              "kernels %s, %s: parameters after 3 steps differ between 1 and %d threads",
+                              cnn_kernels_name(), algos[a], threads[t]);
+                free(p);
+            }
+            free(ref);
+        }
+    ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
+}
+END_TEST
+
 START_TEST(test_tfcnn_bit_identical_across_thread_counts) {
     // The built-in tfcnn on 1x28x28 at batch 64, 1/2/3/7 threads.
     for (int kb = 0; kernels_next(&kb);) {
@@ -465,6 +493,7 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_optimizers_match_pytorch);
     tcase_add_test(tc, test_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_tfcnn_bit_identical_across_thread_counts);
+    tcase_add_test(tc, test_winograd_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_end_to_end_learns_synthetic_data);
     suite_add_tcase(s, tc);
     return s;

@@ -104,6 +104,7 @@ PY
     sed -n 2p steps.steps.csv | grep -qE "^3,1,3,[0-9.]+,0.001," || fail "first step row: $(sed -n 2p steps.steps.csv)"
     sed -n 9p steps.steps.csv | grep -qE "^24,2,11," || fail "last step row: $(sed -n 9p steps.steps.csv)"
     expect 2 "--log-every N needs --log FILE.csv" train --epochs 1 --log-every 5
+    expect 2 "--conv: cannot use the convolution algorithm 'fft'" train --epochs 1 --conv fft
     # The initialisation is recorded; PyTorch's default starts near ln 10, He's far above.
     grep -aq '"init":"pytorch"' a.safetensors || fail "checkpoint lacks init=pytorch"
     expect 0 "epoch 1/1  train loss 2\.[23]" train --epochs 1 --lr 0 --checkpoint lr0.safetensors
@@ -287,7 +288,17 @@ threads)
     cmp r1.safetensors r3.safetensors || fail "reference kernels: 2 and 3 threads differ"
     expect 0 "trainer: kernels [a-z0-9]+ \(.*the best this CPU runs\)" train --epochs 1 --kernels auto --checkpoint a2.safetensors
     cmp t2.safetensors a2.safetensors || fail "--kernels auto differs from the default"
-    echo "ok: reference kernels identical at 2 and 3 threads; auto is the default"
+    # Both convolution algorithms, each at 1 and 3 threads; auto is Winograd on
+    # the second convolution (8 -> 8 channels) where the kernels have it.
+    expect 0 "3x3 convolutions: direct" train --epochs 1 --conv direct --checkpoint d1.safetensors --threads 1
+    CNNC_CONV=direct train --epochs 1 --threads 3 --checkpoint d3.safetensors >/dev/null || fail "CNNC_CONV=direct"
+    cmp d1.safetensors d3.safetensors || fail "direct convolutions: 1 and 3 threads differ"
+    out=$(train --epochs 1 --conv winograd --threads 3 --checkpoint w3.safetensors) || fail "--conv winograd"
+    if grep -q "3x3 convolutions: winograd F(4x4" <<<"$out"; then
+        cmp t1.safetensors w3.safetensors || fail "--conv winograd at 3 threads differs from the default at 1"
+        cmp -s d1.safetensors w3.safetensors && fail "--conv direct and winograd gave the same bytes (Winograd did not run?)"
+    fi
+    echo "ok: reference kernels identical at 2 and 3 threads; auto is the default; the same for --conv direct and winograd"
     ;;
 resume)
     train --epochs 3 --augment --checkpoint straight.safetensors >/dev/null || fail "straight run"

@@ -3,7 +3,7 @@
 // ceilings measured in the same run: the CPU's FP32 FMA peak (AVX2 and
 // AVX-512 where present) and a large square SGEMM.
 //
-//   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2] [--kernels NAME]
+//   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2] [--kernels NAME] [--conv ALGO]
 //         [--steps 20] [--reps 5] [--warmup 3] [--classes 10] [--json] [--no-layers]
 #include <omp.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@ extern void openblas_set_num_threads(int num_threads);
 extern char *openblas_get_corename(void);
 
 typedef struct {
-    const char *model, *kernels;
+    const char *model, *kernels, *conv;
     int C, H, W, batch, steps, reps, warmup, classes, json, layers;
     int threads[16], nthreads;
 } Options;
@@ -29,12 +29,13 @@ typedef struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bench [--model NAME|DESC] [--input CxHxW] [--batch B] [--threads N[,N...]]\n"
-            "             [--kernels NAME] [--steps S] [--reps R] [--warmup W] [--classes K] [--json]\n"
+            "             [--kernels NAME] [--conv ALGO] [--steps S] [--reps R] [--warmup W] [--classes K] [--json]\n"
             "             [--no-layers]\n"
             "Trains on synthetic data; prints median images/s over R repetitions of S steps,\n"
             "a per-layer forward/backward table, the FP32 FMA peak of this CPU at each thread\n"
             "count and SGEMM GFLOP/s of a 2048^3 product, all measured in the same run.\n"
-            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx2, reference.\n");
+            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx2, reference.\n"
+            "--conv (or CNNC_CONV) the algorithm of 3x3 convolutions: auto, direct, winograd.\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -60,6 +61,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         else if (!v) { fprintf(stderr, "bench: %s needs a value\n", a); return 0; }
         else if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--kernels")) o->kernels = v;
+        else if (!strcmp(a, "--conv")) o->conv = v;
         else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 65536, &o->batch);
         else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 1, 100000, &o->steps);
         else if (!strcmp(a, "--reps")) ok = parse_int(a, v, 1, 1000, &o->reps);
@@ -197,6 +199,7 @@ int main(int argc, char **argv) {
     char blas[512], kinfo[256], cpu[128];
     cnn_threads_init(o.threads[0]);
     if (o.kernels ? cnn_kernels_select(o.kernels) : cnn_kernels_from_env()) return 2;
+    if (o.conv ? cnn_conv_select(o.conv) : cnn_conv_from_env()) return 2;
     cnn_threads_describe(blas, sizeof blas);
     cnn_kernels_describe(kinfo, sizeof kinfo);
     cpu_model(cpu, sizeof cpu);
@@ -310,8 +313,8 @@ int main(int argc, char **argv) {
     }
     if (o.json) {
         printf("{\"model\":\"%s\",\"input\":[%d,%d,%d],\"batch\":%d,\"params\":%zu,\"fwd_flops_per_img\":%.0f,"
-               "\"cpu\":\"%s\",\"kernels\":\"%s\",\"openblas\":\"%s\",\"peak_isa\":\"%s\",\"runs\":[", o.model, o.C,
-               o.H, o.W, B, cnn_net_num_params(net), flops, cpu, cnn_kernels_name(), openblas_get_corename(),
+               "\"cpu\":\"%s\",\"kernels\":\"%s\",\"conv\":\"%s\",\"openblas\":\"%s\",\"peak_isa\":\"%s\",\"runs\":[", o.model, o.C,
+               o.H, o.W, B, cnn_net_num_params(net), flops, cpu, cnn_kernels_name(), cnn_conv_name(), openblas_get_corename(),
                isa_names[top]);
         for (int ti = 0; ti < o.nthreads; ti++)
             printf("%s{\"threads\":%d,\"train_img_s\":%.1f,\"infer_img_s\":%.1f,\"train_gflop_s\":%.2f,"

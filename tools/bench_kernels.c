@@ -2,14 +2,18 @@
 // 3x3, stride-1, pad-1 layer of C -> C channels on HxH planes: forward and
 // weight gradient on one image again and again (warm caches) and over 64
 // distinct images, best of --reps, with the FP32 FMA peak of one core
-// measured in the same run. One thread. Used for the kernel figures in
-// tools/PERF.md.
+// measured in the same run. With --threads T, T OpenMP threads each run the
+// same on their own images at once (the total against T cores' peak): what
+// the kernels lose to running side by side, apart from any layer around
+// them. Used for the kernel figures in tools/PERF.md.
 //
-//   bench_kernels [--kernels NAME] [--reps R] C H [C H ...]   e.g. 64 32 128 16 256 8
+//   bench_kernels [--kernels NAME] [--reps R] [--threads T] C H [C H ...]   e.g. 64 32 128 16 256 8
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <omp.h>
 
 #include "cnnc.h"
 #include "fma_peak.h"
@@ -25,21 +29,27 @@ typedef struct {
     const Kernels *k;
     BlockedConv g;
     float *x, *y, *w;
-    size_t nx, ny;
+    size_t nx, ny, nw;
 } Case;
 
 // Best seconds of `reps` runs of 64 calls of the forward (wgrad 0) or weight
-// gradient (wgrad 1) kernel, on one image again and again or on 64 images.
-static double best_time(const Case *c, int wgrad, int distinct, int reps) {
+// gradient (wgrad 1) kernel, on one image again and again or on 64 images;
+// each of `threads` threads does the same on its own copy at once.
+static double best_time(const Case *c, int wgrad, int distinct, int reps, int threads) {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const double t0 = now();
-        for (int i = 0; i < 64; i++) {
-            const float *x = c->x + (distinct ? c->nx * i : 0);
-            float *y = c->y + (distinct ? c->ny * i : 0);
-            const size_t row = (size_t)c->g.OW * 8, block = (size_t)c->g.OH * row;
-            if (wgrad) c->k->conv_wgrad_blocked(&c->g, x, y, row, block, i > 0, c->w);
-            else c->k->conv_fwd_blocked(&c->g, x, c->w, NULL, y);
+#pragma omp parallel num_threads(threads)
+        {
+            const int tid = omp_get_thread_num();
+            float *w = c->w + (size_t)tid * c->nw;
+            for (int i = 0; i < 64; i++) {
+                const float *x = c->x + c->nx * (distinct ? (size_t)tid * 64 + i : (size_t)tid * 64);
+                float *y = c->y + c->ny * (distinct ? (size_t)tid * 64 + i : (size_t)tid * 64);
+                const size_t row = (size_t)c->g.OW * 8, block = (size_t)c->g.OH * row;
+                if (wgrad) c->k->conv_wgrad_blocked(&c->g, x, y, row, block, i > 0, w);
+                else c->k->conv_fwd_blocked(&c->g, x, w, NULL, y);
+            }
         }
         const double t = now() - t0;
         if (t < best) best = t;
@@ -49,14 +59,15 @@ static double best_time(const Case *c, int wgrad, int distinct, int reps) {
 
 int main(int argc, char **argv) {
     const char *kname = NULL;
-    int reps = 10, a = 1;
+    int reps = 10, threads = 1, a = 1;
     for (; a + 1 < argc && argv[a][0] == '-'; a += 2) {
         if (!strcmp(argv[a], "--kernels")) kname = argv[a + 1];
         else if (!strcmp(argv[a], "--reps")) reps = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
         else break;
     }
-    if (a >= argc || (argc - a) % 2 || reps < 1) {
-        fprintf(stderr, "usage: bench_kernels [--kernels NAME] [--reps R] C H [C H ...]\n");
+    if (a >= argc || (argc - a) % 2 || reps < 1 || threads < 1 || threads > 256) {
+        fprintf(stderr, "usage: bench_kernels [--kernels NAME] [--reps R] [--threads T] C H [C H ...]\n");
         return 2;
     }
     if (kname ? cnn_kernels_select(kname) : cnn_kernels_from_env()) return 2;
@@ -76,8 +87,9 @@ int main(int argc, char **argv) {
         }
     }
 #endif
-    printf("kernels %s, 1 thread, AVX2 FMA peak %.1f GFLOP/s (best of 5), best of %d reps\n", k->name,
-           peak, reps);
+    printf("kernels %s, %d thread%s, AVX2 FMA peak of one core %.1f GFLOP/s (best of 5), best of %d reps;\n"
+           "%% of %d x that peak\n", k->name, threads, threads == 1 ? "" : "s", peak, reps, threads);
+    peak *= threads;
     printf("%5s %4s  %24s  %24s\n", "C", "H", "forward GFLOP/s (% peak)", "weight grad GFLOP/s (% peak)");
     for (; a + 1 < argc; a += 2) {
         const int C = atoi(argv[a]), H = atoi(argv[a + 1]), N = 64;
@@ -89,16 +101,17 @@ int main(int argc, char **argv) {
                                 .OH = H, .OW = H}};
         c.nx = (size_t)C * (H + 2) * (H + 2);
         c.ny = (size_t)C * H * H;
-        const size_t nw = (size_t)C * C * 9;
-        c.x = cnn_alloc_floats(c.nx * N);
-        c.y = cnn_alloc_floats(c.ny * N);
-        c.w = cnn_alloc_floats(nw);
+        const size_t nw = (size_t)C * C * 9, T = (size_t)threads;
+        c.nw = nw;
+        c.x = cnn_alloc_floats(c.nx * N * T);
+        c.y = cnn_alloc_floats(c.ny * N * T);
+        c.w = cnn_alloc_floats(nw * T);
         if (!c.x || !c.y || !c.w) return 1;
-        for (size_t i = 0; i < c.nx * N; i++) c.x[i] = (float)(i % 7) * 0.1f;
-        for (size_t i = 0; i < nw; i++) c.w[i] = (float)(i % 5) * 0.01f;
-        const double f = 2.0 * nw * H * H * N / 1e9;
-        const double fw1 = best_time(&c, 0, 0, reps), fwn = best_time(&c, 0, 1, reps);
-        const double wg1 = best_time(&c, 1, 0, reps), wgn = best_time(&c, 1, 1, reps);
+        for (size_t i = 0; i < c.nx * N * T; i++) c.x[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < nw * T; i++) c.w[i] = (float)(i % 5) * 0.01f;
+        const double f = 2.0 * nw * H * H * N * threads / 1e9;
+        const double fw1 = best_time(&c, 0, 0, reps, threads), fwn = best_time(&c, 0, 1, reps, threads);
+        const double wg1 = best_time(&c, 1, 0, reps, threads), wgn = best_time(&c, 1, 1, reps, threads);
         printf("%5d %4d  one image %5.1f (%3.0f%%), 64 images %5.1f (%3.0f%%)  one image %5.1f (%3.0f%%), "
                "64 images %5.1f (%3.0f%%)\n", C, H, f / fw1, 100 * f / fw1 / peak, f / fwn, 100 * f / fwn / peak,
                f / wg1, 100 * f / wg1 / peak, f / wgn, 100 * f / wgn / peak);

@@ -33,6 +33,14 @@ typedef struct {
     size_t x_image, y_image;  // floats from one image to the next
 } BlockedConv;
 
+// Winograd F(m x m, 3 x 3) on 8-channel blocks: an a x a input tile
+// (a = m + 2) becomes B^T d B, and a x a products become the m x m output
+// tile A^T M A. Row-major matrices, B^T a x a and A^T m x a (used up to a = 6).
+typedef struct {
+    int m, a;
+    float BT[36], AT[24];
+} WinoTransform;
+
 typedef struct {
     const char *name;     // as in CNNC_KERNELS and --kernels
     const char *summary;  // one line for start-up banners
@@ -61,7 +69,27 @@ typedef struct {
     // with zeros around, and yb [C/8][H][W][8] -> y (C,H,W).
     void (*block_pad)(const float *x, int C, int H, int W, int PH, int PW, float *xb);
     void (*unblock)(const float *yb, int C, int H, int W, float *y);
+    // Winograd transforms (NULL: no Winograd). n images of CB blocks of
+    // padded Hp x Wp planes, x_image floats apart, cut into TH x TW tiles
+    // (tile (ty, tx) reads rows ty m .. ty m + a - 1, zeros past the plane):
+    // V[pos][cb][t][8] = (B^T d B)[pos] with t = (image TH + ty) TW + tx and
+    // T = n TH TW tiles in all.
+    void (*wino_input)(const WinoTransform *f, const float *xb, int CB, int Hp, int Wp, size_t x_image,
+                       int n, int TH, int TW, float *V);
+    // yb[ob][oh][ow][8] of each image (y_image floats apart) = (A^T M A)
+    // of its tile, plus bias[8 ob + o] (0 if NULL), for the pixels inside
+    // OH x OW; M[pos][ob][t][8] as V.
+    void (*wino_output)(const WinoTransform *f, const float *M, int OCB, int n, int TH, int TW, int OH,
+                        int OW, const float *bias, float *yb, size_t y_image);
+    // One position's products: M[ob][t][o] = sum over cb, i (in that order)
+    // of V[cb][t][i] U[ob][cb][i][o], for T tiles.
+    void (*wino_products)(const float *V, const float *U, int CB, int OCB, size_t T, float *M);
 } Kernels;
+
+// The convolution algorithm for layers both can run (cnn_conv_select):
+// Winograd only where the layer asks for it (auto) or always, or never.
+typedef enum { CONV_AUTO, CONV_DIRECT, CONV_WINOGRAD } ConvAlgo;
+ConvAlgo conv_algo(void);
 
 // The backend in use; the first call selects one (CNNC_KERNELS or the best
 // for this CPU). Never NULL.
@@ -84,6 +112,11 @@ void conv_wgrad_blocked_avx2(const BlockedConv *g, const float *x, const float *
                              size_t dy_block, int accumulate, float *dw);
 void block_pad_avx2(const float *x, int C, int H, int W, int PH, int PW, float *xb);
 void unblock_avx2(const float *yb, int C, int H, int W, float *y);
+void wino_input_avx2(const WinoTransform *f, const float *xb, int CB, int Hp, int Wp, size_t x_image, int n,
+                     int TH, int TW, float *V);
+void wino_output_avx2(const WinoTransform *f, const float *M, int OCB, int n, int TH, int TW, int OH, int OW,
+                      const float *bias, float *yb, size_t y_image);
+void wino_products_avx2(const float *V, const float *U, int CB, int OCB, size_t T, float *M);
 
 // ---------------------------------------------------------------- OpenBLAS
 // When OPENBLAS_CORETYPE is unset and OpenBLAS runs a generic core on a CPU

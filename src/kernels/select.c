@@ -39,7 +39,10 @@ static const Kernels backends[] = {
      .conv_fwd_blocked = conv_fwd_blocked_avx2,
      .conv_wgrad_blocked = conv_wgrad_blocked_avx2,
      .block_pad = block_pad_avx2,
-     .unblock = unblock_avx2},
+     .unblock = unblock_avx2,
+     .wino_input = wino_input_avx2,
+     .wino_output = wino_output_avx2,
+     .wino_products = wino_products_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",
@@ -117,7 +120,51 @@ const char *cnn_kernels_list(int i, int *supported) {
     return backends[i].name;
 }
 
+static const char *algo_text(void);
+
 void cnn_kernels_describe(char *buf, size_t n) {
     const Kernels *k = kernels();
-    snprintf(buf, n, "kernels %s (%s; %s)", k->name, k->summary, how);
+    snprintf(buf, n, "kernels %s (%s; %s); 3x3 convolutions: %s", k->name, k->summary, how, algo_text());
+}
+
+// ---------------------------------------------------------------- convolution algorithm
+static const char *const ALGO_NAMES[] = {"auto", "direct", "winograd"};
+static int algo = -1;  // -1: not chosen yet (CNNC_CONV, else auto)
+
+static CnnStatus algo_find(const char *name, int *out) {
+    if (!name || !*name) name = "auto";
+    for (int i = 0; i < 3; i++)
+        if (!strcasecmp(name, ALGO_NAMES[i])) {
+            *out = i;
+            return CNN_OK;
+        }
+    return cnn_error(CNN_EARG, "unknown convolution algorithm '%s' (expected auto, direct or winograd)", name);
+}
+
+CnnStatus cnn_conv_select(const char *name) {
+    int a = CONV_AUTO;
+    CnnStatus st = algo_find(name, &a);
+    if (!st) algo = a;
+    return st;
+}
+
+CnnStatus cnn_conv_from_env(void) { return cnn_conv_select(getenv("CNNC_CONV")); }
+
+ConvAlgo conv_algo(void) {
+    if (algo < 0 && cnn_conv_from_env()) {
+        fprintf(stderr, "cnnc: CNNC_CONV ignored; using 'auto'\n");
+        algo = CONV_AUTO;
+    }
+    return (ConvAlgo)algo;
+}
+
+const char *cnn_conv_name(void) { return ALGO_NAMES[conv_algo()]; }
+
+static const char *algo_text(void) {
+    if (!kernels()->wino_input) return "direct (no Winograd in these kernels)";
+    switch (conv_algo()) {
+    case CONV_DIRECT: return "direct";
+    case CONV_WINOGRAD: return "winograd F(4x4, 3x3)";
+    default: return "auto (Winograd where measured faster)";
+    }
 }

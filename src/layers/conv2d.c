@@ -71,6 +71,10 @@ static void weight_gemm(const Conv2d *l, int K, int N, const float *dy, const fl
 
 void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C*KH*KW), b (OC), y (B,OC,OH,OW)
+    if (use_direct(l) && conv2d_winograd_applies(l)) {
+        conv2d_winograd_forward(l, x, y, B, ws);
+        return;
+    }
     if (use_direct(l)) {
         conv2d_direct_forward(l, x, y, B, ws);
         return;

@@ -59,14 +59,21 @@ size_t conv2d_direct_scratch_size(const Conv2d *l, int chunk_images) {
     const size_t n = (size_t)(chunk_images > 0 ? chunk_images : 1);
     const size_t fwd = n * (padded_in(l) + round16((size_t)OCp(l) * l->OH * l->OW));
     const size_t bwd = n * (padded_in(l) + padded_dy(l) + round16((size_t)Cp(l) * l->H * l->W));
-    return (fwd > bwd ? fwd : bwd) + rounded_image(l);
+    // Winograd's forward uses the chunk's scratch alone; its input gradient
+    // uses what follows the direct backward's.
+    return (fwd > bwd ? fwd : bwd) + rounded_image(l) + conv2d_winograd_scratch_size(l, chunk_images);
 }
 
 // The forward and the input-gradient kernels, then a bias rounded up. In
 // the backward pass the forward kernel's slot holds the summed weight
 // gradient, still blocked.
+// With Winograd: its transformed filters in the forward (from the start)
+// and, after the summed weight gradient, in the backward.
 size_t conv2d_packed_size(const Conv2d *l) {
-    return conv2d_direct_applies(l) ? 2 * blocked_weight_size(l) + round16((size_t)OCp(l)) : 0;
+    if (!conv2d_direct_applies(l)) return 0;
+    const size_t direct = 2 * blocked_weight_size(l) + round16((size_t)OCp(l));
+    const size_t wino = blocked_weight_size(l) + conv2d_winograd_filter_size(l);
+    return direct > wino ? direct : wino;
 }
 
 // A chunk's weight gradient is written blocked, then its bias gradient.
@@ -217,7 +224,9 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     CNN_ASSERT(conv2d_direct_partial_size(l) <= stride);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
     float *dw_sum = ws->packed, *dx_kernel = ws->packed + nwb;
-    if (dx) pack_input_grad(l, dx_kernel);
+    const int wino = dx && conv2d_winograd_applies(l);
+    if (wino) conv2d_winograd_input_grad_filters(l, dx_kernel);
+    else if (dx) pack_input_grad(l, dx_kernel);
 #pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
@@ -245,6 +254,13 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
                                   (size_t)OHp * OWp * 8, g0 > i0, pdw);
             if (!dx) continue;
             // The input gradient: a forward convolution from OC to C channels.
+            if (wino) {
+                conv2d_winograd_input_grad(l, n, dyb, padded_dy(l), dx_kernel, tmp + rounded_image(l), dxb,
+                                           in_blocked(l));
+                for (int j = 0; j < n; j++)
+                    k->unblock(dxb + j * in_blocked(l), l->C, l->H, l->W, dx + (size_t)(g0 + j) * in_size);
+                continue;
+            }
             const BlockedConv gd = {.CB = OCp(l) / 8, .OCB = Cp(l) / 8, .KH = l->KH, .KW = l->KW, .S = 1,
                                     .Hp = OHp, .Wp = OWp, .OH = l->H, .OW = l->W, .N = n,
                                     .x_image = padded_dy(l), .y_image = in_blocked(l)};

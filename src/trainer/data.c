@@ -68,6 +68,9 @@ int setup_compute(const Options *o) {
     if (o->kernels ? cnn_kernels_select(o->kernels) : cnn_kernels_from_env())
         die(EXIT_USAGE, "%s: cannot use kernels '%s'", o->kernels ? "--kernels" : "CNNC_KERNELS",
             o->kernels ? o->kernels : getenv("CNNC_KERNELS"));
+    if (o->conv ? cnn_conv_select(o->conv) : cnn_conv_from_env())
+        die(EXIT_USAGE, "%s: cannot use the convolution algorithm '%s'", o->conv ? "--conv" : "CNNC_CONV",
+            o->conv ? o->conv : getenv("CNNC_CONV"));
     return threads;
 }
 

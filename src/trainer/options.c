@@ -55,6 +55,8 @@ static const char *HELP_TRAIN =
     "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores)\n"
     "  --kernels NAME        compute kernels: auto (default: the best this CPU runs), avx2 or\n"
     "                        reference (im2col + OpenBLAS); also CNNC_KERNELS=NAME\n"
+    "  --conv ALGO           3x3 stride-1 convolutions: auto (default: Winograd F(4x4,3x3) where\n"
+    "                        it was measured faster), direct or winograd; also CNNC_CONV=ALGO\n"
     "  --seed S              seeds initialisation, shuffling, augmentation and dropout (default 1)\n"
     "  --checkpoint FILE     written atomically after every epoch and on Ctrl-C\n"
     "                        (default cnnc-<dataset>-<model>.safetensors)\n"
@@ -67,11 +69,11 @@ static const char *HELP_TRAIN =
     "  --log FILE.csv        append one row of metrics per epoch\n"
     "  --log-every N         also a row every N steps (step, loss, lr, img/s) in FILE.steps.csv\n"
     "\n"
-    "Results are bit-identical for any --threads with the same --seed and kernels.\n";
+    "Results are bit-identical for any --threads with the same --seed, kernels and --conv.\n";
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
-    "                    [--kernels NAME] [--limit-test N] [--json]\n"
+    "                    [--kernels NAME] [--conv ALGO] [--limit-test N] [--json]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
     "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
@@ -198,6 +200,7 @@ void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--batch")) o->batch = (int)parse_long(flag, val, 1, 65536);
         else if (VALUE("--threads")) o->threads = (int)parse_long(flag, val, 1, 4096);
         else if (VALUE("--kernels")) o->kernels = val;
+        else if (VALUE("--conv")) o->conv = val;
         else if (VALUE("--optimizer")) { if (cnn_opt_parse(val, &o->opt_kind)) exit(EXIT_USAGE); }
         else if (VALUE("--init")) { if (cnn_init_parse(val, &o->init)) exit(EXIT_USAGE); }
         else if (VALUE("--lr")) o->lr = parse_float(flag, val, 0, 10);

@@ -178,8 +178,8 @@ void run_settings_text(const Options *o, const CnnOptimizer *opt, int threads, c
         len += (size_t)snprintf(buf + len, n - len, "; %s=%s", RUN_KEYS[k].key, v);
     }
     if (len < n)
-        len += (size_t)snprintf(buf + len, n - len, "; limit_test=%zu; threads=%d; kernels=%s", o->limit_test,
-                                threads, cnn_kernels_name());
+        len += (size_t)snprintf(buf + len, n - len, "; limit_test=%zu; threads=%d; kernels=%s; conv=%s",
+                                o->limit_test, threads, cnn_kernels_name(), cnn_conv_name());
     if (o->resume && len < n) snprintf(buf + len, n - len, "; resumed_from=%s", o->resume);
 }
 

@@ -53,7 +53,7 @@ static void run_prepare(Run *r) {
     Options *o = r->o;
     if (o->resume && o->run_flag)
         die(EXIT_USAGE, "--resume %s: %s cannot change a resumed run, whose settings come from the checkpoint "
-            "(with --resume give only --epochs, --checkpoint, --log, --limit-test, --data-dir, --threads or --kernels)",
+            "(with --resume give only --epochs, --checkpoint, --log, --limit-test, --data-dir, --threads, --kernels or --conv)",
             o->resume, o->run_flag);
     if (o->resume) {
         check(cnn_checkpoint_read_meta(o->resume, &r->resume_meta));

@@ -30,7 +30,7 @@ enum { EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 typedef struct {
     const char *command;
-    const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path, *kernels;
+    const char *dataset, *data_dir, *model, *checkpoint, *resume, *log_path, *kernels, *conv;
     int epochs, batch, threads, augment, grayscale, normalize, nesterov, hflip, crop_pad;
     int image_h, image_w, strict;  // image folders: size (0: the first image's), stop at a bad file
     const char *save_best, *init_from;  // best checkpoint by validation accuracy; starting weights

@@ -1,0 +1,216 @@
+// Winograd convolution F(m x m, 3 x 3) (Lavin and Gray, 2016) for 3x3,
+// stride-1 layers whose channels are multiples of 8, on the same blocked
+// layouts and kernels as the direct convolution (conv2d_direct.c). Each
+// a x a input tile (a = m + 2) of each 8-channel block is transformed
+// (V = B^T d B, the backend's wino_input); then, for each of the a^2
+// positions, the products over channels are one blocked matrix product
+// (wino_products: M = U V, with the filters transformed once a pass:
+// U = G g G^T); the output transform
+// (A^T M A, wino_output) gives m x m output pixels and adds the bias.
+// F(4x4) does 36 products where direct convolution does 144 for 16 output
+// pixels; F(2x2) 16 for 36 (more exact, less saving).
+//
+// The input gradient is the same convolution of the padded output gradient
+// with the kernel flipped and transposed. The weight gradient stays direct.
+// Tiles, groups of images and every sum's order depend on the shapes only,
+// so results do not depend on the thread count.
+#include <string.h>
+
+#include "internal.h"
+
+// Points 0, 1, -1 (and infinity) for F(2x2); 0, +-1, +-2 (and infinity) for F(4x4).
+static const WinoTransform F2 = {
+    .m = 2, .a = 4,
+    .BT = {1, 0, -1, 0,
+           0, 1, 1, 0,
+           0, -1, 1, 0,
+           0, 1, 0, -1},
+    .AT = {1, 1, 1, 0,
+           0, 1, -1, -1},
+};
+static const float G2[4 * 3] = {1, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f, -0.5f, 0.5f, 0, 0, 1};
+
+static const WinoTransform F4 = {
+    .m = 4, .a = 6,
+    .BT = {4, 0, -5, 0, 1, 0,
+           0, -4, -4, 1, 1, 0,
+           0, 4, -4, -1, 1, 0,
+           0, -2, -1, 2, 1, 0,
+           0, 2, -1, -2, 1, 0,
+           0, 4, 0, -5, 0, 1},
+    .AT = {1, 1, 1, 1, 1, 0,
+           0, 1, -1, 2, -2, 0,
+           0, 1, 1, 4, 4, 0,
+           0, 1, -1, 8, -8, 1},
+};
+static const float G4[6 * 3] = {1.0f / 4, 0, 0,
+                                -1.0f / 6, -1.0f / 6, -1.0f / 6,
+                                -1.0f / 6, 1.0f / 6, -1.0f / 6,
+                                1.0f / 24, 1.0f / 12, 1.0f / 6,
+                                1.0f / 24, -1.0f / 12, 1.0f / 6,
+                                0, 0, 1};
+
+static int tile_m = 4;
+
+void conv2d_winograd_set_tile(int m) { tile_m = m == 2 ? 2 : 4; }
+int conv2d_winograd_tile(void) { return tile_m; }
+static const WinoTransform *transform(void) { return tile_m == 2 ? &F2 : &F4; }
+static const float *G(void) { return tile_m == 2 ? G2 : G4; }
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static int tiles(int n, int m) { return (n + m - 1) / m; }
+
+// The shapes Winograd can run, whatever algorithm is chosen now (sizes of
+// scratch memory are fixed when the net is built; the choice may change).
+int conv2d_winograd_possible(const Conv2d *l) {
+    return l->KH == 3 && l->KW == 3 && l->S == 1 && l->P <= 2 && l->C % 8 == 0 && l->OC % 8 == 0 &&
+           conv2d_direct_applies(l);
+}
+
+int conv2d_winograd_applies(const Conv2d *l) {
+    const Kernels *k = kernels();
+    if (!k->wino_input || !k->wino_output || !k->wino_products || !conv2d_winograd_possible(l)) return 0;
+    switch (conv_algo()) {
+    case CONV_WINOGRAD: return 1;
+    case CONV_DIRECT: return 0;
+    default: return conv2d_winograd_auto(l);
+    }
+}
+
+// One Winograd convolution of blocked padded planes (CB blocks, Hp x Wp)
+// into blocked outputs (OCB blocks, OH x OW).
+typedef struct {
+    int CB, OCB, Hp, Wp, OH, OW;
+} WinoShape;
+
+static size_t per_image(const WinoShape *s, int m) {
+    const size_t a2 = (size_t)(m + 2) * (m + 2);
+    return a2 * tiles(s->OH, m) * tiles(s->OW, m) * 8 * ((size_t)s->CB + s->OCB);
+}
+
+// Images transformed together: as many as keep V and M within 1 MiB (one
+// at least), so that a position's products run over more tiles.
+static int images_per_group(const WinoShape *s, int most) {
+    const size_t fit = (256u << 10) / per_image(s, tile_m);
+    return fit < 1 ? 1 : fit > (size_t)most ? most : (int)fit;
+}
+
+static WinoShape forward_shape(const Conv2d *l) {
+    return (WinoShape){l->C / 8, l->OC / 8, l->H + 2 * l->P, l->W + 2 * l->P, l->OH, l->OW};
+}
+static WinoShape input_grad_shape(const Conv2d *l) {
+    const int ph = l->KH - 1 - l->P, pw = l->KW - 1 - l->P;
+    return (WinoShape){l->OC / 8, l->C / 8, l->OH + 2 * ph, l->OW + 2 * pw, l->H, l->W};
+}
+
+// V and M of one group.
+static size_t group_floats(const WinoShape *s, int most) {
+    return round16(per_image(s, tile_m) * images_per_group(s, most));
+}
+
+size_t conv2d_winograd_scratch_size(const Conv2d *l, int chunk_images) {
+    if (!conv2d_winograd_possible(l)) return 0;
+    const int most = chunk_images > 0 ? chunk_images : 1;
+    const WinoShape f = forward_shape(l), b = input_grad_shape(l);
+    const size_t fwd = (size_t)images_per_group(&f, most) *
+                           (round16((size_t)l->C * f.Hp * f.Wp) + round16((size_t)l->OC * l->OH * l->OW)) +
+                       group_floats(&f, most);
+    return fwd > group_floats(&b, most) ? fwd : group_floats(&b, most);
+}
+
+// The transformed filters of both passes (the largest tile): a^2 C OC floats.
+size_t conv2d_winograd_filter_size(const Conv2d *l) {
+    return conv2d_winograd_possible(l) ? round16((size_t)36 * l->C * l->OC) : 0;
+}
+
+// U[pos][ob][cb][i][o] = (G g G^T)[pos] for the filter g of output channel
+// 8 ob + o and input channel 8 cb + i of a convolution from CB to OCB
+// blocks; flip: the input gradient's, g[kh][kw] = w[8 cb + i][8 ob + o][2 - kh][2 - kw].
+static void transform_filters(const Conv2d *l, int flip, float *U) {
+    const int a = tile_m + 2, CB = (flip ? l->OC : l->C) / 8, OCB = (flip ? l->C : l->OC) / 8;
+    const size_t u_pos = (size_t)OCB * CB * 64;
+    const float *g_m = G();
+#pragma omp parallel for schedule(static) if ((size_t)l->C * l->OC * 9 >= CNN_PAR_MIN_WORK)
+    for (int ob = 0; ob < OCB; ob++)
+        for (int cb = 0; cb < CB; cb++)
+            for (int i = 0; i < 8; i++)
+                for (int o = 0; o < 8; o++) {
+                    const int out = ob * 8 + o, in = cb * 8 + i;
+                    float g[3][3], t[6][3];
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++)
+                            g[kh][kw] = flip ? l->w[(((size_t)in * l->C + out) * 3 + 2 - kh) * 3 + 2 - kw]
+                                             : l->w[(((size_t)out * l->C + in) * 3 + kh) * 3 + kw];
+                    for (int r = 0; r < a; r++)
+                        for (int c = 0; c < 3; c++)
+                            t[r][c] = g_m[r * 3] * g[0][c] + g_m[r * 3 + 1] * g[1][c] + g_m[r * 3 + 2] * g[2][c];
+                    float *u = U + (((size_t)ob * CB + cb) * 8 + i) * 8 + o;
+                    for (int r = 0; r < a; r++)
+                        for (int c = 0; c < a; c++)
+                            u[(size_t)(r * a + c) * u_pos] =
+                                t[r][0] * g_m[c * 3] + t[r][1] * g_m[c * 3 + 1] + t[r][2] * g_m[c * 3 + 2];
+                }
+}
+
+// n images of blocked padded input (x_image floats apart) into blocked
+// output (y_image apart): input transform, a^2 products, output transform.
+static void wino_group(const Kernels *k, const WinoShape *s, int n, const float *xb, size_t x_image,
+                       const float *U, const float *bias, float *V, float *yb, size_t y_image) {
+    const WinoTransform *f = transform();
+    const int TH = tiles(s->OH, f->m), TW = tiles(s->OW, f->m), a2 = f->a * f->a;
+    const size_t T = (size_t)n * TH * TW;
+    float *M = V + (size_t)a2 * s->CB * T * 8;
+    k->wino_input(f, xb, s->CB, s->Hp, s->Wp, x_image, n, TH, TW, V);
+    for (int pos = 0; pos < a2; pos++)
+        k->wino_products(V + (size_t)pos * s->CB * T * 8, U + (size_t)pos * s->OCB * s->CB * 64, s->CB, s->OCB, T,
+                         M + (size_t)pos * s->OCB * T * 8);
+    k->wino_output(f, M, s->OCB, n, TH, TW, s->OH, s->OW, bias, yb, y_image);
+}
+
+void conv2d_winograd_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
+    const Kernels *k = kernels();
+    const WinoShape s = forward_shape(l);
+    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
+    const size_t xb_size = round16((size_t)l->C * s.Hp * s.Wp), yb_size = round16(out_size);
+    const int nchunks = batch_chunks(B), most = chunk_images_max(B), group = images_per_group(&s, most);
+    CNN_ASSERT(conv2d_winograd_scratch_size(l, most) <= ws->col_size);
+    CNN_ASSERT(conv2d_winograd_filter_size(l) <= ws->packed_size);
+    transform_filters(l, 0, ws->packed);
+#pragma omp parallel for schedule(static) if ((size_t)B * l->C * l->OC * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+    for (int c = 0; c < nchunks; c++) {
+        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + (size_t)group * xb_size;
+        float *V = yb + (size_t)group * yb_size;
+        for (int g0 = i0; g0 < i1; g0 += group) {
+            const int n = i1 - g0 < group ? i1 - g0 : group;
+            for (int j = 0; j < n; j++)
+                k->block_pad(x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, xb + j * xb_size);
+            wino_group(k, &s, n, xb, xb_size, ws->packed, l->has_bias ? l->b : NULL, V, yb, yb_size);
+            for (int j = 0; j < n; j++)
+                k->unblock(yb + j * yb_size, l->OC, l->OH, l->OW, y + (size_t)(g0 + j) * out_size);
+        }
+    }
+}
+
+void conv2d_winograd_input_grad_filters(const Conv2d *l, float *U) { transform_filters(l, 1, U); }
+
+// The input gradient of n images: dyb holds their output gradients blocked
+// and padded (dy_image floats apart), dxb gets their blocked input gradients.
+void conv2d_winograd_input_grad(const Conv2d *l, int n, const float *dyb, size_t dy_image, const float *U,
+                                float *scratch, float *dxb, size_t dx_image) {
+    const WinoShape s = input_grad_shape(l);
+    const int group = images_per_group(&s, n);
+    for (int g0 = 0; g0 < n; g0 += group)
+        wino_group(kernels(), &s, n - g0 < group ? n - g0 : group, dyb + g0 * dy_image, dy_image, U, NULL,
+                   scratch, dxb + g0 * dx_image, dx_image);
+}
+
+// auto: Winograd on every layer it can run. Measured on the AMD EPYC (Zen
+// 3) of tools/PERF.md, it was faster than direct convolution on each such
+// layer of vgg8bn (64-256 channels, 8x8-32x32: forward and input gradient
+// 2-3x) and tfcnn (32 -> 64 channels at 13x13: 1.25x; 64 channels at 4x4,
+// one tile an image: the same).
+int conv2d_winograd_auto(const Conv2d *l) {
+    (void)l;
+    return 1;
+}
