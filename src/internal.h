@@ -113,12 +113,16 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
 int conv2d_winograd_possible(const Conv2d *l);  // the shape allows it
 int conv2d_winograd_applies(const Conv2d *l);   // ... and the algorithm in use asks for it
 int conv2d_winograd_auto(const Conv2d *l);      // auto's choice for this layer
+int conv2d_winograd_weight_grad_applies(const Conv2d *l, int B);  // the weight gradient too, at batch B
+int conv2d_winograd_group(const Conv2d *l, int most);
 size_t conv2d_winograd_scratch_size(const Conv2d *l, int chunk_images);
 size_t conv2d_winograd_filter_size(const Conv2d *l);
 void conv2d_winograd_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
 void conv2d_winograd_input_grad_filters(const Conv2d *l, float *U);
 void conv2d_winograd_input_grad(const Conv2d *l, int n, const float *dyb, size_t dy_image, const float *U,
                                 float *scratch, float *dxb, size_t dx_image);
+void conv2d_winograd_weight_grad(const Conv2d *l, int n, const float *xb, size_t x_image, const float *dyb,
+                                 size_t dy_image, float *scratch, int accumulate, float *dw);
 // The output tile m (4, or 2 for tests of F(2x2, 3x3)).
 void conv2d_winograd_set_tile(int m);
 int conv2d_winograd_tile(void);

@@ -209,7 +209,7 @@ static void run_conv_large_vs_twins(Conv2d l) {
         const double ey = rel_err_ff(y, want_y, ny, 1e-6), ex = rel_err_ff(dx, ref_dx, nx, 1e-6);
         const double ew = rel_err_ff(l.dw, ref_dw, nw, 1e-6), eb = rel_err_ff(l.db, ref_db, l.OC, 1e-6);
         printf("  forward %.1e, dx %.1e, dw %.1e, db %.1e\n", ey, ex, ew, eb);
-        ck_assert_msg(ey < fwd_tol && ex < fwd_tol && ew < FWD_TOL && eb < FWD_TOL, "%s: %.1e %.1e %.1e %.1e",
+        ck_assert_msg(ey < fwd_tol && ex < fwd_tol && ew < fwd_tol && eb < FWD_TOL, "%s: %.1e %.1e %.1e %.1e",
                       cnn_kernels_name(), ey, ex, ew, eb);
     }
     free_ws(&ws);
@@ -224,9 +224,9 @@ START_TEST(test_conv_large_vs_twins) {
 }
 END_TEST
 
-// Winograd F(2x2) and F(4x4) where the backend has it: forward and input
-// gradient within their bounds of the double reference, finite differences
-// and the naive twin; the weight gradient (direct) as tight as ever. Odd sizes
+// Winograd F(2x2) and F(4x4) where the backend has it: forward, input and
+// weight gradients within their bounds of the double reference, finite
+// differences and the naive twin. Odd sizes
 // leave tiles partly outside the image; pad 0 and 2 shift the tiles.
 START_TEST(test_conv_winograd) {
     static const ConvCase cases[] = {
@@ -259,6 +259,29 @@ START_TEST(test_conv_winograd) {
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
     printf("winograd checked with %d tile sizes\n", tested);
     if (CNN_X86_KERNELS && cpu_has_avx2_fma()) ck_assert_int_eq(tested, 2);
+}
+END_TEST
+
+// Which layers auto gives Winograd, pass by pass (tools/PERF.md has the
+// measurements behind the rule).
+START_TEST(test_conv_winograd_auto_rule) {
+    const Conv2d big = {.C = 64, .H = 32, .W = 32, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 32, .OW = 32};
+    const Conv2d deep = {.C = 256, .H = 8, .W = 8, .OC = 256, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 8, .OW = 8};
+    const Conv2d ragged = {.C = 32, .H = 15, .W = 15, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 0, .OH = 13, .OW = 13};
+    const Conv2d odd = {.C = 12, .H = 8, .W = 8, .OC = 16, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 8, .OW = 8};
+    const Conv2d strided = {.C = 64, .H = 8, .W = 8, .OC = 64, .KH = 3, .KW = 3, .S = 2, .P = 1, .OH = 4, .OW = 4};
+    ck_assert(!conv2d_winograd_possible(&odd) && !conv2d_winograd_possible(&strided));
+    if (!kernels()->wino_input) return;  // nothing to choose between
+    ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
+    ck_assert(conv2d_winograd_applies(&big) && conv2d_winograd_applies(&deep) && conv2d_winograd_applies(&ragged));
+    ck_assert(conv2d_winograd_weight_grad_applies(&big, 64));
+    ck_assert(!conv2d_winograd_weight_grad_applies(&deep, 64));    // 16 tiles a group
+    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged, 64));  // partial tiles
+    ck_assert_int_eq(cnn_conv_select("winograd"), CNN_OK);
+    ck_assert(conv2d_winograd_weight_grad_applies(&deep, 64) && conv2d_winograd_weight_grad_applies(&ragged, 64));
+    ck_assert_int_eq(cnn_conv_select("direct"), CNN_OK);
+    ck_assert(!conv2d_winograd_applies(&big) && !conv2d_winograd_weight_grad_applies(&big, 64));
+    ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
 }
 END_TEST
 
@@ -744,6 +767,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, test_gemm_matches_naive);
     tcase_add_test(tc, test_gemm_small_k_matches_naive);
     tcase_add_test(tc, test_conv_winograd);
+    tcase_add_test(tc, test_conv_winograd_auto_rule);
     tcase_add_test(tc, test_blocked_layouts_match_naive);
     tcase_add_test(tc, test_col2im_is_adjoint_of_im2col);
     suite_add_tcase(s, tc);

@@ -294,9 +294,11 @@ threads)
     CNNC_CONV=direct train --epochs 1 --threads 3 --checkpoint d3.safetensors >/dev/null || fail "CNNC_CONV=direct"
     cmp d1.safetensors d3.safetensors || fail "direct convolutions: 1 and 3 threads differ"
     out=$(train --epochs 1 --conv winograd --threads 3 --checkpoint w3.safetensors) || fail "--conv winograd"
+    train --epochs 1 --conv winograd --threads 1 --checkpoint w1.safetensors >/dev/null || fail "--conv winograd, 1 thread"
+    cmp w1.safetensors w3.safetensors || fail "Winograd convolutions: 1 and 3 threads differ"
     if grep -q "3x3 convolutions: winograd F(4x4" <<<"$out"; then
-        cmp t1.safetensors w3.safetensors || fail "--conv winograd at 3 threads differs from the default at 1"
-        cmp -s d1.safetensors w3.safetensors && fail "--conv direct and winograd gave the same bytes (Winograd did not run?)"
+        cmp -s d1.safetensors w1.safetensors && fail "--conv direct and winograd gave the same bytes (Winograd did not run?)"
+        cmp -s d1.safetensors t1.safetensors && fail "the default (auto) gave direct's bytes (Winograd did not run?)"
     fi
     echo "ok: reference kernels identical at 2 and 3 threads; auto is the default; the same for --conv direct and winograd"
     ;;

@@ -34,11 +34,12 @@ typedef struct {
 } BlockedConv;
 
 // Winograd F(m x m, 3 x 3) on 8-channel blocks: an a x a input tile
-// (a = m + 2) becomes B^T d B, and a x a products become the m x m output
-// tile A^T M A. Row-major matrices, B^T a x a and A^T m x a (used up to a = 6).
+// (a = m + 2) becomes B^T d B, a 3 x 3 filter G g G^T, and a x a products
+// become the m x m output tile A^T M A. Row-major matrices, B^T a x a, G
+// a x 3 and A^T m x a (used up to a = 6).
 typedef struct {
     int m, a;
-    float BT[36], AT[24];
+    float BT[36], G[18], AT[24];
 } WinoTransform;
 
 typedef struct {
@@ -84,6 +85,16 @@ typedef struct {
     // One position's products: M[ob][t][o] = sum over cb, i (in that order)
     // of V[cb][t][i] U[ob][cb][i][o], for T tiles.
     void (*wino_products)(const float *V, const float *U, int CB, int OCB, size_t T, float *M);
+    // The weight gradient. dM[pos][ob][t][8] = (A dY A^T)[pos] of each m x m
+    // tile of the output gradients: dy[ob][oh][ow][8] of n images, rows row
+    // floats apart, blocks plane apart, images image apart (zeros past OH x OW).
+    void (*wino_dy)(const WinoTransform *f, const float *dy, int OCB, int OH, int OW, size_t row, size_t plane,
+                    size_t image, int n, int TH, int TW, float *dM);
+    // dw[ob][cb][kh][kw][i][o] (accumulate ? += : =) sum over positions (a, b)
+    // in order of G[a][kh] G[b][kw] (sum over tiles t in order of
+    // V[pos][cb][t][i] dM[pos][ob][t][o]).
+    void (*wino_wgrad)(const WinoTransform *f, const float *V, const float *dM, int CB, int OCB, size_t T,
+                       int accumulate, float *dw);
 } Kernels;
 
 // The convolution algorithm for layers both can run (cnn_conv_select):
@@ -117,6 +128,10 @@ void wino_input_avx2(const WinoTransform *f, const float *xb, int CB, int Hp, in
 void wino_output_avx2(const WinoTransform *f, const float *M, int OCB, int n, int TH, int TW, int OH, int OW,
                       const float *bias, float *yb, size_t y_image);
 void wino_products_avx2(const float *V, const float *U, int CB, int OCB, size_t T, float *M);
+void wino_dy_avx2(const WinoTransform *f, const float *dy, int OCB, int OH, int OW, size_t row, size_t plane,
+                  size_t image, int n, int TH, int TW, float *dM);
+void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, int CB, int OCB, size_t T,
+                     int accumulate, float *dw);
 
 // ---------------------------------------------------------------- OpenBLAS
 // When OPENBLAS_CORETYPE is unset and OpenBLAS runs a generic core on a CPU

@@ -42,7 +42,9 @@ static const Kernels backends[] = {
      .unblock = unblock_avx2,
      .wino_input = wino_input_avx2,
      .wino_output = wino_output_avx2,
-     .wino_products = wino_products_avx2},
+     .wino_products = wino_products_avx2,
+     .wino_dy = wino_dy_avx2,
+     .wino_wgrad = wino_wgrad_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",

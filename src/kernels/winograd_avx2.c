@@ -207,3 +207,140 @@ void wino_products_avx2(const float *V, const float *U, int CB, int OCB, size_t 
         }
     }
 }
+
+// ---------------------------------------------------------------- weight gradient
+// z = A y for one column (or row) of an output-gradient tile (A = (A^T)^T):
+// 4 -> 6 and 2 -> 4.
+static inline __attribute__((always_inline)) void a4(const v8 *y, v8 *z) {
+    const v8 e = add(y[0], y[2]), o = add(y[1], y[3]);                    // even and odd terms
+    const v8 e4 = fma_(y[2], 4.0f, y[0]), o8 = fma_(y[3], 8.0f, _mm256_mul_ps(y[1], _mm256_set1_ps(2.0f)));
+    z[0] = y[0];
+    z[1] = add(e, o);
+    z[2] = sub(e, o);
+    z[3] = add(e4, o8);
+    z[4] = sub(e4, o8);
+    z[5] = y[3];
+}
+
+static inline __attribute__((always_inline)) void a2(const v8 *y, v8 *z) {
+    z[0] = y[0];
+    z[1] = add(y[0], y[1]);
+    z[2] = sub(y[0], y[1]);
+    z[3] = sub(_mm256_setzero_ps(), y[1]);
+}
+
+// dM of one tile of one block: A dY A^T of its m x m output gradients
+// (zeros past the plane's rows x cols).
+static inline __attribute__((always_inline)) void dy_tile(int a, int m, const float *src, size_t row, int rows,
+                                                          int cols, float *dst, size_t m_pos) {
+    v8 y[WA][WA], t[WA][WA];
+    for (int r = 0; r < m; r++)
+        for (int c = 0; c < m; c++)
+            y[r][c] = r < rows && c < cols ? _mm256_loadu_ps(src + r * row + (size_t)c * 8) : _mm256_setzero_ps();
+    for (int c = 0; c < m; c++) {  // columns: t[.][c] = A y[.][c]
+        v8 z[WA], o[WA];
+        for (int r = 0; r < m; r++) z[r] = y[r][c];
+        if (a == 6) a4(z, o);
+        else a2(z, o);
+        for (int r = 0; r < a; r++) t[r][c] = o[r];
+    }
+    for (int r = 0; r < a; r++) {  // rows: dM[r][.] = t[r][.] A^T
+        v8 o[WA];
+        if (a == 6) a4(t[r], o);
+        else a2(t[r], o);
+        for (int c = 0; c < a; c++) _mm256_storeu_ps(dst + (size_t)(r * a + c) * m_pos, o[c]);
+    }
+}
+
+void wino_dy_avx2(const WinoTransform *f, const float *dy, int OCB, int OH, int OW, size_t row, size_t plane,
+                  size_t image, int n, int TH, int TW, float *dM) {
+    const int m = f->m, a = f->a;
+    const size_t T = (size_t)n * TH * TW, m_pos = (size_t)OCB * T * 8;
+    for (int j = 0; j < n; j++)
+        for (int ob = 0; ob < OCB; ob++) {
+            const float *src_plane = dy + j * image + ob * plane;
+            float *mb = dM + (size_t)ob * T * 8;
+            for (int ty = 0; ty < TH; ty++)
+                for (int tx = 0; tx < TW; tx++) {
+                    const size_t t = ((size_t)j * TH + ty) * TW + tx;
+                    const int r0 = ty * m, c0 = tx * m;
+                    const int rows = OH - r0 < m ? OH - r0 : m, cols = OW - c0 < m ? OW - c0 : m;
+                    const float *src = src_plane + r0 * row + (size_t)c0 * 8;
+                    if (a == 6) dy_tile(6, 4, src, row, rows, cols, mb + t * 8, m_pos);
+                    else dy_tile(4, 2, src, row, rows, cols, mb + t * 8, m_pos);
+                }
+        }
+}
+
+// One position's products for 4 input x 16 output channels, summed over the
+// tiles in order in 8 accumulators: per tile 2 loads of dM and 4 broadcasts
+// of V for 8 FMAs.
+static inline __attribute__((always_inline)) void wgrad_products(int NB, const float *v, const float *d,
+                                                                 size_t T, __m256 acc[2][4]) {
+#pragma GCC unroll 2
+    for (int b = 0; b < NB; b++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) acc[b][i] = _mm256_setzero_ps();
+    for (size_t t = 0; t < T; t++) {
+        const __m256 d0 = _mm256_loadu_ps(d + t * 8);
+        const __m256 d1 = NB > 1 ? _mm256_loadu_ps(d + T * 8 + t * 8) : d0;
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const __m256 x = _mm256_broadcast_ss(v + t * 8 + i);
+            acc[0][i] = _mm256_fmadd_ps(d0, x, acc[0][i]);
+            if (NB > 1) acc[1][i] = _mm256_fmadd_ps(d1, x, acc[1][i]);
+        }
+    }
+}
+
+// dw[ob][cb][kh][kw][i][o] (accumulate ? += : =) sum over positions (a, b),
+// in order, of G[a][kh] G[b][kw] dU[a][b], where dU[pos][ob][cb][i][o] = sum
+// over tiles t (in order) of V[pos][cb][t][i] dM[pos][ob][t][o]: for NB
+// output blocks from ob, input block cb and its channels i0 .. i0 + 3. The
+// nine taps' sums wait in L1 while each position's products are taken.
+static inline __attribute__((always_inline)) void wgrad_block(int NB, const WinoTransform *f, const float *V,
+                                                              const float *dM, int CB, int OCB, int cb, int ob,
+                                                              int i0, size_t T, int accumulate, float *dw) {
+    const int a = f->a;
+    const size_t v_pos = (size_t)CB * T * 8, m_pos = (size_t)OCB * T * 8;
+    __m256 tap[9][2][4];
+    for (int k = 0; k < 9; k++)
+        for (int b = 0; b < NB; b++)
+            for (int i = 0; i < 4; i++) tap[k][b][i] = _mm256_setzero_ps();
+    for (int pa = 0; pa < a; pa++)
+        for (int pb = 0; pb < a; pb++) {
+            const int pos = pa * a + pb;
+            __m256 acc[2][4];
+            wgrad_products(NB, V + pos * v_pos + (size_t)cb * T * 8 + i0, dM + pos * m_pos + (size_t)ob * T * 8, T,
+                           acc);
+            for (int kh = 0; kh < 3; kh++) {
+                const float ga = f->G[pa * 3 + kh];
+                if (ga == 0.0f) continue;
+                for (int kw = 0; kw < 3; kw++) {
+                    const float c = ga * f->G[pb * 3 + kw];
+                    if (c == 0.0f) continue;
+                    const __m256 cv = _mm256_set1_ps(c);
+#pragma GCC unroll 2
+                    for (int b = 0; b < NB; b++)
+#pragma GCC unroll 4
+                        for (int i = 0; i < 4; i++) tap[kh * 3 + kw][b][i] = _mm256_fmadd_ps(acc[b][i], cv, tap[kh * 3 + kw][b][i]);
+                }
+            }
+        }
+    for (int b = 0; b < NB; b++)
+        for (int k = 0; k < 9; k++)
+            for (int i = 0; i < 4; i++) {
+                float *dst = dw + ((((size_t)(ob + b) * CB + cb) * 9 + k) * 8 + i0 + i) * 8;
+                _mm256_storeu_ps(dst, accumulate ? add(_mm256_loadu_ps(dst), tap[k][b][i]) : tap[k][b][i]);
+            }
+}
+
+void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, int CB, int OCB, size_t T,
+                     int accumulate, float *dw) {
+    for (int ob = 0; ob < OCB; ob += 2)
+        for (int cb = 0; cb < CB; cb++)
+            for (int i0 = 0; i0 < 8; i0 += 4) {
+                if (OCB - ob >= 2) wgrad_block(2, f, V, dM, CB, OCB, cb, ob, i0, T, accumulate, dw);
+                else wgrad_block(1, f, V, dM, CB, OCB, cb, ob, i0, T, accumulate, dw);
+            }
+}

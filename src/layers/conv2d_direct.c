@@ -224,7 +224,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     CNN_ASSERT(conv2d_direct_partial_size(l) <= stride);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
     float *dw_sum = ws->packed, *dx_kernel = ws->packed + nwb;
-    const int wino = dx && conv2d_winograd_applies(l);
+    const int wino = dx && conv2d_winograd_applies(l), wino_w = conv2d_winograd_weight_grad_applies(l, B);
     if (wino) conv2d_winograd_input_grad_filters(l, dx_kernel);
     else if (dx) pack_input_grad(l, dx_kernel);
 #pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
@@ -235,7 +235,9 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
         float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nwb;
         memset(pdb, 0, sizeof(float) * l->OC);
         if (i1 == i0) memset(pdw, 0, sizeof(float) * nwb);
-        const int group = group_size(padded_in(l) + padded_dy(l) + (dx ? in_blocked(l) : 0), most);
+        // With Winograd's weight gradient, as many images as its products want.
+        const int group = wino_w ? conv2d_winograd_group(l, most)
+                                 : group_size(padded_in(l) + padded_dy(l) + (dx ? in_blocked(l) : 0), most);
         for (int g0 = i0; g0 < i1; g0 += group) {
             const int n = i1 - g0 < group ? i1 - g0 : group;
             for (int j = 0; j < n; j++) {
@@ -250,8 +252,12 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
             g.N = n;
             g.x_image = padded_in(l);
             g.y_image = padded_dy(l);
-            k->conv_wgrad_blocked(&g, xb, dyb + ((size_t)ph * OWp + pw) * 8, (size_t)OWp * 8,
-                                  (size_t)OHp * OWp * 8, g0 > i0, pdw);
+            if (wino_w)
+                conv2d_winograd_weight_grad(l, n, xb, padded_in(l), dyb, padded_dy(l), tmp + rounded_image(l),
+                                            g0 > i0, pdw);
+            else
+                k->conv_wgrad_blocked(&g, xb, dyb + ((size_t)ph * OWp + pw) * 8, (size_t)OWp * 8,
+                                      (size_t)OHp * OWp * 8, g0 > i0, pdw);
             if (!dx) continue;
             // The input gradient: a forward convolution from OC to C channels.
             if (wino) {

@@ -11,7 +11,10 @@
 // pixels; F(2x2) 16 for 36 (more exact, less saving).
 //
 // The input gradient is the same convolution of the padded output gradient
-// with the kernel flipped and transposed. The weight gradient stays direct.
+// with the kernel flipped and transposed. The weight gradient transforms the
+// input and output-gradient tiles (dM = A dY A^T), sums each position's
+// products over the tiles and folds them into the 3x3 taps (G^T dU G), where
+// there are enough tiles to repay that fold (conv2d_winograd_weight_grad_applies).
 // Tiles, groups of images and every sum's order depend on the shapes only,
 // so results do not depend on the thread count.
 #include <string.h>
@@ -25,10 +28,13 @@ static const WinoTransform F2 = {
            0, 1, 1, 0,
            0, -1, 1, 0,
            0, 1, 0, -1},
+    .G = {1, 0, 0,
+          0.5f, 0.5f, 0.5f,
+          0.5f, -0.5f, 0.5f,
+          0, 0, 1},
     .AT = {1, 1, 1, 0,
            0, 1, -1, -1},
 };
-static const float G2[4 * 3] = {1, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f, -0.5f, 0.5f, 0, 0, 1};
 
 static const WinoTransform F4 = {
     .m = 4, .a = 6,
@@ -38,24 +44,23 @@ static const WinoTransform F4 = {
            0, -2, -1, 2, 1, 0,
            0, 2, -1, -2, 1, 0,
            0, 4, 0, -5, 0, 1},
+    .G = {1.0f / 4, 0, 0,
+          -1.0f / 6, -1.0f / 6, -1.0f / 6,
+          -1.0f / 6, 1.0f / 6, -1.0f / 6,
+          1.0f / 24, 1.0f / 12, 1.0f / 6,
+          1.0f / 24, -1.0f / 12, 1.0f / 6,
+          0, 0, 1},
     .AT = {1, 1, 1, 1, 1, 0,
            0, 1, -1, 2, -2, 0,
            0, 1, 1, 4, 4, 0,
            0, 1, -1, 8, -8, 1},
 };
-static const float G4[6 * 3] = {1.0f / 4, 0, 0,
-                                -1.0f / 6, -1.0f / 6, -1.0f / 6,
-                                -1.0f / 6, 1.0f / 6, -1.0f / 6,
-                                1.0f / 24, 1.0f / 12, 1.0f / 6,
-                                1.0f / 24, -1.0f / 12, 1.0f / 6,
-                                0, 0, 1};
 
 static int tile_m = 4;
 
 void conv2d_winograd_set_tile(int m) { tile_m = m == 2 ? 2 : 4; }
 int conv2d_winograd_tile(void) { return tile_m; }
 static const WinoTransform *transform(void) { return tile_m == 2 ? &F2 : &F4; }
-static const float *G(void) { return tile_m == 2 ? G2 : G4; }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 static int tiles(int n, int m) { return (n + m - 1) / m; }
@@ -69,7 +74,9 @@ int conv2d_winograd_possible(const Conv2d *l) {
 
 int conv2d_winograd_applies(const Conv2d *l) {
     const Kernels *k = kernels();
-    if (!k->wino_input || !k->wino_output || !k->wino_products || !conv2d_winograd_possible(l)) return 0;
+    if (!k->wino_input || !k->wino_output || !k->wino_products || !k->wino_dy || !k->wino_wgrad ||
+        !conv2d_winograd_possible(l))
+        return 0;
     switch (conv_algo()) {
     case CONV_WINOGRAD: return 1;
     case CONV_DIRECT: return 0;
@@ -88,10 +95,10 @@ static size_t per_image(const WinoShape *s, int m) {
     return a2 * tiles(s->OH, m) * tiles(s->OW, m) * 8 * ((size_t)s->CB + s->OCB);
 }
 
-// Images transformed together: as many as keep V and M within 1 MiB (one
+// Images transformed together: as many as keep V and M within 2 MiB (one
 // at least), so that a position's products run over more tiles.
 static int images_per_group(const WinoShape *s, int most) {
-    const size_t fit = (256u << 10) / per_image(s, tile_m);
+    const size_t fit = (512u << 10) / per_image(s, tile_m);
     return fit < 1 ? 1 : fit > (size_t)most ? most : (int)fit;
 }
 
@@ -129,7 +136,7 @@ size_t conv2d_winograd_filter_size(const Conv2d *l) {
 static void transform_filters(const Conv2d *l, int flip, float *U) {
     const int a = tile_m + 2, CB = (flip ? l->OC : l->C) / 8, OCB = (flip ? l->C : l->OC) / 8;
     const size_t u_pos = (size_t)OCB * CB * 64;
-    const float *g_m = G();
+    const float *g_m = transform()->G;
 #pragma omp parallel for schedule(static) if ((size_t)l->C * l->OC * 9 >= CNN_PAR_MIN_WORK)
     for (int ob = 0; ob < OCB; ob++)
         for (int cb = 0; cb < CB; cb++)
@@ -205,12 +212,58 @@ void conv2d_winograd_input_grad(const Conv2d *l, int n, const float *dyb, size_t
                    scratch, dxb + g0 * dx_image, dx_image);
 }
 
-// auto: Winograd on every layer it can run. Measured on the AMD EPYC (Zen
-// 3) of tools/PERF.md, it was faster than direct convolution on each such
-// layer of vgg8bn (64-256 channels, 8x8-32x32: forward and input gradient
-// 2-3x) and tfcnn (32 -> 64 channels at 13x13: 1.25x; 64 channels at 4x4,
-// one tile an image: the same).
+// The weight gradient of n images into the blocked partial dw (the direct
+// kernels' layout, [ob][cb][kh][kw][i][o]; accumulate: += instead of =):
+// xb holds their blocked padded inputs (x_image floats apart), dyb their
+// output gradients, blocked and padded by (KH - 1 - P, KW - 1 - P) for the
+// input gradient (dy_image apart).
+void conv2d_winograd_weight_grad(const Conv2d *l, int n, const float *xb, size_t x_image, const float *dyb,
+                                 size_t dy_image, float *scratch, int accumulate, float *dw) {
+    const Kernels *k = kernels();
+    const WinoTransform *f = transform();
+    const WinoShape s = forward_shape(l);
+    const int ph = l->KH - 1 - l->P, pw = l->KW - 1 - l->P, OHp = l->OH + 2 * ph, OWp = l->OW + 2 * pw;
+    const int TH = tiles(l->OH, f->m), TW = tiles(l->OW, f->m), a2 = f->a * f->a, group = images_per_group(&s, n);
+    const size_t row = (size_t)OWp * 8, plane = (size_t)OHp * row, interior = (size_t)ph * row + (size_t)pw * 8;
+    for (int g0 = 0; g0 < n; g0 += group) {
+        const int nn = n - g0 < group ? n - g0 : group;
+        const size_t T = (size_t)nn * TH * TW;
+        float *V = scratch, *dM = scratch + (size_t)a2 * s.CB * T * 8;
+        k->wino_input(f, xb + g0 * x_image, s.CB, s.Hp, s.Wp, x_image, nn, TH, TW, V);
+        k->wino_dy(f, dyb + g0 * dy_image + interior, s.OCB, l->OH, l->OW, row, plane, dy_image, nn, TH, TW, dM);
+        k->wino_wgrad(f, V, dM, s.CB, s.OCB, T, accumulate || g0 > 0, dw);
+    }
+}
+
+// auto: Winograd's forward and input gradient on every layer it can run.
+// Measured on the AMD EPYC (Zen 3) of tools/PERF.md, they were faster than
+// direct convolution on each such layer of vgg8bn (64-256 channels, 8x8 to
+// 32x32: 1.7-2.5x) and tfcnn (32 -> 64 channels at 13x13: 1.25x; 64
+// channels at 4x4, one tile an image: the same).
 int conv2d_winograd_auto(const Conv2d *l) {
     (void)l;
     return 1;
+}
+
+// Its weight gradient folds each position's sums into the nine taps, a cost
+// per position that only many whole tiles repay. Measured against direct
+// convolution (tools/PERF.md): 1.2x faster on vgg8bn's 64-channel 32x32
+// layer (64 whole tiles a group), 1.0-1.1x on 128 channels at 16x16 (16
+// tiles), 0.6x on 256 at 8x8 (16), 0.7-0.9x on tfcnn's 32 -> 64 channels at
+// 13x13 (64 tiles, a third of their outputs past the plane). auto takes it
+// for planes of whole tiles with at least 64 tiles a group; --conv winograd
+// always.
+int conv2d_winograd_weight_grad_applies(const Conv2d *l, int B) {
+    if (!conv2d_winograd_applies(l)) return 0;
+    if (conv_algo() == CONV_WINOGRAD) return 1;
+    const int m = transform()->m;
+    return l->OH % m == 0 && l->OW % m == 0 &&
+           (long)conv2d_winograd_group(l, chunk_images_max(B)) * tiles(l->OH, m) * tiles(l->OW, m) >= 64;
+}
+
+// The images of a chunk (at most `most`) that the backward pass takes
+// together when Winograd computes its weight gradient.
+int conv2d_winograd_group(const Conv2d *l, int most) {
+    const WinoShape s = forward_shape(l);
+    return images_per_group(&s, most);
 }
