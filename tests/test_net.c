@@ -59,6 +59,40 @@ START_TEST(test_description_syntax) {
 }
 END_TEST
 
+// [ ... ] xN repeats a group of layers, nested too; the canonical text is
+// the expanded one.
+START_TEST(test_description_repeats) {
+    static const struct {
+        const char *grouped, *plain;
+    } cases[] = {
+        {"[conv(8,3,pad=1) relu] x2 flatten dense(10)", "conv(8,3,pad=1) relu conv(8,3,pad=1) relu flatten dense(10)"},
+        {"[[relu] x2 conv(4,1)]x2 flatten dense(10)", "relu relu conv(4,1) relu relu conv(4,1) flatten dense(10)"},
+        {"conv(4,3) [relu]X1 flatten [dense(6) relu] x3 dense(10)",
+         "conv(4,3) relu flatten dense(6) relu dense(6) relu dense(6) relu dense(10)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CnnNet *a, *b;
+        ck_assert_int_eq(cnn_net_create(&a, cases[i].grouped, 1, 8, 8, 2, 1), CNN_OK);
+        ck_assert_int_eq(cnn_net_create(&b, cases[i].plain, 1, 8, 8, 2, 1), CNN_OK);
+        ck_assert_str_eq(cnn_net_desc(a), cnn_net_desc(b));
+        ck_assert_int_eq(cnn_net_num_layers(a), cnn_net_num_layers(b));
+        cnn_net_free(a);
+        cnn_net_free(b);
+    }
+    // vgg8bn as the README writes it is vgg8bn.
+    char builtin[1024];
+    ck_assert_int_eq(cnn_builtin_model("vgg8bn", 10, builtin, sizeof builtin), CNN_OK);
+    CnnNet *a, *b;
+    ck_assert_int_eq(cnn_net_create(&a, "[conv(64,3,pad=1,bias=0) bn relu] x2 maxpool(2) [conv(128,3,pad=1,bias=0) bn "
+                                        "relu] x2 maxpool(2) [conv(256,3,pad=1,bias=0) bn relu] x2 maxpool(2) gap "
+                                        "dense(10)", 3, 32, 32, 2, 1), CNN_OK);
+    ck_assert_int_eq(cnn_net_create(&b, builtin, 3, 32, 32, 2, 1), CNN_OK);
+    ck_assert_str_eq(cnn_net_desc(a), cnn_net_desc(b));
+    cnn_net_free(a);
+    cnn_net_free(b);
+}
+END_TEST
+
 START_TEST(test_description_errors) {
     cnn_set_quiet(1);
     static const struct {
@@ -77,6 +111,17 @@ START_TEST(test_description_errors) {
         {"conv(8,3) relu", "the last layer must output class scores", CNN_ESHAPE},
         {"", "model description is empty", CNN_EFORMAT},
         {"conv(8,3),relu", "unexpected ','", CNN_EFORMAT},
+        {"[conv(8,3) relu flatten dense(10)", "'[' at character 1 has no matching ']'", CNN_EFORMAT},
+        {"[[relu] x2 flatten dense(10)", "'[' at character 1 has no matching ']'", CNN_EFORMAT},
+        {"conv(8,3)] flatten dense(10)", "']' at character 10 closes no '['", CNN_EFORMAT},
+        {"[conv(8,3) relu] flatten dense(10)", "needs a repeat count after ']', e.g. [conv(8,3) relu] x2", CNN_EFORMAT},
+        {"[relu] x 2 flatten dense(10)", "needs a repeat count", CNN_EFORMAT},
+        {"[relu] x0 flatten dense(10)", "repeat count x0 at character 8 must be in 1..64", CNN_EFORMAT},
+        {"[relu] x2y flatten dense(10)", "unexpected 'y' after the repeat count", CNN_EFORMAT},
+        {"[relu] x64 [relu] x64 flatten dense(10)", "more than 64 layers", CNN_EFORMAT},
+        {"[[[relu] x64] x64] x64 flatten dense(10)", "characters once its groups are repeated", CNN_EFORMAT},
+        {"[[[[[[[[[relu] x1] x1] x1] x1] x1] x1] x1] x1] x1 flatten dense(10)", "character 9 is nested more than 8 deep",
+         CNN_EFORMAT},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CnnNet *net = (CnnNet *)1;
@@ -485,6 +530,7 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_builtin_models_match_pytorch);
     tcase_add_test(tc, test_description_syntax);
     tcase_add_test(tc, test_description_errors);
+    tcase_add_test(tc, test_description_repeats);
     tcase_add_test(tc, test_canonical_description_round_trips);
     tcase_add_test(tc, test_layer_table_rows);
     tcase_add_test(tc, test_memory_limit);
