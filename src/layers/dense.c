@@ -1,16 +1,27 @@
 // Fully connected layer y = x W^T + b, PyTorch's Linear layout W (OUT, IN).
-// Forward and dx run over fixed batch chunks; dW|db as per-chunk partials
-// added in chunk order (see batch_chunks).
+// The products run in blocks fixed by the shapes alone, never by the thread
+// count: the forward pass and dx in blocks of batch rows (at least 16 rows
+// each, so that OpenBLAS packs W a few times, not once per four images);
+// the weight gradient in blocks of 16 output rows, each one product over the
+// whole batch added into dW, so no per-chunk partials are summed afterwards.
 #include <string.h>
 
 #include "layers/layer.h"
 
+#define ROWS_MIN 16   // batch rows per forward / dx product, at least
+#define DW_ROWS 16    // output rows per weight-gradient product
+
+static int row_blocks(int B) {
+    const int n = (B + ROWS_MIN - 1) / ROWS_MIN;
+    return n < batch_chunks(B) ? n : batch_chunks(B);
+}
+
 void dense_forward(const Dense *l, const float *x, float *y, int B) {
     // x (B,IN), w (OUT,IN), b (OUT), y (B,OUT)
-    const int nchunks = batch_chunks(B);
+    const int nblocks = row_blocks(B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
-    for (int c = 0; c < nchunks; c++) {
-        const int i0 = chunk_begin(B, nchunks, c), rows = chunk_begin(B, nchunks, c + 1) - i0;
+    for (int c = 0; c < nblocks; c++) {
+        const int i0 = chunk_begin(B, nblocks, c), rows = chunk_begin(B, nblocks, c + 1) - i0;
         float *yc = y + (size_t)i0 * l->OUT;
         if (l->has_bias)
             for (int i = 0; i < rows; i++) memcpy(yc + (size_t)i * l->OUT, l->b, sizeof(float) * l->OUT);
@@ -19,29 +30,40 @@ void dense_forward(const Dense *l, const float *x, float *y, int B) {
     }
 }
 
-void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B,
-                    Workspace *ws) {
+// db[o] += sum over the batch of dy[i][o], in eight running sums added in
+// lane order (a fixed order, and chains that overlap).
+static void bias_grad(const float *dy, int B, int OUT, int o, float *db) {
+    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < B; i++) lane[i & 7] += dy[(size_t)i * OUT + o];
+    float s = 0.0f;
+    for (int k = 0; k < 8; k++) s += lane[k];
+    db[o] += s;
+}
+
+void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
     // x (B,IN), dy (B,OUT), dx (B,IN) or NULL; dw (OUT,IN) +=, db (OUT) +=
-    const int nchunks = batch_chunks(B);
-    const size_t nw = (size_t)l->OUT * l->IN, stride = ws->partial_size;
-    CNN_ASSERT(nw + (size_t)l->OUT <= stride);
-#pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
-    for (int c = 0; c < nchunks; c++) {
-        const int i0 = chunk_begin(B, nchunks, c), rows = chunk_begin(B, nchunks, c + 1) - i0;
-        const float *xc = x + (size_t)i0 * l->IN, *dyc = dy + (size_t)i0 * l->OUT;
-        float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nw;
-        gemm(1, 0, l->OUT, l->IN, rows, 1.0f, dyc, l->OUT, xc, l->IN, 0.0f, pdw, l->IN);
-        for (int o = 0; o < l->OUT; o++) {
-            float s = 0.0f;
-            for (int i = 0; i < rows; i++) s += dyc[(size_t)i * l->OUT + o];
-            pdb[o] = s;
+    (void)ws;
+    const int nw_blocks = (l->OUT + DW_ROWS - 1) / DW_ROWS, nblocks = row_blocks(B);
+    const int par = (size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK;
+#pragma omp parallel if (par)
+    {
+#pragma omp for schedule(static) nowait
+        for (int k = 0; k < nw_blocks; k++) {
+            const int o0 = k * DW_ROWS, n = l->OUT - o0 < DW_ROWS ? l->OUT - o0 : DW_ROWS;
+            // dW[o0 .. o0 + n) += dy[:, o0 .. o0 + n)^T x
+            gemm(1, 0, n, l->IN, B, 1.0f, dy + o0, l->OUT, x, l->IN, 1.0f, l->dw + (size_t)o0 * l->IN, l->IN);
+            if (l->has_bias)
+                for (int o = o0; o < o0 + n; o++) bias_grad(dy, B, l->OUT, o, l->db);
         }
-        if (dx)
-            gemm(0, 0, rows, l->IN, l->OUT, 1.0f, dyc, l->OUT, l->w, l->IN, 0.0f,
-                 dx + (size_t)i0 * l->IN, l->IN);
+        if (dx) {
+#pragma omp for schedule(static)
+            for (int c = 0; c < nblocks; c++) {
+                const int i0 = chunk_begin(B, nblocks, c), rows = chunk_begin(B, nblocks, c + 1) - i0;
+                gemm(0, 0, rows, l->IN, l->OUT, 1.0f, dy + (size_t)i0 * l->OUT, l->OUT, l->w, l->IN, 0.0f,
+                     dx + (size_t)i0 * l->IN, l->IN);
+            }
+        }
     }
-    reduce_chunks(l->dw, ws->partial, stride, nchunks, nw);
-    if (l->has_bias) reduce_chunks(l->db, ws->partial + nw, stride, nchunks, (size_t)l->OUT);
 }
 
 // ---------------------------------------------------------------- layer row
@@ -77,11 +99,6 @@ static CnnStatus dense_shape(Layer *l, int idx, const char *text) {
     return CNN_OK;
 }
 
-static void dense_scratch(const Layer *l, int max_batch, Workspace *need) {
-    (void)max_batch;
-    const size_t partial = l->n_w + (size_t)l->OC;
-    if (partial > need->partial_size) need->partial_size = partial;
-}
 
 static void dense_wire(Layer *l, float *w, float *dw, float *buffers) {
     (void)buffers;
@@ -120,7 +137,6 @@ const LayerOps dense_layer = {
     .finish = dense_finish,
     .format = dense_format,
     .shape = dense_shape,
-    .scratch = dense_scratch,
     .wire = dense_wire,
     .init = dense_init,
     .flops = layer_weight_flops,
