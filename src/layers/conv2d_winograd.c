@@ -253,13 +253,14 @@ int conv2d_winograd_auto(const Conv2d *l) {
 }
 
 // Its weight gradient folds each position's sums into the nine taps, a cost
-// per position that only many whole tiles repay. Measured against direct
-// convolution (tools/PERF.md): 1.2x faster on vgg8bn's 64-channel 32x32
-// layer (64 whole tiles a group), 1.0-1.1x on 128 channels at 16x16 (16
-// tiles), 0.6x on 256 at 8x8 (16), 0.7-0.9x on tfcnn's 32 -> 64 channels at
-// 13x13 (64 tiles, a third of their outputs past the plane). auto takes it
-// for planes of whole tiles with at least 64 tiles a group; --conv winograd
-// always.
+// per position that only many whole tiles repay. auto takes it for planes of
+// whole tiles with at least 64 tiles a group (vgg8bn's 64 -> 64 and 64 -> 128
+// layers), the rule its 5-epoch accuracy check ran with; --conv winograd
+// always. Measured against direct convolution (tools/PERF.md): 1.2-2x on
+// those layers; on vgg8bn's other layers (16-48 tiles a group) 0.6x with both
+// cores busy but 0.9-1.7x with one core free, and 0.7-0.9x on tfcnn's 32 -> 64
+// channels at 13x13 (a third of the tiles' outputs past the plane). Widening
+// the rule waits for a quiet measurement and an accuracy run of its own.
 int conv2d_winograd_weight_grad_applies(const Conv2d *l, int B) {
     if (!conv2d_winograd_applies(l)) return 0;
     if (conv_algo() == CONV_WINOGRAD) return 1;
