@@ -32,6 +32,7 @@ const char *plural(long n) { return n == 1 ? "" : "s"; }
 
 // The shortest text that reads back as x: 0.001, not 0.00100000005.
 const char *shortest_float(float x, char *buf, size_t n) {
+    if (!buf || !n) return "";
     for (int digits = 1; digits <= 9; digits++) {
         snprintf(buf, n, "%.*g", digits, x);
         if (strtof(buf, NULL) == x) break;
