@@ -8,11 +8,11 @@
 // relu's own expression (relu.c), so that a relu run here gives its bits.
 static inline float relu_if(int on, float v) { return on && v < 0.0f ? 0.0f : v; }
 
-void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
-    // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
-    // With l->relu, of relu(x): each value goes through relu as it is read.
+// The body of maxpool_forward for a constant rl (0 or 1), so that relu_if
+// compiles to a select, not to a branch on every value's sign.
+static inline __attribute__((always_inline)) void maxpool_planes(const Pool2d *l, const float *x, float *y,
+                                                                 int32_t *argmax, int B, const int rl) {
     const size_t planes = (size_t)B * l->C;
-    const int rl = l->relu;
     const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
 #pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
@@ -63,6 +63,13 @@ void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax,
                 }
         }
     }
+}
+
+void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
+    // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
+    // With l->relu, of relu(x): each value goes through relu as it is read.
+    if (l->relu) maxpool_planes(l, x, y, argmax, B, 1);
+    else maxpool_planes(l, x, y, argmax, B, 0);
 }
 
 void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B) {
