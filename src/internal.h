@@ -129,13 +129,11 @@ int conv2d_winograd_tile(void);
 
 typedef struct {
     int C, H, W, K, S, OH, OW;
-    int relu;         // max pooling of relu(x): the relu before it, in the same pass
     int32_t *argmax;  // (B,C,OH,OW) index into the H*W plane, for max pooling
 } Pool2d;
 
 void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B);
-// y: the forward output (read only with l->relu).
-void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B);
+void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B);
 void avgpool_forward(const Pool2d *l, const float *x, float *y, int B);
 void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B);
 // Global average pooling: x (B,C,H,W) -> y (B,C).
@@ -195,9 +193,6 @@ typedef struct {
 
 #define CNN_MAX_TENSORS (4 * CNN_MAX_LAYERS)
 int net_tensors(CnnNet *net, NetTensor *out);
-// Whether nets built from now on run a relu inside the max pooling after it
-// (the default; tests turn it off to compare).
-void net_set_relu_fusion(int on);
 
 // For tools/bench, after a forward pass at batch B: best of `reps` seconds of
 // conv layer i's forward (t[0]), input gradient (t[1], the backward pass less

@@ -45,13 +45,6 @@ CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n) 
 }
 
 // ---------------------------------------------------------------- shapes
-static int fuse_relu = 1;
-void net_set_relu_fusion(int on) { fuse_relu = on; }
-
-// A layer whose output is its input: by kind (flatten), or a relu that the
-// next layer runs (absorbed).
-static int is_view(const Layer *l) { return (l->spec.ops->flags & LAYER_VIEW) || l->absorbed; }
-
 static CnnStatus layer_shape(Layer *l, int idx) {
     char text[96];
     layer_spec_format(&l->spec, text, sizeof text);
@@ -125,10 +118,6 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         l->spec = specs[i];
         l->C = c; l->H = h; l->W = w;
         if ((st = layer_shape(l, i))) goto fail;
-        // A relu just before a layer that can run it (max pooling) runs there.
-        l->absorbed = fuse_relu && l->spec.ops == &relu_layer && i + 1 < L &&
-                      (specs[i + 1].ops->flags & LAYER_TAKES_RELU);
-        l->relu_first = i > 0 && net->layers[i - 1].absorbed;
         if ((l->OC > 1 << 24) || (double)l->OH * l->OW * l->OC > 1e9) {
             st = cnn_error(CNN_ESHAPE, "layer %d: output %dx%dx%d is too large", i, l->OC, l->OH, l->OW);
             goto fail;
@@ -140,7 +129,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         if (l->n_w && net->first_param_layer == L) net->first_param_layer = i;
         net->flops += layer_flops(l);
         const LayerOps *ops = l->spec.ops;
-        if (!is_view(l)) act_total += (size_t)max_batch * l->out_size;
+        if (!(ops->flags & LAYER_VIEW)) act_total += (size_t)max_batch * l->out_size;
         if (ops->aux_floats) extra += ops->aux_floats(l, max_batch);
         if ((size_t)max_batch * l->in_size > gmax) gmax = (size_t)max_batch * l->in_size;
         if (ops->scratch) ops->scratch(l, max_batch, &need);
@@ -191,7 +180,8 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     for (int i = 0; i < L && ok; i++) {
         Layer *l = &net->layers[i];
         const LayerOps *ops = l->spec.ops;
-        if (!is_view(l)) ok &= (l->out = cnn_alloc_floats((size_t)max_batch * l->out_size)) != NULL;
+        if (!(ops->flags & LAYER_VIEW))
+            ok &= (l->out = cnn_alloc_floats((size_t)max_batch * l->out_size)) != NULL;
         if (ops->aux_floats) ok &= (l->aux = cnn_alloc_floats(ops->aux_floats(l, max_batch))) != NULL;
         if (ok && ops->wire)
             ops->wire(l, net->params + l->p_off, net->grads + l->p_off, net->buffers + l->buf_off);
@@ -222,7 +212,7 @@ void cnn_net_free(CnnNet *net) {
     if (!net) return;
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
-        if (l->spec.ops && !is_view(l)) free(l->out);
+        if (l->spec.ops && !(l->spec.ops->flags & LAYER_VIEW)) free(l->out);
         free(l->aux);
     }
     free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers);
@@ -242,8 +232,7 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
         const LayerRun run = {.B = B, .training = training, .ws = &net->ws, .seed = net->seed,
                               .step = net->step, .index = i};
-        if (l->absorbed) l->out = (float *)in;  // the next layer runs it
-        else l->spec.ops->forward(l, in, &run);
+        l->spec.ops->forward(l, in, &run);
         if (net->profiling) net->fwd_time[i] += omp_get_wtime() - t0;
         in = l->out;
     }
@@ -263,7 +252,6 @@ void cnn_net_backward(CnnNet *net, int B) {
         // The input gradient is needed only if a layer below has parameters.
         const int need_dx = i > net->first_param_layer;
         const LayerOps *ops = l->spec.ops;
-        if (l->absorbed) continue;  // the next layer's backward did its part; dx is dy
         float *dx = ops->flags & LAYER_GRAD_IN_PLACE ? dy
                     : need_dx ? (dy == net->gbuf[0] ? net->gbuf[1] : net->gbuf[0]) : NULL;
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;

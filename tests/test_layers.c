@@ -324,7 +324,7 @@ START_TEST(test_pool) {
             pool_objective(&c);
             ck_assert(rel_err(y, c.y, ny, 1e-6) < FWD_TOL);
             if (avg) avgpool_backward(&l, dy, dx, B);
-            else maxpool_backward(&l, NULL, dy, am, dx, B);
+            else maxpool_backward(&l, dy, am, dx, B);
             check_grad(avg ? "avgpool dx" : "maxpool dx", dx, pool_objective, &c, c.x, nx);
             cnn_free(x); cnn_free(dx); cnn_free(y); cnn_free(dy); free(am);
             free(c.x); free(c.r); free(c.y);
@@ -339,7 +339,7 @@ START_TEST(test_maxpool_ties_go_to_first) {
     maxpool_forward(&l, x, y, am, 1);
     ck_assert_int_eq(am[0], 0);  // four equal values: the first wins
     ck_assert_int_eq(am[1], 2);
-    maxpool_backward(&l, NULL, dy, am, dx, 1);
+    maxpool_backward(&l, dy, am, dx, 1);
     const float want[8] = {1, 0, 2, 0, 0, 0, 0, 0};
     for (int i = 0; i < 8; i++) ck_assert_float_eq(dx[i], want[i]);
 }

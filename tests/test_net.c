@@ -451,30 +451,6 @@ START_TEST(test_winograd_bit_identical_across_thread_counts) {
 }
 END_TEST
 
-// A relu just before max pooling runs inside the pooling layer (no pass of
-// its own), with the same bits as the two layers apart; 2x2 pooling has its
-// own path, 3x3/2 the other; a relu on the net's input too.
-START_TEST(test_relu_in_maxpool_is_bit_identical) {
-    static const char *descs[] = {
-        "conv(8,3,pad=1) relu maxpool(2) conv(8,3) bn relu maxpool(3,stride=2) flatten dense(5)",
-        "relu maxpool(2) conv(4,3) relu maxpool(2,stride=1) flatten dense(5)",
-    };
-    for (int k = 0; k < 2; k++) {
-        float *fused = train_with_threads(descs[k], 2, 3, 37);
-        net_set_relu_fusion(0);
-        float *apart = train_with_threads(descs[k], 2, 3, 37);
-        net_set_relu_fusion(1);
-        CnnNet *probe;
-        ck_assert_int_eq(cnn_net_create(&probe, descs[k], 3, 12, 10, 1, 11), CNN_OK);
-        const size_t n = cnn_net_num_params(probe) + cnn_net_num_buffers(probe);
-        cnn_net_free(probe);
-        ck_assert_msg(memcmp(fused, apart, n * sizeof(float)) == 0, "'%s' differs from its relu kept apart", descs[k]);
-        free(fused);
-        free(apart);
-    }
-}
-END_TEST
-
 START_TEST(test_tfcnn_bit_identical_across_thread_counts) {
     // The built-in tfcnn on 1x28x28 at batch 64, 1/2/3/7 threads.
     for (int kb = 0; kernels_next(&kb);) {
@@ -564,7 +540,6 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_tfcnn_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_winograd_bit_identical_across_thread_counts);
-    tcase_add_test(tc, test_relu_in_maxpool_is_bit_identical);
     tcase_add_test(tc, test_end_to_end_learns_synthetic_data);
     suite_add_tcase(s, tc);
     return s;

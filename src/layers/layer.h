@@ -33,11 +33,6 @@ typedef struct {
     };
     float *out;  // (max_batch, out_size); a view layer points it at its input
     float *aux;  // ops->aux_floats of per-kind state: argmax, mask, batch statistics
-    // A relu just before a LAYER_TAKES_RELU layer runs inside it: the relu is
-    // then `absorbed` (a view, no pass of its own) and the next one has
-    // `relu_first` (it applies the relu to what it reads, with the same
-    // operations in the same order, so results are bit-identical).
-    int absorbed, relu_first;
 } Layer;
 
 // What a pass gives every layer besides its tensors.
@@ -55,16 +50,15 @@ typedef struct {
 } ArgSite;
 
 enum {
-    LAYER_VIEW = 1,           // output is the input reinterpreted (no copy, no memory)
-    LAYER_GRAD_IN_PLACE = 2,  // backward writes dx over dy (or leaves dy as dx)
-    LAYER_TAKES_RELU = 4      // can run a relu just before it itself (Layer.relu_first)
+    LAYER_VIEW = 1,          // output is the input reinterpreted (no copy, no memory)
+    LAYER_GRAD_IN_PLACE = 2  // backward writes dx over dy (or leaves dy as dx)
 };
 
 struct LayerOps {
     const char *name;           // canonical name, used by summaries and the canonical text
     const char *aliases[3];     // other names the parser accepts
     const char *positional[4];  // names of positional arguments, in order
-    unsigned flags;             // LAYER_VIEW, LAYER_GRAD_IN_PLACE, LAYER_TAKES_RELU
+    unsigned flags;             // LAYER_VIEW, LAYER_GRAD_IN_PLACE
     // Description: defaults, one key=value (returns 0 for an unknown key,
     // else 1 with *st set), then a check of required arguments. Each may be NULL.
     void (*defaults)(LayerSpec *s);

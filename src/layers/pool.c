@@ -5,13 +5,8 @@
 
 #include "layers/layer.h"
 
-// relu's own expression (relu.c), so that a relu run here gives its bits.
-static inline float relu_if(int on, float v) { return on && v < 0.0f ? 0.0f : v; }
-
-// The body of maxpool_forward for a constant rl (0 or 1), so that relu_if
-// compiles to a select, not to a branch on every value's sign.
-static inline __attribute__((always_inline)) void maxpool_planes(const Pool2d *l, const float *x, float *y,
-                                                                 int32_t *argmax, int B, const int rl) {
+void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
+    // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
     const size_t planes = (size_t)B * l->C;
     const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
 #pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
@@ -24,9 +19,8 @@ static inline __attribute__((always_inline)) void maxpool_planes(const Pool2d *l
                 int32_t *restrict best = argmax + (pl * OH + oh) * OW;
                 for (int ow = 0; ow < OW; ow++) {
                     const int i0 = 2 * oh * W + 2 * ow;
-                    const float b = relu_if(rl, r0[2 * ow + 1]), c = relu_if(rl, r1[2 * ow]);
-                    const float d = relu_if(rl, r1[2 * ow + 1]);
-                    float m = relu_if(rl, r0[2 * ow]);
+                    const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                    float m = r0[2 * ow];
                     int bi = i0, t;
                     t = (b > m) | (b != b); m = t ? b : m; bi = t ? i0 + 1 : bi;
                     t = (c > m) | (c != c); m = t ? c : m; bi = t ? i0 + W : bi;
@@ -46,7 +40,7 @@ static inline __attribute__((always_inline)) void maxpool_planes(const Pool2d *l
             // on random data; a NaN wins, as in PyTorch, so divergence shows.
             const float *row0 = in + (size_t)oh * S * W;
             for (int ow = 0; ow < OW; ow++) {
-                m[ow] = relu_if(rl, row0[ow * S]);
+                m[ow] = row0[ow * S];
                 best[ow] = oh * S * W + ow * S;
             }
             for (int kh = 0; kh < K; kh++)
@@ -55,7 +49,7 @@ static inline __attribute__((always_inline)) void maxpool_planes(const Pool2d *l
                     const float *r = in + (size_t)(oh * S + kh) * W + kw;
                     const int base = (oh * S + kh) * W + kw;
                     for (int ow = 0; ow < OW; ow++) {
-                        const float v = relu_if(rl, r[ow * S]);
+                        const float v = r[ow * S];
                         const int take = (v > m[ow]) | (v != v);
                         m[ow] = take ? v : m[ow];
                         best[ow] = take ? base + ow * S : best[ow];
@@ -65,17 +59,8 @@ static inline __attribute__((always_inline)) void maxpool_planes(const Pool2d *l
     }
 }
 
-void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
-    // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
-    // With l->relu, of relu(x): each value goes through relu as it is read.
-    if (l->relu) maxpool_planes(l, x, y, argmax, B, 1);
-    else maxpool_planes(l, x, y, argmax, B, 0);
-}
-
-void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B) {
+void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B) {
     // dy, argmax (B,C,OH,OW) -> dx (B,C,H,W); each plane by one thread, in order.
-    // With l->relu, relu's backward follows: an input whose relu is <= 0 (so
-    // the output that took it is too) gets +0, as relu_backward's bit mask gives.
     const size_t planes = (size_t)B * l->C;
 #pragma omp parallel for schedule(static) if (planes * l->H * l->W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
@@ -83,13 +68,7 @@ void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const in
         const float *g = dy + pl * l->OH * l->OW;
         const int32_t *am = argmax + pl * l->OH * l->OW;
         memset(out, 0, sizeof(float) * l->H * l->W);
-        if (!l->relu) {
-            for (int p = 0; p < l->OH * l->OW; p++) out[am[p]] += g[p];
-            continue;
-        }
-        const float *yp = y + pl * l->OH * l->OW;
-        for (int p = 0; p < l->OH * l->OW; p++)
-            if (!(yp[p] <= 0.0f)) out[am[p]] += g[p];
+        for (int p = 0; p < l->OH * l->OW; p++) out[am[p]] += g[p];
     }
 }
 
@@ -191,7 +170,7 @@ static CnnStatus pool_shape(Layer *l, int idx, const char *text) {
 static void pool_wire(Layer *l, float *w, float *dw, float *buffers) {
     (void)w, (void)dw, (void)buffers;
     l->pool = (Pool2d){.C = l->C, .H = l->H, .W = l->W, .K = l->spec.a, .S = l->spec.stride,
-                       .OH = l->OH, .OW = l->OW, .relu = l->relu_first};
+                       .OH = l->OH, .OW = l->OW};
 }
 
 // One int32 argmax per output, in float-sized slots.
@@ -206,7 +185,7 @@ static void maxpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
 static void maxpool_backward_row(Layer *l, const float *x, const float *dy, float *dx,
                                  const LayerRun *r) {
     (void)x;
-    maxpool_backward(&l->pool, l->out, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
+    maxpool_backward(&l->pool, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
 }
 
 static void avgpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
@@ -221,7 +200,6 @@ static void avgpool_backward_row(Layer *l, const float *x, const float *dy, floa
 
 const LayerOps maxpool_layer = {
     .name = "maxpool",
-    .flags = LAYER_TAKES_RELU,
     .positional = {"k", "stride"},
     .set_arg = pool_set_arg,
     .finish = pool_finish,
