@@ -8,17 +8,11 @@
 
 #include "layers/layer.h"
 
-#define ROWS_MIN 4    // batch rows per forward / dx product, at least
-#define DW_ROWS 16    // output rows per weight-gradient product
-
-static int row_blocks(int B) {
-    const int n = (B + ROWS_MIN - 1) / ROWS_MIN;
-    return n < batch_chunks(B) ? n : batch_chunks(B);
-}
+#define DW_ROWS 16  // output rows per weight-gradient product
 
 void dense_forward(const Dense *l, const float *x, float *y, int B) {
     // x (B,IN), w (OUT,IN), b (OUT), y (B,OUT)
-    const int nblocks = row_blocks(B);
+    const int nblocks = batch_chunks(B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nblocks; c++) {
         const int i0 = chunk_begin(B, nblocks, c), rows = chunk_begin(B, nblocks, c + 1) - i0;
@@ -43,7 +37,7 @@ static void bias_grad(const float *dy, int B, int OUT, int o, float *db) {
 void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
     // x (B,IN), dy (B,OUT), dx (B,IN) or NULL; dw (OUT,IN) +=, db (OUT) +=
     (void)ws;
-    const int nw_blocks = (l->OUT + DW_ROWS - 1) / DW_ROWS, nblocks = row_blocks(B);
+    const int nw_blocks = (l->OUT + DW_ROWS - 1) / DW_ROWS, nblocks = batch_chunks(B);
     const int par = (size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK;
 #pragma omp parallel if (par)
     {
