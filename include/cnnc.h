@@ -126,8 +126,10 @@ void cnn_free(void *p);
 // ---------------------------------------------------------------- networks
 typedef struct CnnNet CnnNet;
 
-// Writes the description of a built-in model ("lenet", "tfcnn", "vgg8bn")
-// with a final dense(classes) into buf; CNN_EARG (no message) if unknown.
+// Writes the description of a built-in model ("lenet", "tfcnn", "vgg8bn",
+// "resnet20") with a final dense(classes) into buf; CNN_EARG (no message) if
+// unknown, or (with one) if it needs more than n bytes: CNN_DESC_MAX is enough.
+#define CNN_DESC_MAX 4096
 CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
 
 // Builds a sequential network from a description (a built-in name, meaning
@@ -178,6 +180,7 @@ typedef struct {
     int OC, OH, OW;    // output shape per sample
     size_t n_weight, n_bias, n_buffer;  // trainable weight/bias floats, BN buffers
     double flops;      // forward FLOPs per image (2 x MACs)
+    int input, input2; // tensors read: -1 the net's input, k layer k's output; input2 -2 if none
 } CnnLayerInfo;
 void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info);
 

@@ -22,32 +22,43 @@
 
 // ---------------------------------------------------------------- metadata
 CnnStatus cnn_meta_set(CnnMeta *m, const char *key, const char *fmt, ...) {
-    char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    const int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;  // values of any length (model descriptions)
+    if (!buf) return cnn_error(CNN_ENOMEM, "out of memory");
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)len + 1, fmt, ap);
     va_end(ap);
     for (int i = 0; i < m->n; i++)
         if (!strcmp(m->keys[i], key)) {
-            char *v = strdup(buf);
-            if (!v) return cnn_error(CNN_ENOMEM, "out of memory");
             free(m->values[i]);
-            m->values[i] = v;
+            m->values[i] = buf;
             return CNN_OK;
         }
     if (m->n == m->cap) {
         int cap = m->cap ? 2 * m->cap : 16;
         char **k = realloc(m->keys, cap * sizeof *k);
-        if (!k) return cnn_error(CNN_ENOMEM, "out of memory");
+        if (!k) {
+            free(buf);
+            return cnn_error(CNN_ENOMEM, "out of memory");
+        }
         m->keys = k;
         char **v = realloc(m->values, cap * sizeof *v);
-        if (!v) return cnn_error(CNN_ENOMEM, "out of memory");
+        if (!v) {
+            free(buf);
+            return cnn_error(CNN_ENOMEM, "out of memory");
+        }
         m->values = v;
         m->cap = cap;
     }
     m->keys[m->n] = strdup(key);
-    m->values[m->n] = strdup(buf);
-    if (!m->keys[m->n] || !m->values[m->n]) return cnn_error(CNN_ENOMEM, "out of memory");
+    if (!m->keys[m->n]) {
+        free(buf);
+        return cnn_error(CNN_ENOMEM, "out of memory");
+    }
+    m->values[m->n] = buf;
     m->n++;
     return CNN_OK;
 }
@@ -101,16 +112,25 @@ static int entries(CnnNet *net, const CnnOptimizer *opt, NetTensor *ts, Entry *e
 }
 
 // ---------------------------------------------------------------- save
-static void add_meta(cJSON *md, const char *key, const char *fmt, ...)
+static int add_meta(cJSON *md, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void add_meta(cJSON *md, const char *key, const char *fmt, ...) {
-    char buf[256];
+// Any length: a model's canonical description runs to thousands of
+// characters (vgg8bn's 540, resnet20's 2,900), and a cut one loads no net.
+// Returns 0 when out of memory.
+static int add_meta(cJSON *md, const char *key, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!buf) return 0;
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)n + 1, fmt, ap);
     va_end(ap);
     cJSON_DeleteItemFromObjectCaseSensitive(md, key);
-    cJSON_AddStringToObject(md, key, buf);
+    const int ok = cJSON_AddStringToObject(md, key, buf) != NULL;
+    free(buf);
+    return ok;
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -135,21 +155,22 @@ CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer 
     cJSON *root = cJSON_CreateObject(), *md = cJSON_AddObjectToObject(root, "__metadata__");
     int C, H, W;
     cnn_net_input_shape(net, &C, &H, &W);
-    for (int i = 0; meta && i < meta->n; i++) add_meta(md, meta->keys[i], "%s", meta->values[i]);
-    add_meta(md, "format", "cnnc-1");
-    add_meta(md, "model", "%s", cnn_net_desc(net));
-    add_meta(md, "input_shape", "%d,%d,%d", C, H, W);
-    add_meta(md, "net_step", "%llu", (unsigned long long)cnn_net_step(net));
+    int meta_ok = md != NULL;
+    for (int i = 0; meta && i < meta->n; i++) meta_ok &= add_meta(md, meta->keys[i], "%s", meta->values[i]);
+    meta_ok &= add_meta(md, "format", "cnnc-1");
+    meta_ok &= add_meta(md, "model", "%s", cnn_net_desc(net));
+    meta_ok &= add_meta(md, "input_shape", "%d,%d,%d", C, H, W);
+    meta_ok &= add_meta(md, "net_step", "%llu", (unsigned long long)cnn_net_step(net));
     if (opt) {
-        add_meta(md, "optimizer", "%s", cnn_opt_name(opt->kind));
-        add_meta(md, "lr", "%.9g", opt->lr);
-        add_meta(md, "beta1", "%.9g", opt->beta1);
-        add_meta(md, "beta2", "%.9g", opt->beta2);
-        add_meta(md, "eps", "%.9g", opt->eps);
-        add_meta(md, "weight_decay", "%.9g", opt->weight_decay);
-        add_meta(md, "momentum", "%.9g", opt->momentum);
-        add_meta(md, "nesterov", "%d", opt->nesterov);
-        add_meta(md, "optimizer_step", "%ld", opt->t);
+        meta_ok &= add_meta(md, "optimizer", "%s", cnn_opt_name(opt->kind));
+        meta_ok &= add_meta(md, "lr", "%.9g", opt->lr);
+        meta_ok &= add_meta(md, "beta1", "%.9g", opt->beta1);
+        meta_ok &= add_meta(md, "beta2", "%.9g", opt->beta2);
+        meta_ok &= add_meta(md, "eps", "%.9g", opt->eps);
+        meta_ok &= add_meta(md, "weight_decay", "%.9g", opt->weight_decay);
+        meta_ok &= add_meta(md, "momentum", "%.9g", opt->momentum);
+        meta_ok &= add_meta(md, "nesterov", "%d", opt->nesterov);
+        meta_ok &= add_meta(md, "optimizer_step", "%ld", opt->t);
     }
     size_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -161,7 +182,7 @@ CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer 
         off += e[i].t->numel * sizeof(float);
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
     }
-    char *json = cJSON_PrintUnformatted(root);
+    char *json = meta_ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!json) return cnn_error(CNN_ENOMEM, "%s: cannot format the checkpoint header", path);
     // Pad the header with spaces so the data starts 8-byte aligned (allowed by the format).

@@ -176,7 +176,7 @@ float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, i
 
 // ---------------------------------------------------------------- layers table
 // Model descriptions and the per-kind rows live in layers/layer.h.
-#define CNN_MAX_LAYERS 64
+#define CNN_MAX_LAYERS 128
 
 // ---------------------------------------------------------------- named tensors
 // The network's tensors under PyTorch's state_dict names ("0.weight",

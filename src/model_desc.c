@@ -3,6 +3,12 @@
 // layers repeated N times as [ ... ] xN (nested groups too):
 //   conv(32,3) relu maxpool(2) conv(64,3,stride=1,pad=1) flatten dense(10)
 //   [conv(64,3,pad=1,bias=0) bn relu] x2 maxpool(2) gap dense(10)
+// Each layer reads the tensor before it, unless the description says
+// otherwise: @name names the current tensor, from(name) makes a named
+// tensor current, and merge layers (add, concat) take the current tensor
+// and a named one. A name may be given again (inside a repeated group, each
+// copy gives it anew); a reference means the latest tensor of that name:
+//   conv(16,3,pad=1) relu [@x conv(16,3,pad=1) relu conv(16,3,pad=1) add(x) relu] x3 gap dense(10)
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,12 +105,115 @@ CnnStatus model_desc_parse(const char *desc, LayerSpec *specs, int max_specs, in
     return st;
 }
 
+// Names given so far and the tensors they mean (the latest wins).
+typedef struct {
+    int n;
+    char name[CNN_MAX_LAYERS + 1][LAYER_NAME_MAX + 1];
+    int tensor[CNN_MAX_LAYERS + 1];
+} Names;
+
+static int name_find(const Names *t, const char *name) {
+    for (int i = t->n - 1; i >= 0; i--)
+        if (!strcmp(t->name[i], name)) return t->tensor[i];
+    return LAYER_NO_INPUT;
+}
+
+// A tensor name at p: a letter, then letters, digits or '_'; *len is its
+// length (0 if none). Returns a status if it is too long.
+static CnnStatus read_name(const char *p, const char *desc, char *out, size_t *len) {
+    size_t k = 0;
+    if (isalpha((unsigned char)p[0]))
+        while (isalnum((unsigned char)p[k]) || p[k] == '_') k++;
+    if (k > LAYER_NAME_MAX)
+        return cnn_error(CNN_EFORMAT, "model description: the name at character %d is longer than %d characters",
+                         (int)(p - desc) + 1, LAYER_NAME_MAX);
+    memcpy(out, p, k);
+    out[k] = 0;
+    *len = k;
+    return CNN_OK;
+}
+
+static CnnStatus prefix_add(char *prefix, const char *text, int idx) {
+    const size_t len = strlen(prefix);
+    if (len + strlen(text) + 2 > LAYER_PREFIX_MAX)
+        return cnn_error(CNN_EFORMAT, "model description: too many names and from() before layer %d", idx);
+    snprintf(prefix + len, LAYER_PREFIX_MAX - len, "%s%s", len ? " " : "", text);
+    return CNN_OK;
+}
+
+// One directive at *pp (@name or from(name)); returns 1 if there was one.
+static int parse_directive(const char **pp, const char *desc, int idx, Names *names, int *cur, char *prefix,
+                           CnnStatus *st) {
+    const char *p = *pp;
+    char name[LAYER_NAME_MAX + 1], text[LAYER_NAME_MAX + 8];
+    size_t len;
+    if (*p == '@') {
+        if ((*st = read_name(p + 1, desc, name, &len))) return 1;
+        if (!len) {
+            *st = cnn_error(CNN_EFORMAT, "model description: '@' at character %d needs a name, e.g. @x",
+                            (int)(p - desc) + 1);
+            return 1;
+        }
+        if (names->n > CNN_MAX_LAYERS) {
+            *st = cnn_error(CNN_EFORMAT, "model description: more than %d names", CNN_MAX_LAYERS + 1);
+            return 1;
+        }
+        strcpy(names->name[names->n], name);
+        names->tensor[names->n++] = *cur;
+        snprintf(text, sizeof text, "@%s", name);
+        *st = prefix_add(prefix, text, idx);
+        *pp = p + 1 + len;
+        return 1;
+    }
+    if (strncmp(p, "from(", 5)) return 0;
+    if ((*st = read_name(p + 5, desc, name, &len))) return 1;
+    if (!len || p[5 + len] != ')') {
+        *st = cnn_error(CNN_EFORMAT, "model description: from( at character %d needs a name and ')', e.g. from(x)",
+                        (int)(p - desc) + 1);
+        return 1;
+    }
+    const int t = name_find(names, name);
+    if (t == LAYER_NO_INPUT) {
+        *st = cnn_error(CNN_EFORMAT, "model description: from(%s) at character %d: no tensor is named '%s' "
+                        "(name one with @%s)", name, (int)(p - desc) + 1, name, name);
+        return 1;
+    }
+    *cur = t;
+    snprintf(text, sizeof text, "from(%s)", name);
+    *st = prefix_add(prefix, text, idx);
+    *pp = p + 6 + len;
+    return 1;
+}
+
+// Every layer's output but the last must feed a later layer.
+static CnnStatus check_all_used(const LayerSpec *specs, int n) {
+    for (int i = 0; i < n - 1; i++) {
+        int used = 0;
+        for (int j = i + 1; j < n && !used; j++) used = specs[j].in[0] == i || specs[j].in[1] == i;
+        if (!used)
+            return cnn_error(CNN_EFORMAT, "model description: the output of layer %d (%s) is used by no later "
+                             "layer (a branch must end in add or concat)", i, specs[i].ops->name);
+    }
+    return CNN_OK;
+}
+
 static CnnStatus parse_layers(const char *desc, LayerSpec *specs, int max_specs, int *n) {
     const char *p = desc;
+    Names names = {0};
+    int cur = LAYER_INPUT;
+    char prefix[LAYER_PREFIX_MAX] = "";
     for (;;) {
         while (isspace((unsigned char)*p)) p++;
         if (!*p) break;
         const int idx = *n;
+        CnnStatus dst = CNN_OK;
+        if (parse_directive(&p, desc, idx, &names, &cur, prefix, &dst)) {
+            if (dst) return dst;
+            if (*p && !isspace((unsigned char)*p))
+                return cnn_error(CNN_EFORMAT, "model description: unexpected '%c' at character %d", *p,
+                                 (int)(p - desc) + 1);
+            continue;
+        }
         char name[24];
         size_t len = 0;
         while (isalnum((unsigned char)*p) || *p == '_') {
@@ -127,6 +236,10 @@ static CnnStatus parse_layers(const char *desc, LayerSpec *specs, int max_specs,
         LayerSpec *s = &specs[idx];
         memset(s, 0, sizeof *s);
         s->ops = ops;
+        s->in[0] = cur;
+        s->in[1] = LAYER_NO_INPUT;
+        strcpy(s->prefix, prefix);
+        prefix[0] = 0;
         if (ops->defaults) ops->defaults(s);
         const ArgSite at = {.idx = idx, .name = name};
         int npos = 0;
@@ -174,10 +287,20 @@ static CnnStatus parse_layers(const char *desc, LayerSpec *specs, int max_specs,
             CnnStatus st = ops->finish(s, &at);
             if (st) return st;
         }
+        if (ops->flags & LAYER_MERGE) {
+            s->in[1] = name_find(&names, s->ref);
+            if (s->in[1] == LAYER_NO_INPUT)
+                return cnn_error(CNN_EFORMAT, "model description: layer %d (%s): no tensor is named '%s' "
+                                 "(name one with @%s)", idx, name, s->ref, s->ref);
+        }
+        cur = idx;
         (*n)++;
         if (*p && !isspace((unsigned char)*p))
             return cnn_error(CNN_EFORMAT, "model description: unexpected '%c' after layer %d (%s)", *p, idx, name);
     }
     if (*n == 0) return cnn_error(CNN_EFORMAT, "model description is empty");
-    return CNN_OK;
+    if (cur != *n - 1)
+        return cnn_error(CNN_EFORMAT, "model description: from() after the last layer: the net's output is "
+                         "its last layer");
+    return check_all_used(specs, *n);
 }

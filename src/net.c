@@ -1,5 +1,10 @@
-// A sequential network: layer table, parameter/gradient/moment arenas,
-// activations sized once for the largest batch (no malloc in a step).
+// A network of layers: each reads the tensor before it or named ones (a
+// graph in topological order, model_desc.c), with parameter, gradient and
+// moment arenas and activations sized once for the largest batch (no
+// malloc in a step). The backward pass follows a plan made at build time:
+// which layers run, and which gradient buffer each tensor's gradient lives
+// in; a tensor read by several layers sums their gradients in a fixed order
+// (the layers' order, last first).
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -7,14 +12,26 @@
 
 #include "layers/layer.h"
 
+#define GRAD_NONE (-3)    // no gradient (plan) / not yet placed
+#define GRAD_LOGITS (-1)  // the loss's gradient buffer
+
+// One layer's part of the backward pass: its output gradient's buffer, and
+// for each input the buffer it writes (GRAD_NONE: none needed) and, when
+// another layer already wrote that input's gradient, the buffer to add it to.
+typedef struct {
+    int run, dy, dx[2], add_to[2];
+} BackwardStep;
+
 struct CnnNet {
     char *desc;
-    int C, H, W, max_batch, L, first_param_layer;
+    int C, H, W, max_batch, L;
     Layer layers[CNN_MAX_LAYERS];
+    BackwardStep plan[CNN_MAX_LAYERS];
     size_t n_params, n_buffers;
     float *params, *grads, *m, *v, *buffers;
     Workspace ws;
-    float *gbuf[2], *dlogits;
+    int n_gbuf;
+    float *gbuf[CNN_MAX_LAYERS + 1], *dlogits;
     const float *input;
     uint64_t seed, step;
     double flops;
@@ -33,12 +50,25 @@ static const struct {
                "conv(128,3,pad=1,bias=0) bn relu conv(128,3,pad=1,bias=0) bn relu maxpool(2) "
                "conv(256,3,pad=1,bias=0) bn relu conv(256,3,pad=1,bias=0) bn relu maxpool(2) "
                "gap dense(%d)"},
+    // He et al. 2016, section 4.2: 3 stages of 3 basic blocks (16, 32, 64
+    // filters), identity shortcuts, option A (subsample, zero channels)
+    // where the width doubles.
+    {"resnet20", "conv(16,3,pad=1,bias=0) bn relu "
+                 "[@x conv(16,3,pad=1,bias=0) bn relu conv(16,3,pad=1,bias=0) bn add(x) relu] x3 "
+                 "@x conv(32,3,stride=2,pad=1,bias=0) bn relu conv(32,3,pad=1,bias=0) bn @r "
+                 "from(x) maxpool(1,stride=2) chpad(8) add(r) relu "
+                 "[@x conv(32,3,pad=1,bias=0) bn relu conv(32,3,pad=1,bias=0) bn add(x) relu] x2 "
+                 "@x conv(64,3,stride=2,pad=1,bias=0) bn relu conv(64,3,pad=1,bias=0) bn @r "
+                 "from(x) maxpool(1,stride=2) chpad(16) add(r) relu "
+                 "[@x conv(64,3,pad=1,bias=0) bn relu conv(64,3,pad=1,bias=0) bn add(x) relu] x2 "
+                 "gap dense(%d)"},
 };
 
 CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n) {
     for (size_t i = 0; i < sizeof BUILTINS / sizeof BUILTINS[0]; i++)
         if (!strcmp(name, BUILTINS[i].name)) {
-            snprintf(buf, n, BUILTINS[i].desc, classes);
+            if ((size_t)snprintf(buf, n, BUILTINS[i].desc, classes) >= n)
+                return cnn_error(CNN_EARG, "model %s: its description needs more than %zu characters", name, n);
             return CNN_OK;
         }
     return CNN_EARG;
@@ -80,6 +110,69 @@ void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init) {
     }
 }
 
+// ---------------------------------------------------------------- graph
+static const float *tensor_data(const CnnNet *net, int t) {
+    return t == LAYER_INPUT ? net->input : net->layers[t].out;
+}
+
+static void tensor_shape(const CnnNet *net, int t, int *c, int *h, int *w) {
+    if (t == LAYER_INPUT) {
+        *c = net->C; *h = net->H; *w = net->W;
+    } else {
+        *c = net->layers[t].OC; *h = net->layers[t].OH; *w = net->layers[t].OW;
+    }
+}
+
+static float *grad_buffer(CnnNet *net, int id) { return id == GRAD_LOGITS ? net->dlogits : net->gbuf[id]; }
+
+// The backward plan: a layer runs if it or a layer it reads from (at any
+// depth) has parameters; a gradient buffer is taken when the first reader of
+// a tensor (in backward order) writes its gradient and freed when the tensor's
+// own layer has used it. Layers that work in place (LAYER_GRAD_IN_PLACE) hand
+// their dy buffer on. Returns the number of buffers.
+static int plan_backward(CnnNet *net) {
+    const int L = net->L;
+    int needs[CNN_MAX_LAYERS], where[CNN_MAX_LAYERS], busy[CNN_MAX_LAYERS + 1] = {0}, n_buf = 0;
+    for (int i = 0; i < L; i++) {
+        const Layer *l = &net->layers[i];
+        needs[i] = l->n_w + l->n_b > 0;
+        for (int s = 0; s < 2; s++) needs[i] |= l->spec.in[s] >= 0 && needs[l->spec.in[s]];
+        where[i] = GRAD_NONE;
+    }
+    where[L - 1] = GRAD_LOGITS;
+    for (int i = L - 1; i >= 0; i--) {
+        const Layer *l = &net->layers[i];
+        BackwardStep *p = &net->plan[i];
+        *p = (BackwardStep){.run = needs[i], .dy = where[i], .dx = {GRAD_NONE, GRAD_NONE},
+                            .add_to = {GRAD_NONE, GRAD_NONE}};
+        if (!p->run) continue;
+        CNN_ASSERT(p->dy != GRAD_NONE);
+        const int in_place = (l->spec.ops->flags & LAYER_GRAD_IN_PLACE) != 0;
+        int free_dy = 1, temp[2] = {GRAD_NONE, GRAD_NONE};
+        for (int s = 0; s < 2; s++) {
+            const int t = l->spec.in[s];
+            if (t < 0 || !needs[t]) continue;
+            int b;
+            if (in_place) {
+                b = p->dy;  // dx is dy
+                free_dy = where[t] != GRAD_NONE;
+            } else {
+                for (b = 0; busy[b]; b++) {}
+                busy[b] = 1;
+                if (b >= n_buf) n_buf = b + 1;
+                if (where[t] != GRAD_NONE) temp[s] = b;
+            }
+            p->dx[s] = b;
+            if (where[t] == GRAD_NONE) where[t] = b;
+            else p->add_to[s] = where[t];
+        }
+        for (int s = 0; s < 2; s++)
+            if (temp[s] != GRAD_NONE) busy[temp[s]] = 0;
+        if (free_dy && p->dy >= 0) busy[p->dy] = 0;
+    }
+    return n_buf;
+}
+
 // ---------------------------------------------------------------- build
 static size_t physical_memory(void) {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
@@ -93,7 +186,7 @@ void cnn_set_memory_limit(size_t bytes) { memory_limit = bytes; }
 CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, int max_batch,
                          uint64_t seed) {
     *out = NULL;
-    char builtin[1024];
+    char builtin[CNN_DESC_MAX];
     if (cnn_builtin_model(desc, 10, builtin, sizeof builtin) == CNN_OK) desc = builtin;
     if (C <= 0 || H <= 0 || W <= 0 || C > 4096 || H > 65536 || W > 65536)
         return cnn_error(CNN_ESHAPE, "input shape %dx%dx%d is not valid", C, H, W);
@@ -108,15 +201,14 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     if (!net) return cnn_error(CNN_ENOMEM, "cannot allocate the network");
     net->C = C; net->H = H; net->W = W; net->max_batch = max_batch; net->L = L;
     net->seed = seed;
-    net->first_param_layer = L;
     // Shapes, arena offsets, buffer sizes; all in size_t with overflow checks.
-    int c = C, h = H, w = W;
     size_t act_total = 0, gmax = 0, extra = 0;
     Workspace need = {0};  // largest scratch of any layer
     for (int i = 0; i < L; i++) {
         Layer *l = &net->layers[i];
         l->spec = specs[i];
-        l->C = c; l->H = h; l->W = w;
+        tensor_shape(net, l->spec.in[0], &l->C, &l->H, &l->W);
+        if (l->spec.in[1] != LAYER_NO_INPUT) tensor_shape(net, l->spec.in[1], &l->C2, &l->H2, &l->W2);
         if ((st = layer_shape(l, i))) goto fail;
         if ((l->OC > 1 << 24) || (double)l->OH * l->OW * l->OC > 1e9) {
             st = cnn_error(CNN_ESHAPE, "layer %d: output %dx%dx%d is too large", i, l->OC, l->OH, l->OW);
@@ -126,15 +218,15 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         net->n_params += l->n_w + l->n_b;
         l->buf_off = net->n_buffers;
         net->n_buffers += l->n_buf;
-        if (l->n_w && net->first_param_layer == L) net->first_param_layer = i;
         net->flops += layer_flops(l);
         const LayerOps *ops = l->spec.ops;
         if (!(ops->flags & LAYER_VIEW)) act_total += (size_t)max_batch * l->out_size;
         if (ops->aux_floats) extra += ops->aux_floats(l, max_batch);
-        if ((size_t)max_batch * l->in_size > gmax) gmax = (size_t)max_batch * l->in_size;
+        if ((size_t)max_batch * l->out_size > gmax) gmax = (size_t)max_batch * l->out_size;
         if (ops->scratch) ops->scratch(l, max_batch, &need);
-        c = l->OC; h = l->OH; w = l->OW;
     }
+    net->n_gbuf = plan_backward(net);
+    const int n_gbuf_alloc = net->n_gbuf > 0 ? net->n_gbuf : 1;  // bench's pass timing uses the first
     const Layer *last = &net->layers[L - 1];
     if (last->OH != 1 || last->OW != 1 || last->OC < 2) {
         st = cnn_error(CNN_ESHAPE, "the last layer must output class scores (K x 1 x 1, K >= 2), "
@@ -150,7 +242,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     const size_t col_max = (need.col_size + 15) & ~(size_t)15, packed_max = need.packed_size;
     const int nch = batch_chunks(max_batch);
     const double total_floats = 4.0 * net->n_params + (double)net->n_buffers + (double)act_total +
-                                (double)extra + 2.0 * gmax + (double)nch * (col_max + partial_max) +
+                                (double)extra + (double)n_gbuf_alloc * gmax + (double)nch * (col_max + partial_max) +
                                 (double)packed_max +
                                 (double)max_batch * last->OC;
     const double bytes = 4.0 * total_floats;
@@ -166,8 +258,8 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->m = cnn_alloc_floats(net->n_params);
     net->v = cnn_alloc_floats(net->n_params);
     net->buffers = cnn_alloc_floats(net->n_buffers);
-    net->gbuf[0] = cnn_alloc_floats(gmax);
-    net->gbuf[1] = cnn_alloc_floats(gmax);
+    int ok = 1;
+    for (int b = 0; b < n_gbuf_alloc; b++) ok &= (net->gbuf[b] = cnn_alloc_floats(gmax)) != NULL;
     net->dlogits = cnn_alloc_floats((size_t)max_batch * last->OC);
     net->ws.col_size = col_max;
     net->ws.col = cnn_alloc_floats((size_t)nch * col_max);
@@ -175,8 +267,8 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->ws.partial = cnn_alloc_floats((size_t)nch * partial_max);
     net->ws.packed_size = packed_max;
     net->ws.packed = cnn_alloc_floats(packed_max ? packed_max : 1);
-    int ok = net->params && net->grads && net->m && net->v && net->buffers && net->gbuf[0] &&
-             net->gbuf[1] && net->dlogits && net->ws.col && net->ws.partial && net->ws.packed;
+    ok &= net->params && net->grads && net->m && net->v && net->buffers && net->dlogits && net->ws.col &&
+          net->ws.partial && net->ws.packed;
     for (int i = 0; i < L && ok; i++) {
         Layer *l = &net->layers[i];
         const LayerOps *ops = l->spec.ops;
@@ -190,15 +282,18 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         st = cnn_error(CNN_ENOMEM, "cannot allocate %.0f MB for the network", bytes / 1048576.0);
         goto fail;
     }
-    // Canonical description: every layer with all its arguments.
-    size_t dl = 0, cap = (size_t)L * 96 + 1;
+    // Canonical description: every layer with all its arguments, after the
+    // names and from() written before it.
+    size_t dl = 0, cap = (size_t)L * (96 + LAYER_PREFIX_MAX + 1) + 1;
     net->desc = malloc(cap);
     if (!net->desc) { st = cnn_error(CNN_ENOMEM, "cannot allocate the network"); goto fail; }
     net->desc[0] = 0;
     for (int i = 0; i < L; i++) {
         char text[96];
-        layer_spec_format(&net->layers[i].spec, text, sizeof text);
-        dl += (size_t)snprintf(net->desc + dl, cap - dl, "%s%s", i ? " " : "", text);
+        const LayerSpec *s = &net->layers[i].spec;
+        layer_spec_format(s, text, sizeof text);
+        dl += (size_t)snprintf(net->desc + dl, cap - dl, "%s%s%s%s", i ? " " : "", s->prefix,
+                               s->prefix[0] ? " " : "", text);
     }
     cnn_net_init_weights(net, seed);
     *out = net;
@@ -216,7 +311,8 @@ void cnn_net_free(CnnNet *net) {
         free(l->aux);
     }
     free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers);
-    free(net->gbuf[0]); free(net->gbuf[1]); free(net->dlogits);
+    for (int b = 0; b < CNN_MAX_LAYERS + 1; b++) free(net->gbuf[b]);
+    free(net->dlogits);
     free(net->ws.col); free(net->ws.partial); free(net->ws.packed);
     free(net->desc);
     free(net);
@@ -226,17 +322,16 @@ void cnn_net_free(CnnNet *net) {
 const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
     CNN_ASSERT(B >= 1 && B <= net->max_batch);
     net->input = x;
-    const float *in = x;
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
         const LayerRun run = {.B = B, .training = training, .ws = &net->ws, .seed = net->seed,
-                              .step = net->step, .index = i};
-        l->spec.ops->forward(l, in, &run);
+                              .step = net->step, .index = i,
+                              .x2 = l->spec.in[1] != LAYER_NO_INPUT ? tensor_data(net, l->spec.in[1]) : NULL};
+        l->spec.ops->forward(l, tensor_data(net, l->spec.in[0]), &run);
         if (net->profiling) net->fwd_time[i] += omp_get_wtime() - t0;
-        in = l->out;
     }
-    return in;
+    return net->layers[net->L - 1].out;
 }
 
 float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct) {
@@ -244,22 +339,31 @@ float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct) {
     return softmax_xent(last->out, labels, net->dlogits, B, last->OC, correct);
 }
 
+// acc += g over n floats.
+static void add_gradient(float *acc, const float *g, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
+    for (size_t i = 0; i < n; i++) acc[i] += g[i];
+}
+
 void cnn_net_backward(CnnNet *net, int B) {
-    float *dy = net->dlogits;
-    for (int i = net->L - 1; i >= net->first_param_layer; i--) {
+    for (int i = net->L - 1; i >= 0; i--) {
+        const BackwardStep *p = &net->plan[i];
+        if (!p->run) continue;
         Layer *l = &net->layers[i];
-        const float *x = i > 0 ? net->layers[i - 1].out : net->input;
-        // The input gradient is needed only if a layer below has parameters.
-        const int need_dx = i > net->first_param_layer;
         const LayerOps *ops = l->spec.ops;
-        float *dx = ops->flags & LAYER_GRAD_IN_PLACE ? dy
-                    : need_dx ? (dy == net->gbuf[0] ? net->gbuf[1] : net->gbuf[0]) : NULL;
+        float *dx[2];
+        for (int s = 0; s < 2; s++) dx[s] = p->dx[s] != GRAD_NONE ? grad_buffer(net, p->dx[s]) : NULL;
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
-        const LayerRun run = {.B = B, .training = 1, .ws = &net->ws, .seed = net->seed,
-                              .step = net->step, .index = i};
-        if (ops->backward) ops->backward(l, x, dy, dx, &run);
+        const LayerRun run = {.B = B, .training = 1, .ws = &net->ws, .seed = net->seed, .step = net->step,
+                              .index = i,
+                              .x2 = l->spec.in[1] != LAYER_NO_INPUT ? tensor_data(net, l->spec.in[1]) : NULL,
+                              .dx2 = dx[1]};
+        if (ops->backward) ops->backward(l, tensor_data(net, l->spec.in[0]), grad_buffer(net, p->dy), dx[0], &run);
+        for (int s = 0; s < 2; s++)
+            if (p->add_to[s] != GRAD_NONE)
+                add_gradient(grad_buffer(net, p->add_to[s]), dx[s],
+                             (size_t)B * net->layers[l->spec.in[s]].out_size);
         if (net->profiling) net->bwd_time[i] += omp_get_wtime() - t0;
-        dy = dx;
     }
 }
 
@@ -309,7 +413,7 @@ int net_tensors(CnnNet *net, NetTensor *t) {
 int net_conv_pass_times(CnnNet *net, int i, int B, int reps, double t[3]) {
     if (i < 0 || i >= net->L || !net->layers[i].spec.ops->pass_times || !net->input) return 0;
     Layer *l = &net->layers[i];
-    const float *x = i > 0 ? net->layers[i - 1].out : net->input;
+    const float *x = tensor_data(net, l->spec.in[0]);
     float *saved = malloc(sizeof(float) * net->n_params);
     if (!saved) return 0;
     memcpy(saved, net->grads, sizeof(float) * net->n_params);
@@ -343,5 +447,7 @@ void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info) {
     info->n_weight = l->n_w;
     info->n_bias = l->n_b;
     info->n_buffer = l->n_buf;
+    info->input = l->spec.in[0];
+    info->input2 = l->spec.in[1];
     info->flops = layer_flops(l);
 }

@@ -167,6 +167,36 @@ START_TEST(test_optimizer_settings_round_trip) {
 }
 END_TEST
 
+// Found when resnet20 came: metadata values were cut at 255 characters, so
+// the checkpoint of any model with a longer canonical description (vgg8bn's
+// has 540) named a model that did not parse. Long descriptions come back
+// whole, and the file loads into the net it came from.
+START_TEST(test_long_model_descriptions_round_trip) {
+    make_dir();
+    static const char *models[] = {"vgg8bn", "resnet20"};
+    for (int i = 0; i < 2; i++) {
+        CnnNet *a, *b;
+        ck_assert_int_eq(cnn_net_create(&a, models[i], 3, 32, 32, 2, 1), CNN_OK);
+        ck_assert_uint_gt(strlen(cnn_net_desc(a)), 500);
+        const char *p = path_in_dir("long.safetensors");
+        CnnMeta meta = {0};
+        ck_assert_int_eq(cnn_meta_set(&meta, "note", "%s", cnn_net_desc(a)), CNN_OK);
+        ck_assert_int_eq(cnn_checkpoint_save(p, a, NULL, &meta), CNN_OK);
+        cnn_meta_free(&meta);
+        CnnMeta back = {0};
+        ck_assert_int_eq(cnn_checkpoint_read_meta(p, &back), CNN_OK);
+        ck_assert_str_eq(cnn_meta_get(&back, "model"), cnn_net_desc(a));
+        ck_assert_str_eq(cnn_meta_get(&back, "note"), cnn_net_desc(a));
+        ck_assert_int_eq(cnn_net_create(&b, cnn_meta_get(&back, "model"), 3, 32, 32, 2, 7), CNN_OK);
+        ck_assert_int_eq(cnn_checkpoint_load(p, b, NULL, NULL), CNN_OK);
+        ck_assert(memcmp(cnn_net_params(a), cnn_net_params(b), cnn_net_num_params(a) * 4) == 0);
+        cnn_meta_free(&back);
+        cnn_net_free(a);
+        cnn_net_free(b);
+    }
+}
+END_TEST
+
 // Found by a deliberate bug: the old version of this test saved to another
 // path, so it could not fail. Here the failing save targets the kept file:
 // a file size limit makes writing the temporary copy fail (EFBIG).
@@ -419,6 +449,7 @@ int main(void) {
     tcase_add_test(tc, test_failed_save_keeps_previous_file);
     tcase_add_test(tc, test_failed_save_over_file_keeps_it);
     tcase_add_test(tc, test_optimizer_settings_round_trip);
+    tcase_add_test(tc, test_long_model_descriptions_round_trip);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

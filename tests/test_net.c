@@ -8,7 +8,7 @@
 
 // ---------------------------------------------------------------- descriptions
 START_TEST(test_builtin_models_match_pytorch) {
-    // Parameter counts and forward FLOPs from shared/bench/torch_peer.py's models.
+    // Parameter counts and forward FLOPs from tools/torch_peer.py's models.
     static const struct {
         const char *name;
         int C, H;
@@ -18,6 +18,7 @@ START_TEST(test_builtin_models_match_pytorch) {
         {"lenet", 1, 28, 61706, 833040},     {"lenet", 3, 32, 83126, 1772880},
         {"tfcnn", 1, 28, 93322, 5588480},    {"tfcnn", 3, 32, 122570, 9097216},
         {"vgg8bn", 1, 28, 1147722, 232119296}, {"vgg8bn", 3, 32, 1148874, 305533952},
+        {"resnet20", 1, 28, 269434, 61642496}, {"resnet20", 3, 32, 269722, 81102080},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         CnnNet *net;
@@ -118,10 +119,25 @@ START_TEST(test_description_errors) {
         {"[relu] x 2 flatten dense(10)", "needs a repeat count", CNN_EFORMAT},
         {"[relu] x0 flatten dense(10)", "repeat count x0 at character 8 must be in 1..64", CNN_EFORMAT},
         {"[relu] x2y flatten dense(10)", "unexpected 'y' after the repeat count", CNN_EFORMAT},
-        {"[relu] x64 [relu] x64 flatten dense(10)", "more than 64 layers", CNN_EFORMAT},
+        {"[relu] x64 [relu] x64 relu flatten dense(10)", "more than 128 layers", CNN_EFORMAT},
         {"[[[relu] x64] x64] x64 flatten dense(10)", "characters once its groups are repeated", CNN_EFORMAT},
         {"[[[[[[[[[relu] x1] x1] x1] x1] x1] x1] x1] x1] x1 flatten dense(10)", "character 9 is nested more than 8 deep",
          CNN_EFORMAT},
+        // Graphs (tests/test_graph.c)
+        {"conv(4,3) add(x) flatten dense(3)", "layer 1 (add): no tensor is named 'x' (name one with @x)", CNN_EFORMAT},
+        {"conv(4,3) from(x) flatten dense(3)", "from(x) at character 11: no tensor is named 'x'", CNN_EFORMAT},
+        {"conv(4,3) add flatten dense(3)", "add needs the name of its second input", CNN_EFORMAT},
+        {"conv(4,3) add(1x) flatten dense(3)", "'1x' is not a tensor name", CNN_EFORMAT},
+        {"@ conv(4,3) flatten dense(3)", "'@' at character 1 needs a name", CNN_EFORMAT},
+        {"@abcdefghijklmnopq conv(4,3) flatten dense(3)", "longer than 15 characters", CNN_EFORMAT},
+        {"conv(4,3) from(x flatten dense(3)", "from( at character 11 needs a name and ')'", CNN_EFORMAT},
+        {"@a conv(4,3) from(a) conv(4,3) flatten dense(3)", "the output of layer 0 (conv) is used by no later layer",
+         CNN_EFORMAT},
+        {"@a flatten dense(3) from(a)", "from() after the last layer", CNN_EFORMAT},
+        {"@a conv(4,3) add(a) flatten dense(3)", "the tensors to add differ in shape: 4x6x6 and 1x8x8", CNN_ESHAPE},
+        {"@a conv(4,3) concat(a) flatten dense(3)", "the tensors to concatenate differ in height or width",
+         CNN_ESHAPE},
+        {"@a@b relu flatten dense(3)", "unexpected '@' at character 3", CNN_EFORMAT},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CnnNet *net = (CnnNet *)1;
@@ -181,6 +197,9 @@ START_TEST(test_layer_table_rows) {
         {"dropout", "dropout(p=0.125) flatten dense(3)"},
         {"flatten", "flatten dense(3)"},
         {"dense", "flatten fc(5,bias=0) linear(3)"},
+        {"add", "@x conv(2,3,pad=1) add(x) flatten dense(3)"},
+        {"concat", "@x conv(3,1) concat(from=x) flatten dense(3)"},
+        {"chpad", "chpad(before=1,after=3) flatten dense(3)"},
     };
     char names[256];
     layer_ops_names(names, sizeof names);

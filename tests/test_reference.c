@@ -1,6 +1,7 @@
-// A tiny network against PyTorch (fixture written by tools/make_reference.py):
-// logits, loss, every gradient, 10 Adam steps, BN running statistics, and
-// evaluation-mode logits. One table gives each tensor its tolerance.
+// A tiny network and a small residual graph against PyTorch (fixtures
+// written by tools/make_reference.py): logits, loss, every gradient, 10 Adam
+// steps, BN running statistics, and evaluation-mode logits; and the
+// residual net's tensors under its PyTorch state_dict names and shapes.
 #include <string.h>
 
 #include "testutil.h"
@@ -11,6 +12,11 @@
 
 static const char *DESC = "conv(5,3,pad=1,bias=0) bn relu maxpool(2) conv(6,3,stride=2,pad=1) relu avgpool(2) "
                           "flatten dense(8) relu dense(3)";
+static const char *RESIDUAL_DESC =
+    "conv(8,3,pad=1,bias=0) bn relu @x conv(8,3,pad=1,bias=0) bn relu conv(8,3,pad=1,bias=0) bn add(x) "
+    "relu @y conv(16,3,stride=2,pad=1,bias=0) bn relu conv(16,3,pad=1,bias=0) bn @r from(y) "
+    "maxpool(1,stride=2) chpad(4) add(r) relu @z conv(16,1,bias=0) bn @q from(z) conv(8,1) concat(q) "
+    "gap dense(3)";
 
 typedef struct {
     char name[32];
@@ -21,8 +27,9 @@ typedef struct {
 static Fixture fx[16];
 static int nfx;
 
-static void load_fixtures(void) {
-    const char *path = FIXTURE_DIR "/reference_net.txt";
+static void load_fixtures(const char *path) {
+    for (int i = 0; i < nfx; i++) free(fx[i].v);
+    nfx = 0;
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot open %s", path);
     while (nfx < 16 && fscanf(f, "%31s %zu", fx[nfx].name, &fx[nfx].n) == 2) {
@@ -48,11 +55,11 @@ static void compare(const char *name, const float *got, size_t n, double tol) {
     ck_assert_msg(e < tol, "%s differs from PyTorch: %.3e", name, e);
 }
 
-START_TEST(test_matches_pytorch) {
-    load_fixtures();
-    const int B = 4;
+static void run_against_pytorch(const char *fixture, const char *desc, int C, int H, int W) {
+    load_fixtures(fixture);
+    const int B = 4, K = 3;
     CnnNet *net;
-    ck_assert_int_eq(cnn_net_create(&net, DESC, 3, 9, 9, B, 1), CNN_OK);
+    ck_assert_int_eq(cnn_net_create(&net, desc, C, H, W, B, 1), CNN_OK);
     const size_t np = cnn_net_num_params(net);
     ck_assert_uint_eq(np, (size_t)get("desc_check")->v[0]);
     memcpy(cnn_net_params(net), get("params")->v, np * sizeof(float));
@@ -61,7 +68,7 @@ START_TEST(test_matches_pytorch) {
     for (int i = 0; i < B; i++) labels[i] = (uint8_t)get("labels")->v[i];
 
     const float *logits = cnn_net_forward(net, x, B, 1);
-    compare("logits", logits, (size_t)B * 3, 1e-5);
+    compare("logits", logits, (size_t)B * K, 1e-5);
     float loss = cnn_net_loss(net, labels, B, NULL);
     compare("loss", &loss, 1, 1e-6);
     cnn_net_zero_grad(net);
@@ -74,7 +81,42 @@ START_TEST(test_matches_pytorch) {
     for (int s = 0; s < 10; s++) cnn_net_train_step(net, &opt, x, labels, B, -1.0f, NULL);
     compare("params_after_10_adam", cnn_net_params(net), np, 1e-5);
     compare("running_after_11", cnn_net_buffers(net), cnn_net_num_buffers(net), 1e-4);
-    compare("eval_logits", cnn_net_forward(net, x, B, 0), (size_t)B * 3, 1e-4);
+    compare("eval_logits", cnn_net_forward(net, x, B, 0), (size_t)B * K, 1e-4);
+    cnn_net_free(net);
+}
+
+START_TEST(test_matches_pytorch) { run_against_pytorch(FIXTURE_DIR "/reference_net.txt", DESC, 3, 9, 9); }
+END_TEST
+
+START_TEST(test_residual_matches_pytorch) {
+    for (int kb = 0; kernels_next(&kb);)
+        run_against_pytorch(FIXTURE_DIR "/reference_residual.txt", RESIDUAL_DESC, 3, 8, 8);
+}
+END_TEST
+
+// The residual net's checkpoint tensors are its PyTorch state_dict's, by
+// name, shape and order (num_batches_tracked aside, which cnnc does not keep).
+START_TEST(test_residual_state_dict_names) {
+    const char *path = FIXTURE_DIR "/reference_residual_names.txt";
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, RESIDUAL_DESC, 3, 8, 8, 1, 1), CNN_OK);
+    NetTensor t[CNN_MAX_TENSORS];
+    const int n = net_tensors(net, t);
+    char name[64], shape[64];
+    int i = 0;
+    for (; fscanf(f, "%63s %63s", name, shape) == 2; i++) {
+        ck_assert_int_lt(i, n);
+        char got[64] = "";
+        size_t len = 0;
+        for (int d = 0; d < t[i].ndim; d++)
+            len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", d ? "x" : "", (long long)t[i].shape[d]);
+        ck_assert_str_eq(t[i].name, name);
+        ck_assert_str_eq(got, shape);
+    }
+    ck_assert_int_eq(i, n);
+    fclose(f);
     cnn_net_free(net);
 }
 END_TEST
@@ -83,6 +125,8 @@ int main(void) {
     Suite *s = suite_create("reference");
     TCase *tc = tcase_create("pytorch");
     tcase_add_test(tc, test_matches_pytorch);
+    tcase_add_test(tc, test_residual_matches_pytorch);
+    tcase_add_test(tc, test_residual_state_dict_names);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

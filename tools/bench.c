@@ -184,8 +184,8 @@ int main(int argc, char **argv) {
     cnn_threads_limit_spin(argv);  // measure what the trainer runs with
     Options o;
     if (!parse_args(argc, argv, &o)) return 2;
-    char desc[2048];
-    if (cnn_builtin_model(o.model, o.classes, desc, sizeof desc) != CNN_OK) snprintf(desc, sizeof desc, "%s", o.model);
+    char builtin[CNN_DESC_MAX];
+    const char *desc = cnn_builtin_model(o.model, o.classes, builtin, sizeof builtin) == CNN_OK ? builtin : o.model;
     CnnNet *net;
     if (cnn_net_create(&net, desc, o.C, o.H, o.W, o.batch, 1) != CNN_OK) return 1;
     const int K = cnn_net_num_classes(net), B = o.batch;

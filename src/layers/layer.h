@@ -10,11 +10,24 @@
 
 typedef struct LayerOps LayerOps;
 
+#define LAYER_INPUT (-1)      // in[]: the net's input
+#define LAYER_NO_INPUT (-2)   // in[1] of a one-input layer
+#define LAYER_NAME_MAX 15     // characters of a tensor name (@name)
+#define LAYER_PREFIX_MAX 64   // text of the labels and from() before a layer
+
 // A layer as written in a model description, with every argument resolved.
 typedef struct {
     const LayerOps *ops;
     int a, k_h, k_w, stride, pad, bias;  // a: out channels / units / pool kernel
     float p, eps, momentum;              // dropout p; batch norm eps and momentum
+    // The graph: in[0] is the tensor the layer reads (LAYER_INPUT for the
+    // net's input, else a layer's index), in[1] a merge layer's second one
+    // (LAYER_NO_INPUT otherwise). `ref` is in[1]'s name as written, `prefix`
+    // the labels and from() written before the layer, kept for the
+    // canonical text.
+    int in[2];
+    char ref[LAYER_NAME_MAX + 1];
+    char prefix[LAYER_PREFIX_MAX];
 } LayerSpec;
 
 // A layer in a built network: shapes, its slices of the arenas, its
@@ -22,7 +35,8 @@ typedef struct {
 typedef struct {
     LayerSpec spec;
     int C, H, W, OC, OH, OW;
-    size_t in_size, out_size;  // floats per sample
+    int C2, H2, W2;            // a merge layer's second input
+    size_t in_size, out_size;  // floats per sample (in_size: the first input)
     size_t p_off, n_w, n_b;    // weight then bias in the parameter arena
     size_t buf_off, n_buf;     // buffers (batch norm running statistics)
     union {
@@ -41,6 +55,8 @@ typedef struct {
     Workspace *ws;
     uint64_t seed, step;  // the net's seed and step: dropout masks
     int index;            // position in the net
+    const float *x2;      // a merge layer's second input (LAYER_MERGE)
+    float *dx2;           // and its gradient, or NULL
 } LayerRun;
 
 // Where an argument was written, for error messages.
@@ -51,7 +67,8 @@ typedef struct {
 
 enum {
     LAYER_VIEW = 1,          // output is the input reinterpreted (no copy, no memory)
-    LAYER_GRAD_IN_PLACE = 2  // backward writes dx over dy (or leaves dy as dx)
+    LAYER_GRAD_IN_PLACE = 2,  // backward writes dx over dy (or leaves dy as dx)
+    LAYER_MERGE = 4           // two inputs: the current tensor and a named one (add, concat)
 };
 
 struct LayerOps {
@@ -87,7 +104,8 @@ struct LayerOps {
 
 // ---------------------------------------------------------------- rows
 extern const LayerOps conv_layer, maxpool_layer, avgpool_layer, gap_layer, relu_layer,
-    batchnorm_layer, dropout_layer, flatten_layer, dense_layer;
+    batchnorm_layer, dropout_layer, flatten_layer, dense_layer, add_layer, concat_layer,
+    chpad_layer;
 
 // The row whose name or alias is `name`, or NULL.
 const LayerOps *layer_ops_find(const char *name);

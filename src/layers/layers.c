@@ -8,7 +8,8 @@
 
 static const LayerOps *const ROWS[] = {
     &conv_layer, &maxpool_layer, &avgpool_layer, &gap_layer, &relu_layer,
-    &batchnorm_layer, &dropout_layer, &flatten_layer, &dense_layer,
+    &batchnorm_layer, &dropout_layer, &flatten_layer, &dense_layer, &add_layer, &concat_layer,
+    &chpad_layer,
 };
 #define N_ROWS (sizeof ROWS / sizeof ROWS[0])
 

@@ -53,11 +53,8 @@ void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnDataset 
            train->n, val->n, "validation", test->n, train->c, train->h, train->w, train->classes, now() - t0);
 }
 
-static void model_desc(const char *model, int classes, char *buf, size_t n) {
-    if (cnn_builtin_model(model, classes, buf, n) != CNN_OK) snprintf(buf, n, "%s", model);
-}
 int is_builtin(const char *model) {
-    char buf[8];
+    char buf[CNN_DESC_MAX];
     return cnn_builtin_model(model, 10, buf, sizeof buf) == CNN_OK;
 }
 
@@ -77,8 +74,8 @@ int setup_compute(const Options *o) {
 // The net of --model for `classes` classes of CxHxW images at --batch:
 // train and summary accept and refuse exactly the same models.
 CnnNet *build_model(const Options *o, int classes, int C, int H, int W) {
-    char desc[4096];
-    model_desc(o->model, classes, desc, sizeof desc);
+    char builtin[CNN_DESC_MAX];
+    const char *desc = cnn_builtin_model(o->model, classes, builtin, sizeof builtin) == CNN_OK ? builtin : o->model;
     CnnNet *net;
     check_model(cnn_net_create(&net, desc, C, H, W, o->batch, o->seed));
     if (cnn_net_num_classes(net) != classes)

@@ -45,15 +45,33 @@ void format_count(double v, char *buf, size_t n) {
     else if (v >= 1e3) snprintf(buf, n, "%.1f k", v / 1e3);
     else snprintf(buf, n, "%.0f", v);
 }
+static void tensor_label(int t, char *buf, size_t n) {
+    if (t == -1) snprintf(buf, n, "input");
+    else snprintf(buf, n, "%d", t);
+}
+
+// A graph (any layer reading other than the layer before it) gets an
+// "inputs" column: the layers each one reads.
 void print_summary(const CnnNet *net) {
-    printf("  #  %-36s %-14s %10s %12s\n", "layer", "output", "params", "FLOPs/image");
-    for (int i = 0; i < cnn_net_num_layers(net); i++) {
+    const int L = cnn_net_num_layers(net);
+    int graph = 0;
+    for (int i = 0; i < L; i++) {
         CnnLayerInfo li;
         cnn_net_layer_info(net, i, &li);
-        char shape[32], fl[32];
+        graph |= li.input != i - 1 || li.input2 != -2;
+    }
+    printf("  #  %-36s %-14s %10s %12s%s\n", "layer", "output", "params", "FLOPs/image", graph ? "  inputs" : "");
+    for (int i = 0; i < L; i++) {
+        CnnLayerInfo li;
+        cnn_net_layer_info(net, i, &li);
+        char shape[32], fl[32], in[16], in2[16] = "";
         snprintf(shape, sizeof shape, "%dx%dx%d", li.OC, li.OH, li.OW);
         format_count(li.flops, fl, sizeof fl);
-        printf(" %2d  %-36s %-14s %10zu %12s\n", i, li.text, shape, li.n_weight + li.n_bias, li.flops > 0 ? fl : "-");
+        tensor_label(li.input, in, sizeof in);
+        if (li.input2 != -2) tensor_label(li.input2, in2, sizeof in2);
+        printf(" %2d  %-36s %-14s %10zu %12s", i, li.text, shape, li.n_weight + li.n_bias, li.flops > 0 ? fl : "-");
+        if (graph) printf("  %s%s%s", in, in2[0] ? ", " : "", in2);
+        printf("\n");
     }
     char fl[32];
     format_count(cnn_net_flops(net), fl, sizeof fl);

@@ -36,7 +36,7 @@ static const char *HELP_TRAIN =
     "  --crop-pad N          padding of the random crop (default 4 for CIFAR, 2 for digits)\n"
     "  --hflip / --no-hflip  horizontal flips with --augment (default: on for CIFAR only)\n"
     "model and optimiser:\n"
-    "  --model M             tfcnn, lenet, vgg8bn or a description such as\n"
+    "  --model M             tfcnn, lenet, vgg8bn, resnet20 or a description such as\n"
     "                        \"conv(32,3) relu maxpool(2) flatten dense(10)\" (default tfcnn)\n"
     "  --epochs N            passes over the training set (default 5)\n"
     "  --batch N             images per step (default 64)\n"

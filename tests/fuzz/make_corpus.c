@@ -236,7 +236,7 @@ static void make_checkpoints(void) {
 
 // ---------------------------------------------------------------- descriptions
 static void make_descs(void) {
-    static const char *builtin[] = {"lenet", "tfcnn", "vgg8bn"};
+    static const char *builtin[] = {"lenet", "tfcnn", "vgg8bn", "resnet20"};
     static const char *extra[] = {
         "conv(8,3,stride=2,pad=1) bn relu avgpool(2) dropout(0.25) gap fc(5)",
         "conv(4,3x5,bias=0) maxpool(3,stride=1) flatten linear(7,bias=0)",
@@ -247,7 +247,7 @@ static void make_descs(void) {
         "conv(3,1) avgpool(kernel=4) gap dense(4,bias=1)",
         "dropout(0.9999999) bn(eps=1.2345678e-5,momentum=0.3) flatten dense(3)",
     };
-    char buf[1024], name[32];
+    char buf[CNN_DESC_MAX], name[32];
     for (int i = 0; i < 3; i++) {
         save("model_desc", builtin[i], builtin[i], strlen(builtin[i]));
         if (cnn_builtin_model(builtin[i], 10, buf, sizeof buf) == CNN_OK) {
