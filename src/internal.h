@@ -99,6 +99,16 @@ void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B);
 // db (OC) += per-channel sums of one image's dy (OC, N).
 void conv2d_bias_grad(const float *dy, int OC, size_t N, float *db);
 
+// Direct convolution of few input channels, stride 1 (conv2d_small_c.c):
+// the forward pass, and one image's weight gradient into dw (zeroed first
+// if `first`, else +=), using scratch (conv2d_small_c_scratch_size floats).
+#define CNN_SMALL_C_TAPS_MAX 256  // C KH KW of the layers it takes
+int conv2d_small_c_applies(const Conv2d *l);
+size_t conv2d_small_c_scratch_size(const Conv2d *l);
+void conv2d_small_c_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
+void conv2d_small_c_weight_grad(const Conv2d *l, const float *xi, const float *dyi, float *scratch, int first,
+                                float *dw);
+
 // Direct convolution on 8-channel blocks (conv2d_direct.c): stride-1
 // layers with C and OC multiples of 8, where the backend has the kernels.
 int conv2d_direct_applies(const Conv2d *l);

@@ -68,10 +68,11 @@ static void run_conv_case(ConvCase k, uint64_t seed) {
     l.OH = (k.H + 2 * k.P - k.KH) / k.S + 1;
     l.OW = (k.W + 2 * k.P - k.KW) / k.S + 1;
     const int direct = conv2d_direct_applies(&l) && kernels()->conv_fwd_blocked;
-    const int wino = direct && conv2d_winograd_applies(&l);
+    const int wino = direct && conv2d_winograd_applies(&l), small_c = !direct && conv2d_small_c_applies(&l);
     ck_assert_msg(wino || !expect_winograd, "this case should run on Winograd");
-    printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d S=%d P=%d bias=%d -> %dx%d%s\n", k.B, k.C, k.H, k.W,
-           k.OC, k.KH, k.KW, k.S, k.P, k.bias, l.OH, l.OW, wino ? " (winograd)" : direct ? " (direct)" : "");
+    printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d S=%d P=%d bias=%d -> %dx%d%s\n", k.B, k.C, k.H, k.W, k.OC, k.KH,
+           k.KW, k.S, k.P, k.bias, l.OH, l.OW,
+           wino ? " (winograd)" : direct ? " (direct)" : small_c ? " (small-C direct)" : "");
     const size_t nx = (size_t)k.B * k.C * k.H * k.W, nw = (size_t)k.OC * k.C * k.KH * k.KW;
     const size_t ny = (size_t)k.B * k.OC * l.OH * l.OW;
     float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx), *dx2 = cnn_alloc_floats(nx);
@@ -125,6 +126,10 @@ START_TEST(test_conv_fixed_shapes) {
         {2, 2, 17, 16, 3, 3, 3, 1, 1, 1},  // larger planes
         {3, 3, 16, 17, 4, 1, 1, 1, 0, 1},  // pointwise on larger planes
         {20, 1, 18, 15, 2, 3, 3, 1, 1, 0}, // more images than chunks, uneven chunks
+        // 1-4 input channels, stride 1: the small-C direct kernels where the backend has them.
+        {2, 3, 9, 21, 13, 3, 3, 1, 1, 1},  // rows of 21 = 16 + 5, 13 filters = 6 + 6 + 1
+        {3, 1, 6, 18, 7, 5, 5, 1, 2, 0},   // 5x5 pad 2 (taps 3 + 2 a row), no bias
+        {2, 4, 5, 4, 4, 2, 4, 1, 0, 1},    // 4 channels, 2x4 kernel, rows of 1
         // Channels in multiples of 8: the direct kernels where the backend has them.
         {2, 8, 7, 9, 8, 3, 3, 1, 1, 1},    // odd sizes, pad 1
         {3, 16, 6, 5, 24, 3, 3, 1, 0, 0},  // 2 input blocks, 3 output blocks (a lone last one), no bias
@@ -221,6 +226,10 @@ START_TEST(test_conv_large_vs_twins) {
     run_conv_large_vs_twins((Conv2d){.C = 64, .H = 6, .W = 7, .OC = 72, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1});
     // Both channel counts rounded up to blocks (62 -> 64, 70 -> 72).
     run_conv_large_vs_twins((Conv2d){.C = 62, .H = 7, .W = 5, .OC = 70, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1});
+    // First layers on the small-C kernels: lenet's, tfcnn's on CIFAR-10, vgg8bn's (no bias).
+    run_conv_large_vs_twins((Conv2d){.C = 1, .H = 28, .W = 28, .OC = 6, .KH = 5, .KW = 5, .S = 1, .P = 2, .has_bias = 1});
+    run_conv_large_vs_twins((Conv2d){.C = 3, .H = 32, .W = 32, .OC = 32, .KH = 3, .KW = 3, .S = 1, .P = 0, .has_bias = 1});
+    run_conv_large_vs_twins((Conv2d){.C = 3, .H = 32, .W = 32, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 0});
 }
 END_TEST
 
@@ -275,7 +284,7 @@ START_TEST(test_conv_winograd_auto_rule) {
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
     ck_assert(conv2d_winograd_applies(&big) && conv2d_winograd_applies(&deep) && conv2d_winograd_applies(&ragged));
     ck_assert(conv2d_winograd_weight_grad_applies(&big, 64));
-    ck_assert(!conv2d_winograd_weight_grad_applies(&deep, 64));    // 16 tiles a group
+    ck_assert(conv2d_winograd_weight_grad_applies(&deep, 64));     // 16 tiles an image
     ck_assert(!conv2d_winograd_weight_grad_applies(&ragged, 64));  // partial tiles
     ck_assert_int_eq(cnn_conv_select("winograd"), CNN_OK);
     ck_assert(conv2d_winograd_weight_grad_applies(&deep, 64) && conv2d_winograd_weight_grad_applies(&ragged, 64));

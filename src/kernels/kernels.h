@@ -53,6 +53,16 @@ typedef struct {
     // C (M,K) = beta C + A (M,N) B (K,N)^T, for the weight gradient.
     void (*gemm_small_k_nt)(int M, int K, int N, const float *A, const float *B, float beta,
                             float *C);
+    // Direct convolution of few input channels, stride 1 (NULL: im2col +
+    // GEMM instead), one image: xp is the input zero-padded to (C, OH + KH - 1,
+    // round16(OW) + KW - 1), with the top-left input pixel at (P, P).
+    // y (OC,OH,OW) = bias (none if NULL) + terms in (c, kh, kw) order, as
+    // gemm_small_k on the im2col matrix; dw (OC, C KH KW) += the weight
+    // gradient of dy (OC,OH,OW).
+    void (*conv_small_c_fwd)(const float *xp, int C, int KH, int KW, const float *w, const float *bias, int OC,
+                             int OH, int OW, float *y);
+    void (*conv_small_c_wgrad)(const float *xp, int C, int KH, int KW, const float *dy, int OC, int OH, int OW,
+                               float *dw);
     // Direct convolution on blocked tensors (NULL: im2col + GEMM instead).
     // y[ob][oh][ow][o] = bias[8 ob + o] (0 if NULL)
     //     + sum over cb, kh, kw, i of x[cb][oh S + kh][ow S + kw][i] w[ob][cb][kh][kw][i][o],
@@ -117,6 +127,10 @@ void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, cons
 void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta,
                           float *C);
 
+void conv_small_c_fwd_avx2(const float *xp, int C, int KH, int KW, const float *w, const float *bias, int OC,
+                           int OH, int OW, float *y);
+void conv_small_c_wgrad_avx2(const float *xp, int C, int KH, int KW, const float *dy, int OC, int OH, int OW,
+                             float *dw);
 void conv_fwd_blocked_avx2(const BlockedConv *g, const float *x, const float *w, const float *bias,
                           float *y);
 void conv_wgrad_blocked_avx2(const BlockedConv *g, const float *x, const float *dy, size_t dy_row,

@@ -12,8 +12,9 @@ static int is_pointwise(const Conv2d *l) {
 
 size_t conv2d_col_size(const Conv2d *l, int chunk_images) {
     const size_t col = is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
-    const size_t direct = conv2d_direct_scratch_size(l, chunk_images);
-    return col > direct ? col : direct;
+    const size_t direct = conv2d_direct_scratch_size(l, chunk_images), small = conv2d_small_c_scratch_size(l);
+    const size_t most = col > direct ? col : direct;
+    return most > small ? most : small;
 }
 
 size_t conv2d_partial_size(const Conv2d *l) {
@@ -27,6 +28,8 @@ static int use_direct(const Conv2d *l) {
     return k->conv_fwd_blocked && k->conv_wgrad_blocked && k->block_pad && k->unblock &&
            conv2d_direct_applies(l);
 }
+
+static int use_small_c(const Conv2d *l) { return !use_direct(l) && conv2d_small_c_applies(l); }
 
 // Eight running sums (pixel p into sum p % 8), then added in lane order:
 // the same fixed order for every run, and eight independent chains instead
@@ -79,6 +82,10 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
         conv2d_direct_forward(l, x, y, B, ws);
         return;
     }
+    if (use_small_c(l)) {
+        conv2d_small_c_forward(l, x, y, B, ws);
+        return;
+    }
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
     const int nchunks = batch_chunks(B);
@@ -109,7 +116,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
     const size_t nw = (size_t)l->OC * K, stride = ws->partial_size;
     const int nchunks = batch_chunks(B);
-    const int pointwise = is_pointwise(l);
+    const int pointwise = is_pointwise(l), small_c = use_small_c(l);
     CNN_ASSERT(nw + (size_t)l->OC <= stride);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
@@ -120,13 +127,17 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
         for (int i = i0; i < i1; i++) {
             const float *xi = x + (size_t)i * in_size;
             const float *dyi = dy + (size_t)i * out_size;
-            const float *src = xi;
-            if (!pointwise) {
-                im2col(xi, l->C, l->H, l->W, l->KH, l->KW, l->S, l->P, l->OH, l->OW, col);
-                src = col;
+            if (small_c) {
+                conv2d_small_c_weight_grad(l, xi, dyi, col, i == i0, pdw);
+            } else {
+                const float *src = xi;
+                if (!pointwise) {
+                    im2col(xi, l->C, l->H, l->W, l->KH, l->KW, l->S, l->P, l->OH, l->OW, col);
+                    src = col;
+                }
+                // dW_chunk += dy_i (OC,N) . col_i^T (N,K)
+                weight_gemm(l, K, N, dyi, src, i == i0 ? 0.0f : 1.0f, pdw);
             }
-            // dW_chunk += dy_i (OC,N) . col_i^T (N,K)
-            weight_gemm(l, K, N, dyi, src, i == i0 ? 0.0f : 1.0f, pdw);
             if (l->has_bias) conv2d_bias_grad(dyi, l->OC, (size_t)N, pdb);
             if (!dx) continue;
             float *dxi = dx + (size_t)i * in_size;

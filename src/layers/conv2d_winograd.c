@@ -252,21 +252,20 @@ int conv2d_winograd_auto(const Conv2d *l) {
     return 1;
 }
 
-// Its weight gradient folds each position's sums into the nine taps, a cost
-// per position that only many whole tiles repay. auto takes it for planes of
-// whole tiles with at least 64 tiles a group (vgg8bn's 64 -> 64 and 64 -> 128
-// layers), the rule its 5-epoch accuracy check ran with; --conv winograd
-// always. Measured against direct convolution (tools/PERF.md): 1.2-2x on
-// those layers; on vgg8bn's other layers (16-48 tiles a group) 0.6x with both
-// cores busy but 0.9-1.7x with one core free, and 0.7-0.9x on tfcnn's 32 -> 64
-// channels at 13x13 (a third of the tiles' outputs past the plane). Widening
-// the rule waits for a quiet measurement and an accuracy run of its own.
+// Its weight gradient folds each position's sums into the nine taps. auto
+// takes it for planes of whole tiles, --conv winograd always. Measured
+// against direct convolution (tools/PERF.md, AMD EPYC Zen 3): 1.2-2x on
+// vgg8bn's 64-channel layers, 1.3-1.7x on its 128 and 256-channel ones with
+// a core free (vgg8bn trained 1.07-1.12x faster with it), and 0.7-0.9x on
+// tfcnn's 32 -> 64 channels at 13x13, where a third of the tiles' outputs
+// fall past the plane. A 5-epoch vgg8bn run with every weight gradient on
+// Winograd ended at 80.65% against direct convolution's 80.84% (README).
 int conv2d_winograd_weight_grad_applies(const Conv2d *l, int B) {
+    (void)B;
     if (!conv2d_winograd_applies(l)) return 0;
     if (conv_algo() == CONV_WINOGRAD) return 1;
     const int m = transform()->m;
-    return l->OH % m == 0 && l->OW % m == 0 &&
-           (long)conv2d_winograd_group(l, chunk_images_max(B)) * tiles(l->OH, m) * tiles(l->OW, m) >= 64;
+    return l->OH % m == 0 && l->OW % m == 0;
 }
 
 // The images of a chunk (at most `most`) that the backward pass takes

@@ -115,9 +115,17 @@ void gap_forward(const float *x, float *y, int B, int C, int HW) {
     const size_t planes = (size_t)B * C;
 #pragma omp parallel for schedule(static) if (planes * HW >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
+        // Eight running sums (pixel p into p % 8), added in lane order: one
+        // chain waited on every add (gap took a third of a 32x30x30 net's
+        // inference); the order is fixed, so threads do not change it.
         const float *in = x + pl * HW;
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int p = 0;
+        for (; p + 8 <= HW; p += 8)
+            for (int k = 0; k < 8; k++) lane[k] += in[p + k];
+        for (int k = 0; p + k < HW; k++) lane[k] += in[p + k];
         float s = 0.0f;
-        for (int p = 0; p < HW; p++) s += in[p];
+        for (int k = 0; k < 8; k++) s += lane[k];
         y[pl] = s / (float)HW;
     }
 }
