@@ -250,7 +250,8 @@ int main(int argc, char **argv) {
     }
     // Per-layer table at the last thread count: median-free, summed over reps*steps steps.
     const int L = cnn_net_num_layers(net);
-    double fwd[64] = {0}, bwd[64] = {0}, total = 0;
+    double *fwd = calloc((size_t)L, sizeof *fwd), *bwd = calloc((size_t)L, sizeof *bwd), total = 0;
+    if (!fwd || !bwd) return 1;
     if (o.layers) {
         cnn_net_set_profiling(net, 1);
         for (int s = 0; s < o.reps * o.steps; s++) cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
@@ -332,6 +333,8 @@ int main(int argc, char **argv) {
         printf("]}\n");
     }
     cnn_net_free(net);
+    free(fwd);
+    free(bwd);
     cnn_free(x);
     free(y);
     return 0;
