@@ -204,6 +204,10 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training);
 // returns the mean loss and stores the gradient for cnn_net_backward.
 // *correct (may be NULL) receives the number of argmax hits.
 float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct);
+// Label smoothing of cnn_net_loss (PyTorch's CrossEntropyLoss(label_smoothing=eps)),
+// 0 by default; cnn_evaluate reports the plain loss.
+CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps);
+float cnn_net_label_smoothing(const CnnNet *net);
 
 // Backward pass of the last forward/loss: writes gradients into the grads arena
 // (adding to what is there; call cnn_net_zero_grad first).
@@ -233,6 +237,7 @@ typedef struct {
     float momentum;      // SGD momentum (0 = plain SGD)
     int nesterov;        // SGD: Nesterov momentum
     long t;              // steps taken (Adam bias correction)
+    int decay_skip_bn_bias;  // cnn_net_train_step: no weight decay on biases and batch norm's scale and shift
 } CnnOptimizer;
 
 // Defaults of PyTorch: Adam lr 1e-3, betas 0.9/0.999, eps 1e-8.
@@ -241,6 +246,9 @@ void cnn_opt_defaults(CnnOptimizer *opt, CnnOptKind kind);
 // arenas (v unused by SGD). lr overrides opt->lr when >= 0 (schedules).
 void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m,
                   float *v, size_t n, float lr);
+// The same with weight decay only where decay[i] is non-zero (decay may be NULL: everywhere).
+void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                         const uint8_t *decay);
 CnnStatus cnn_opt_parse(const char *name, CnnOptKind *kind);
 const char *cnn_opt_name(CnnOptKind kind);
 
@@ -266,7 +274,7 @@ void cnn_confusion_add(int64_t *cm, int K, const float *logits, const uint8_t *l
 void cnn_metrics_compute(const int64_t *cm, int K, CnnMetrics *m);
 
 // ---------------------------------------------------------------- schedules
-typedef enum { CNN_SCHED_CONSTANT, CNN_SCHED_STEP, CNN_SCHED_COSINE } CnnScheduleKind;
+typedef enum { CNN_SCHED_CONSTANT, CNN_SCHED_STEP, CNN_SCHED_COSINE, CNN_SCHED_LINEAR } CnnScheduleKind;
 
 typedef struct {
     CnnScheduleKind kind;

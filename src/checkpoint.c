@@ -170,6 +170,7 @@ CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer 
         meta_ok &= add_meta(md, "weight_decay", "%.9g", opt->weight_decay);
         meta_ok &= add_meta(md, "momentum", "%.9g", opt->momentum);
         meta_ok &= add_meta(md, "nesterov", "%d", opt->nesterov);
+        meta_ok &= add_meta(md, "decay_skip_bn_bias", "%d", opt->decay_skip_bn_bias);
         meta_ok &= add_meta(md, "optimizer_step", "%ld", opt->t);
     }
     size_t off = 0;
@@ -458,6 +459,8 @@ static CnnStatus opt_from_meta(const CnnMeta *m, const char *path, CnnOptimizer 
     if (!t || !*t || (opt->t = strtol(t, &end, 10), *end) || errno || opt->t < 0)
         return cnn_error(CNN_EFORMAT, "%s: metadata 'optimizer_step' is missing or bad", path);
     opt->nesterov = nest && !strcmp(nest, "1");
+    const char *skip = cnn_meta_get(m, "decay_skip_bn_bias");  // absent before 0.1.0's graphs: no skipping
+    opt->decay_skip_bn_bias = skip && !strcmp(skip, "1");
     return CNN_OK;
 }
 

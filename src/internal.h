@@ -181,7 +181,7 @@ void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, 
                     Workspace *ws);
 
 // logits (B,K), labels (B) -> mean loss; dlogits = (softmax - onehot) / B.
-float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K,
+float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
                    int *correct);
 
 // ---------------------------------------------------------------- layers table

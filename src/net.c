@@ -35,6 +35,8 @@ struct CnnNet {
     const float *input;
     uint64_t seed, step;
     double flops;
+    float label_smoothing;               // of the training loss (cnn_net_loss)
+    uint8_t *decay;                      // per parameter: 1 if weight decay applies when skipping BN and biases
     int profiling;                       // accumulate per-layer wall time
     double fwd_time[CNN_MAX_LAYERS], bwd_time[CNN_MAX_LAYERS];
 };
@@ -258,6 +260,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->m = cnn_alloc_floats(net->n_params);
     net->v = cnn_alloc_floats(net->n_params);
     net->buffers = cnn_alloc_floats(net->n_buffers);
+    net->decay = calloc(net->n_params ? net->n_params : 1, 1);
     int ok = 1;
     for (int b = 0; b < n_gbuf_alloc; b++) ok &= (net->gbuf[b] = cnn_alloc_floats(gmax)) != NULL;
     net->dlogits = cnn_alloc_floats((size_t)max_batch * last->OC);
@@ -267,7 +270,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     net->ws.partial = cnn_alloc_floats((size_t)nch * partial_max);
     net->ws.packed_size = packed_max;
     net->ws.packed = cnn_alloc_floats(packed_max ? packed_max : 1);
-    ok &= net->params && net->grads && net->m && net->v && net->buffers && net->dlogits && net->ws.col &&
+    ok &= net->params && net->grads && net->m && net->v && net->buffers && net->decay && net->dlogits && net->ws.col &&
           net->ws.partial && net->ws.packed;
     for (int i = 0; i < L && ok; i++) {
         Layer *l = &net->layers[i];
@@ -277,6 +280,8 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         if (ops->aux_floats) ok &= (l->aux = cnn_alloc_floats(ops->aux_floats(l, max_batch))) != NULL;
         if (ok && ops->wire)
             ops->wire(l, net->params + l->p_off, net->grads + l->p_off, net->buffers + l->buf_off);
+        // Weight decay, when it skips normalisation and biases: conv and dense weights only.
+        if (ok && !(ops->flags & LAYER_NO_DECAY)) memset(net->decay + l->p_off, 1, l->n_w);
     }
     if (!ok) {
         st = cnn_error(CNN_ENOMEM, "cannot allocate %.0f MB for the network", bytes / 1048576.0);
@@ -310,7 +315,7 @@ void cnn_net_free(CnnNet *net) {
         if (l->spec.ops && !(l->spec.ops->flags & LAYER_VIEW)) free(l->out);
         free(l->aux);
     }
-    free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers);
+    free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers); free(net->decay);
     for (int b = 0; b < CNN_MAX_LAYERS + 1; b++) free(net->gbuf[b]);
     free(net->dlogits);
     free(net->ws.col); free(net->ws.partial); free(net->ws.packed);
@@ -336,8 +341,16 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
 
 float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct) {
     const Layer *last = &net->layers[net->L - 1];
-    return softmax_xent(last->out, labels, net->dlogits, B, last->OC, correct);
+    return softmax_xent(last->out, labels, net->dlogits, B, last->OC, net->label_smoothing, correct);
 }
+
+CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps) {
+    if (!(eps >= 0.0f && eps < 1.0f)) return cnn_error(CNN_EARG, "label smoothing %g must be in [0, 1)", eps);
+    net->label_smoothing = eps;
+    return CNN_OK;
+}
+
+float cnn_net_label_smoothing(const CnnNet *net) { return net->label_smoothing; }
 
 // acc += g over n floats.
 static void add_gradient(float *acc, const float *g, size_t n) {
@@ -375,7 +388,8 @@ float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x, const u
     float loss = cnn_net_loss(net, labels, B, correct);
     cnn_net_zero_grad(net);
     cnn_net_backward(net, B);
-    cnn_opt_step(opt, net->params, net->grads, net->m, net->v, net->n_params, lr);
+    cnn_opt_step_masked(opt, net->params, net->grads, net->m, net->v, net->n_params, lr,
+                        opt->decay_skip_bn_bias ? net->decay : NULL);
     net->step++;
     return loss;
 }

@@ -37,6 +37,14 @@ const char *cnn_opt_name(CnnOptKind kind) {
 
 void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v,
                   size_t n, float lr) {
+    cnn_opt_step_masked(opt, params, grads, m, v, n, lr, NULL);
+}
+
+// Weight decay of parameter i: wd, or 0 where decay[i] is 0 (decay may be NULL).
+#define WD(i) (decay && !decay[i] ? 0.0f : wd)
+
+void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                         const uint8_t *decay) {
     if (lr < 0.0f) lr = opt->lr;
     opt->t++;
     const float wd = opt->weight_decay;
@@ -47,7 +55,7 @@ void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m
         const int first = opt->t == 1, nesterov = opt->nesterov;
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
         for (size_t i = 0; i < n; i++) {
-            float g = grads[i] + wd * params[i];
+            float g = grads[i] + WD(i) * params[i];
             if (mu != 0.0f) {
                 m[i] = first ? g : mu * m[i] + g;
                 g = nesterov ? g + mu * m[i] : m[i];
@@ -63,8 +71,8 @@ void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
-        if (adamw) params[i] *= 1.0f - lr * wd;
-        else g += wd * params[i];
+        if (adamw) params[i] *= 1.0f - lr * WD(i);
+        else g += WD(i) * params[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
         // PyTorch: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)

@@ -1,10 +1,12 @@
 // Fused softmax + cross-entropy. Subtracting the row max keeps exp() finite
-// for any logits; the gradient of the mean loss is (p - onehot) / B.
+// for any logits; the gradient of the mean loss is (p - target) / B. With
+// label smoothing eps the target is (1 - eps) onehot + eps / K, as PyTorch's
+// CrossEntropyLoss(label_smoothing=eps): loss = -sum_k target_k log p_k.
 #include <math.h>
 
 #include "internal.h"
 
-float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K,
+float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
                    int *correct) {
     // logits, dlogits (B,K), labels (B)
     double loss = 0.0;
@@ -20,11 +22,17 @@ float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, i
         for (int k = 0; k < K; k++) sum += exp((double)z[k] - zmax);
         const int y = labels[b];
         CNN_ASSERT(y < K);
-        loss += log(sum) - ((double)z[y] - zmax);
+        const double lse = log(sum), eps = smoothing;
+        loss += (1.0 - eps) * (lse - ((double)z[y] - zmax));
+        if (eps > 0.0) {
+            double all = 0.0;  // sum over classes of -log p_k
+            for (int k = 0; k < K; k++) all += lse - ((double)z[k] - zmax);
+            loss += eps / K * all;
+        }
         hits += arg == y;
         if (d) {
             for (int k = 0; k < K; k++)
-                d[k] = (float)((exp((double)z[k] - zmax) / sum - (k == y)) / B);
+                d[k] = (float)((exp((double)z[k] - zmax) / sum - (1.0 - eps) * (k == y) - eps / K) / B);
         }
     }
     if (correct) *correct = hits;

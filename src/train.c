@@ -9,12 +9,13 @@ CnnStatus cnn_schedule_parse(const char *name, CnnScheduleKind *kind) {
     if (!strcmp(name, "constant")) *kind = CNN_SCHED_CONSTANT;
     else if (!strcmp(name, "step")) *kind = CNN_SCHED_STEP;
     else if (!strcmp(name, "cosine")) *kind = CNN_SCHED_COSINE;
-    else return cnn_error(CNN_EARG, "unknown schedule '%s' (expected constant, step or cosine)", name);
+    else if (!strcmp(name, "linear")) *kind = CNN_SCHED_LINEAR;
+    else return cnn_error(CNN_EARG, "unknown schedule '%s' (expected constant, step, cosine or linear)", name);
     return CNN_OK;
 }
 
 const char *cnn_schedule_name(CnnScheduleKind kind) {
-    static const char *names[] = {"constant", "step", "cosine"};
+    static const char *names[] = {"constant", "step", "cosine", "linear"};
     return names[kind];
 }
 
@@ -34,12 +35,31 @@ float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch) {
         if (t > 1.0) t = 1.0;
         return (float)(0.5 * s->lr * (1.0 + cos(3.14159265358979323846 * t)));
     }
+    case CNN_SCHED_LINEAR: {
+        // Linear decay to 0 over the steps after warm-up (with --warmup: the
+        // triangular "one-cycle" shape of fast CIFAR recipes).
+        long span = total - s->warmup;
+        double t = span > 0 ? (double)(step - s->warmup) / (double)span : 1.0;
+        if (t > 1.0) t = 1.0;
+        return (float)(s->lr * (1.0 - t));
+    }
     default: return s->lr;
     }
 }
 
 CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
                        double *loss, int64_t *cm) {
+    return cnn_evaluate_tta(net, d, mean, std, 0, loss, cm);
+}
+
+// x (B, C, H, W) mirrored left to right into out.
+static void flip_rows(const float *x, float *out, size_t rows, int W) {
+    for (size_t r = 0; r < rows; r++)
+        for (int w = 0; w < W; w++) out[r * W + w] = x[r * W + W - 1 - w];
+}
+
+CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int hflip,
+                           double *loss, int64_t *cm) {
     const int K = cnn_net_num_classes(net), B = cnn_net_max_batch(net);
     memset(cm, 0, sizeof(int64_t) * K * K);
     *loss = 0.0;
@@ -47,11 +67,15 @@ CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, cons
     CnnBatcherConfig cfg = {.batch = B, .shuffle = 0, .mean = mean, .std = std};
     CnnStatus st = cnn_batcher_init(&it, d, &cfg);
     if (st) return st;
-    float *x = cnn_alloc_floats((size_t)B * cnn_dataset_image_size(d));
+    const size_t image = cnn_dataset_image_size(d);
+    float *x = cnn_alloc_floats((size_t)B * image), *xf = hflip ? cnn_alloc_floats((size_t)B * image) : NULL;
+    float *avg = hflip ? cnn_alloc_floats((size_t)B * K) : NULL;
     uint8_t *y = malloc((size_t)B);
-    if (!x || !y) {
+    if (!x || !y || (hflip && (!xf || !avg))) {
         cnn_batcher_free(&it);
         cnn_free(x);
+        cnn_free(xf);
+        cnn_free(avg);
         free(y);
         return cnn_error(CNN_ENOMEM, "cannot allocate an evaluation batch");
     }
@@ -59,12 +83,22 @@ CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, cons
     int n;
     while ((n = cnn_batcher_next(&it, x, y)) > 0) {
         const float *logits = cnn_net_forward(net, x, n, 0);
-        sum += (double)cnn_net_loss(net, y, n, NULL) * n;
+        if (hflip) {
+            // The mean of the logits of each image and of its mirror image.
+            memcpy(avg, logits, sizeof(float) * (size_t)n * K);
+            flip_rows(x, xf, (size_t)n * d->c * d->h, d->w);
+            logits = cnn_net_forward(net, xf, n, 0);
+            for (size_t i = 0; i < (size_t)n * K; i++) avg[i] = 0.5f * (avg[i] + logits[i]);
+            logits = avg;
+        }
+        sum += (double)softmax_xent(logits, y, NULL, n, K, 0.0f, NULL) * n;
         cnn_confusion_add(cm, K, logits, y, n);
     }
     *loss = sum / (double)d->n;
     cnn_batcher_free(&it);
     cnn_free(x);
+    cnn_free(xf);
+    cnn_free(avg);
     free(y);
     return CNN_OK;
 }

@@ -84,13 +84,21 @@ void ref_dense(const double *x, const double *w, const double *b, double *y, int
 }
 
 double ref_softmax_xent(const double *z, const uint8_t *labels, int B, int K) {
+    return ref_softmax_xent_smoothed(z, labels, B, K, 0.0);
+}
+
+// -sum_k target_k log softmax(z)_k, target = (1 - eps) onehot + eps / K.
+double ref_softmax_xent_smoothed(const double *z, const uint8_t *labels, int B, int K, double eps) {
     double loss = 0.0;
     for (int n = 0; n < B; n++) {
         double m = z[n * K];
         for (int k = 1; k < K; k++) m = fmax(m, z[n * K + k]);
         double s = 0.0;
         for (int k = 0; k < K; k++) s += exp(z[n * K + k] - m);
-        loss += m + log(s) - z[n * K + labels[n]];
+        for (int k = 0; k < K; k++) {
+            const double target = (k == labels[n] ? 1.0 - eps : 0.0) + eps / K;
+            loss += target * (m + log(s) - z[n * K + k]);
+        }
     }
     return loss / B;
 }

@@ -577,14 +577,15 @@ END_TEST
 typedef struct {
     int B, K;
     const uint8_t *labels;
-    double *z;
+    double *z, eps;
 } XentCtx;
 
 static double xent_objective(void *p) {
     XentCtx *c = p;
-    return ref_softmax_xent(c->z, c->labels, c->B, c->K);
+    return ref_softmax_xent_smoothed(c->z, c->labels, c->B, c->K, c->eps);
 }
 
+// Without and with label smoothing (PyTorch's definition, ref_double.c).
 START_TEST(test_softmax_xent) {
     CnnRng r;
     cnn_rng_seed(&r, 900);
@@ -593,10 +594,16 @@ START_TEST(test_softmax_xent) {
     uint8_t labels[5] = {0, 6, 3, 3, 1};
     fill_uniform(z, 35, -3, 3, &r);
     int correct;
-    float loss = softmax_xent(z, labels, dz, B, K, &correct);
-    XentCtx c = {B, K, labels, to_double(z, 35)};
+    float loss = softmax_xent(z, labels, dz, B, K, 0.0f, &correct);
+    XentCtx c = {B, K, labels, to_double(z, 35), 0.0};
     ck_assert_double_eq_tol(loss, ref_softmax_xent(c.z, labels, B, K), 1e-6);
     check_grad("softmax-xent dlogits", dz, xent_objective, &c, c.z, 35);
+    float dzs[35];
+    c.eps = 0.1;
+    const float smoothed = softmax_xent(z, labels, dzs, B, K, 0.1f, NULL);
+    ck_assert_double_eq_tol(smoothed, ref_softmax_xent_smoothed(c.z, labels, B, K, 0.1), 1e-6);
+    ck_assert(fabs(smoothed - loss) > 1e-3);
+    check_grad("smoothed dlogits (eps 0.1)", dzs, xent_objective, &c, c.z, 35);
     int hits = 0;
     for (int b = 0; b < B; b++) {
         int arg = 0;
@@ -612,7 +619,7 @@ START_TEST(test_softmax_xent_large_logits) {
     // exp(1e4) overflows; the max-subtracted form does not.
     float z[6] = {1e4f, 0.0f, -1e4f, 50.0f, 50.0f, 50.0f}, dz[6];
     uint8_t labels[2] = {1, 2};
-    float loss = softmax_xent(z, labels, dz, 2, 3, NULL);
+    float loss = softmax_xent(z, labels, dz, 2, 3, 0.0f, NULL);
     ck_assert(isfinite(loss));
     // Sample 0: loss 1e4, gradient (1, -1, 0)/2; sample 1: loss log 3, gradient (1/3, 1/3, -2/3)/2.
     ck_assert_double_eq_tol(loss, (1e4 + log(3.0)) / 2, 1e-2);

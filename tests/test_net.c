@@ -345,6 +345,61 @@ static void check_opt(CnnOptimizer *opt, const double want[4][3]) {
     }
 }
 
+// Warm-up, then constant, cosine or linear decay to 0 at the run's end.
+START_TEST(test_schedules) {
+    CnnSchedule s = {.kind = CNN_SCHED_LINEAR, .lr = 0.4f, .epochs = 2, .warmup = 10};
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 0, 50), 0.04f, 1e-7f);   // warm-up: lr (step + 1) / warmup
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 9, 50), 0.4f, 1e-7f);
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 10, 50), 0.4f, 1e-7f);   // then 90 steps down to 0
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 55, 50), 0.2f, 1e-7f);
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 100, 50), 0.0f, 1e-7f);
+    s.kind = CNN_SCHED_COSINE;
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 55, 50), 0.2f, 1e-6f);   // half-way: half the rate
+    ck_assert_float_eq_tol(cnn_schedule_lr(&s, 32, 50), 0.4f * 0.5f * (1.0f + cosf(3.14159265f * 22 / 90)), 1e-6f);
+    s.kind = CNN_SCHED_CONSTANT;
+    ck_assert_float_eq(cnn_schedule_lr(&s, 77, 50), 0.4f);
+    CnnScheduleKind k;
+    ck_assert_int_eq(cnn_schedule_parse("linear", &k), CNN_OK);
+    ck_assert_int_eq(k, CNN_SCHED_LINEAR);
+    ck_assert_str_eq(cnn_schedule_name(k), "linear");
+    cnn_set_quiet(1);
+    ck_assert_int_eq(cnn_schedule_parse("onecycle", &k), CNN_EARG);
+}
+END_TEST
+
+// decay_skip_bn_bias: weight decay moves conv and dense weights, never
+// biases or batch norm's scale and shift (their step equals one without decay).
+START_TEST(test_weight_decay_skips_bn_and_biases) {
+    static const char *desc = "conv(4,3) bn relu flatten dense(3)";
+    CnnNet *a, *b;
+    ck_assert_int_eq(cnn_net_create(&a, desc, 2, 5, 5, 4, 3), CNN_OK);
+    ck_assert_int_eq(cnn_net_create(&b, desc, 2, 5, 5, 4, 3), CNN_OK);
+    float x[4 * 50];
+    const uint8_t y[4] = {0, 1, 2, 1};
+    CnnRng r;
+    cnn_rng_seed(&r, 4);
+    fill_uniform(x, 200, -1, 1, &r);
+    CnnOptimizer with, without;
+    cnn_opt_defaults(&with, CNN_OPT_SGD);
+    with.weight_decay = 0.5f;
+    with.decay_skip_bn_bias = 1;
+    cnn_opt_defaults(&without, CNN_OPT_SGD);
+    cnn_net_train_step(a, &with, x, y, 4, 0.1f, NULL);
+    cnn_net_train_step(b, &without, x, y, 4, 0.1f, NULL);
+    const float *pa = cnn_net_params(a), *pb = cnn_net_params(b);
+    // conv: 72 weights, 4 biases; bn: 4 scales, 4 shifts; dense: 3 x 36 weights, 3 biases.
+    const struct { size_t from, n; int decayed; } parts[] = {
+        {0, 72, 1}, {72, 4, 0}, {76, 8, 0}, {84, 108, 1}, {192, 3, 0}};
+    ck_assert_uint_eq(cnn_net_num_params(a), 195);
+    for (int p = 0; p < 5; p++)
+        for (size_t i = parts[p].from; i < parts[p].from + parts[p].n; i++)
+            if (parts[p].decayed) ck_assert_msg(pa[i] != pb[i], "parameter %zu should have decayed", i);
+            else ck_assert_msg(pa[i] == pb[i], "parameter %zu (bias or batch norm) decayed", i);
+    cnn_net_free(a);
+    cnn_net_free(b);
+}
+END_TEST
+
 START_TEST(test_optimizers_match_pytorch) {
     // Expected values printed by torch.optim (PyTorch 1.13) for the same gradients.
     static const double adam[4][3] = {{0.49000001, -1.49000001, 1.99000001}, {0.48115623, -1.48329937, 1.99293566},
@@ -556,6 +611,8 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_he_initialisation);
     tcase_add_test(tc, test_pytorch_initialisation);
     tcase_add_test(tc, test_optimizers_match_pytorch);
+    tcase_add_test(tc, test_schedules);
+    tcase_add_test(tc, test_weight_decay_skips_bn_and_biases);
     tcase_add_test(tc, test_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_tfcnn_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_winograd_bit_identical_across_thread_counts);

@@ -44,7 +44,7 @@ usage)
     expect 2 "--lr: 'fast' is not a number" "$trainer" --lr fast
     expect 2 "unknown data set 'imagenet'" "$trainer" --dataset imagenet
     expect 2 "unknown optimizer 'rmsprop'" "$trainer" --optimizer rmsprop
-    expect 2 "unknown schedule 'linear'" "$trainer" --schedule linear
+    expect 2 "unknown schedule 'onecycle' \(expected constant, step, cosine or linear\)" "$trainer" --schedule onecycle
     expect 2 "unknown initialisation 'xavier' \(expected pytorch or he\)" "$trainer" --init xavier
     expect 2 "unknown command 'fit'" "$trainer" fit
     expect 2 "unknown kernels 'sse9' \(expected auto, .*reference\)" "$trainer" --data-dir data --kernels sse9
@@ -322,7 +322,8 @@ resume)
     # with warm-up, and another step schedule with its gamma.
     # (Cosine depends on --epochs, so it is resumed mid-run in the sigint case.)
     for opts in "--optimizer sgd --lr 0.05 --momentum 0.8 --nesterov --weight-decay 0.001 --warmup 5" \
-                "--optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule step --step-epochs 1 --gamma 0.5"; do
+                "--optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule step --step-epochs 1 --gamma 0.5" \
+                "--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01 --no-decay-bn-bias --label-smoothing 0.1 --tta"; do
         # shellcheck disable=SC2086
         train --epochs 3 $opts --checkpoint s.safetensors >/dev/null || fail "straight run: $opts"
         # shellcheck disable=SC2086
@@ -331,6 +332,28 @@ resume)
         cmp s.safetensors p.safetensors || fail "resumed run differs with $opts"
         echo "ok: resume bit-identical with $opts"
     done
+    # The recipe flags change the run (each alone against the same run without it).
+    base="--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01"
+    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1"; do
+        # shellcheck disable=SC2086
+        train --epochs 1 $base --checkpoint b.safetensors >/dev/null || fail "base run"
+        # shellcheck disable=SC2086
+        train --epochs 1 $base $flag --checkpoint f.safetensors >/dev/null || fail "run with $flag"
+        ! cmp -s b.safetensors f.safetensors || fail "$flag changed nothing"
+    done
+    # Flip test-time augmentation: another loss, in train and in eval.
+    train --epochs 1 --log plain.csv --checkpoint b.safetensors >/dev/null || fail "run without --tta"
+    train --epochs 1 --log tta.csv --tta --checkpoint f.safetensors >/dev/null || fail "run with --tta"
+    [ "$(sed -n 2p plain.csv | cut -d, -f6)" != "$(sed -n 2p tta.csv | cut -d, -f6)" ] || fail "--tta: same eval loss"
+    expect 0 "accuracy" "$trainer" eval --checkpoint f.safetensors --data-dir data --tta
+    tta_loss=$(grep -oE "loss [0-9.]+" <<<"$out")
+    expect 0 "accuracy" "$trainer" eval --checkpoint f.safetensors --data-dir data
+    plain_loss=$(grep -oE "loss [0-9.]+" <<<"$out")
+    [ "$plain_loss" != "$tta_loss" ] || fail "eval --tta: same loss as without"
+    # ... and the same weights (only the metadata says tta=1).
+    expect 0 "accuracy" "$trainer" eval --checkpoint b.safetensors --data-dir data
+    [ "$(grep -oE "loss [0-9.]+" <<<"$out")" = "$plain_loss" ] || fail "--tta changed the training, not only its evaluation"
+    echo "ok: --no-decay-bn-bias, --label-smoothing and --tta"
     ;;
 sigint)
     # Ctrl-C mid-run: exit 130, a checkpoint that resumes to the same final weights.

@@ -33,6 +33,7 @@ void ref_batchnorm(const double *x, const double *gamma, const double *beta, dou
                    int C, int HW, double eps);
 void ref_dense(const double *x, const double *w, const double *b, double *y, int B, int IN, int OUT);
 double ref_softmax_xent(const double *z, const uint8_t *labels, int B, int K);
+double ref_softmax_xent_smoothed(const double *z, const uint8_t *labels, int B, int K, double eps);
 
 // ---------------------------------------------------------------- finite differences
 // A scalar objective of the double reference, as a function of one of its

@@ -192,6 +192,10 @@ const uint32_t *cnn_batcher_indices(const CnnBatcher *b, int *B);
 // batch: mean loss and confusion matrix cm (K,K) (overwritten).
 CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
                        double *loss, int64_t *cm);
+// The same with test-time augmentation when hflip is set: each image's
+// logits are the mean of its own and its mirror image's (left to right).
+CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int hflip,
+                           double *loss, int64_t *cm);
 
 #ifdef __cplusplus
 }

@@ -171,6 +171,7 @@ static void bn_backward_row(Layer *l, const float *x, const float *dy, float *dx
 }
 
 const LayerOps batchnorm_layer = {
+    .flags = LAYER_NO_DECAY,
     .name = "batchnorm",
     .aliases = {"bn"},
     .defaults = bn_defaults,

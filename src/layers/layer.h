@@ -68,7 +68,8 @@ typedef struct {
 enum {
     LAYER_VIEW = 1,          // output is the input reinterpreted (no copy, no memory)
     LAYER_GRAD_IN_PLACE = 2,  // backward writes dx over dy (or leaves dy as dx)
-    LAYER_MERGE = 4           // two inputs: the current tensor and a named one (add, concat)
+    LAYER_MERGE = 4,          // two inputs: the current tensor and a named one (add, concat)
+    LAYER_NO_DECAY = 8        // its weights are a normalisation's scale and shift (no decay when skipping those)
 };
 
 struct LayerOps {

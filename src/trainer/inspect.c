@@ -59,7 +59,7 @@ int cmd_eval(Options *o) {
     const int K = test.classes;
     int64_t *cm = calloc((size_t)K * K, sizeof *cm);
     double loss, t0 = now();
-    check(cnn_evaluate(net, &test, mean, stdv, &loss, cm));
+    check(cnn_evaluate_tta(net, &test, mean, stdv, o->tta, &loss, cm));
     const double secs = now() - t0;
     CnnMetrics met;
     cnn_metrics_compute(cm, K, &met);

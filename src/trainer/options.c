@@ -30,6 +30,7 @@ static const char *HELP_TRAIN =
     "  --limit-train N       use only the first N training images\n"
     "  --val-split N         hold out the last N training images and evaluate on them\n"
     "  --limit-test N        evaluate on the first N test images only\n"
+    "  --tta                 evaluate each image with its mirror image (mean of the two logits)\n"
     "  --no-normalize        feed pixels/255 (default: standardise each channel with the\n"
     "                        training split's mean and std, stored in the checkpoint)\n"
     "  --augment             random crop with zero padding and (CIFAR) horizontal flips\n"
@@ -47,10 +48,16 @@ static const char *HELP_TRAIN =
     "  --momentum X          SGD momentum (default 0.9)\n"
     "  --nesterov            SGD with Nesterov momentum\n"
     "  --weight-decay X      L2 (adam, sgd) or decoupled (adamw, default 0.01) weight decay\n"
-    "  --schedule S          constant, step or cosine (default constant)\n"
+    "  --no-decay-bn-bias    no weight decay on biases and batch norm's scale and shift\n"
+    "  --label-smoothing X   the loss's targets (1 - X) one-hot + X / classes (default 0)\n"
+    "  --schedule S          constant, step, cosine or linear (decay to 0 at the end; with\n"
+    "                        --warmup the one-cycle triangle) (default constant)\n"
     "  --warmup N            steps of linear learning-rate warm-up (default 0)\n"
     "  --step-epochs N       step schedule: multiply the rate by --gamma every N epochs (default 1/3 of --epochs)\n"
     "  --gamma X             step schedule factor (default 0.1)\n"
+    ;
+// (Two strings: ISO C promises string literals of up to 4095 characters.)
+static const char *HELP_TRAIN_RUN =
     "run:\n"
     "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores)\n"
     "  --kernels NAME        compute kernels: auto (default: the best this CPU runs), avx2 or\n"
@@ -73,11 +80,13 @@ static const char *HELP_TRAIN =
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
-    "                    [--kernels NAME] [--conv ALGO] [--limit-test N] [--json]\n"
+    "                    [--kernels NAME] [--conv ALGO] [--limit-test N] [--tta] [--json]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
     "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
-    "them as one JSON object instead (classes, confusion rows by true class).\n";
+    "them as one JSON object instead (classes, confusion rows by true class). --tta scores each\n"
+    "image by the mean of its logits and its mirror image's (horizontal-flip test-time\n"
+    "augmentation).\n";
 
 static const char *HELP_PREDICT =
     "usage: trainer predict --checkpoint FILE [--top K] [--invert] [--json] IMAGE...\n"
@@ -146,7 +155,7 @@ static const char *const RUN_FLAGS[] = {
     "--model", "--batch", "--init", "--optimizer", "--lr", "--momentum", "--nesterov", "--weight-decay",
     "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
     "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
-    "--save-best", "--early-stop", "--init-from",
+    "--save-best", "--early-stop", "--init-from", "--label-smoothing", "--no-decay-bn-bias", "--tta",
 };
 
 void parse_args(int argc, char **argv, Options *o) {
@@ -189,6 +198,7 @@ void parse_args(int argc, char **argv, Options *o) {
                           : !strcmp(o->command, "summary") ? HELP_SUMMARY : argc > 2 || i > 1 ? HELP_TRAIN : HELP_MAIN;
             if (i == 1) h = HELP_MAIN;
             fputs(h, stdout);
+            if (h == HELP_TRAIN) fputs(HELP_TRAIN_RUN, stdout);
             exit(0);
         } else if (SWITCH("--version")) {
             printf("cnnc trainer %s\n", CNNC_VERSION);
@@ -206,6 +216,9 @@ void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--lr")) o->lr = parse_float(flag, val, 0, 10);
         else if (VALUE("--momentum")) o->momentum = parse_float(flag, val, 0, 1);
         else if (SWITCH("--nesterov")) o->nesterov = 1;
+        else if (VALUE("--label-smoothing")) o->label_smoothing = parse_float(flag, val, 0, 0.99f);
+        else if (SWITCH("--no-decay-bn-bias")) o->no_decay_bn_bias = 1;
+        else if (SWITCH("--tta")) o->tta = 1;
         else if (VALUE("--weight-decay")) o->weight_decay = parse_float(flag, val, 0, 10);
         else if (VALUE("--schedule")) { if (cnn_schedule_parse(val, &o->schedule)) exit(EXIT_USAGE); }
         else if (VALUE("--warmup")) o->warmup = parse_long(flag, val, 0, 100000000);

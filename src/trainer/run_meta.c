@@ -102,6 +102,8 @@ static const struct {
     {"early_stop", KEY_INT, 0, 100000, offsetof(Options, early_stop), 1},
     {"image_height", KEY_INT, 0, 4096, offsetof(Options, image_h), 1},
     {"image_width", KEY_INT, 0, 4096, offsetof(Options, image_w), 1},
+    {"label_smoothing", KEY_FLOAT, 0, 0.99, offsetof(Options, label_smoothing), 1},
+    {"tta", KEY_INT, 0, 1, offsetof(Options, tta), 1},
 };
 #define N_RUN_KEYS (sizeof RUN_KEYS / sizeof RUN_KEYS[0])
 
@@ -167,9 +169,9 @@ void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
 void run_settings_text(const Options *o, const CnnOptimizer *opt, int threads, char *buf, size_t n) {
     char wd[32], mom[32];
     size_t len = (size_t)snprintf(buf, n, "cnnc=%s; dataset=%s; model=%s; init=%s; optimizer=%s; "
-                                  "weight_decay=%s; momentum=%s; nesterov=%d; schedule=%s", CNNC_VERSION, o->dataset,
-                                  o->model, cnn_init_name(o->init), cnn_opt_name(opt->kind),
-                                  shortest_float(opt->weight_decay, wd, sizeof wd),
+                                  "weight_decay=%s; decay_skip_bn_bias=%d; momentum=%s; nesterov=%d; schedule=%s",
+                                  CNNC_VERSION, o->dataset, o->model, cnn_init_name(o->init), cnn_opt_name(opt->kind),
+                                  shortest_float(opt->weight_decay, wd, sizeof wd), opt->decay_skip_bn_bias,
                                   shortest_float(opt->momentum, mom, sizeof mom), opt->nesterov,
                                   cnn_schedule_name(o->schedule));
     for (size_t k = 0; k < N_RUN_KEYS && len < n; k++) {

@@ -115,6 +115,7 @@ static void run_build(Run *r) {
 
     o->image_h = r->train.h, o->image_w = r->train.w;  // kept in the checkpoint for --resume
     r->net = build_model(o, r->train.classes, r->train.c, r->train.h, r->train.w);
+    check(cnn_net_set_label_smoothing(r->net, o->label_smoothing));
     if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(r->net, o->seed, o->init);
     if (o->init_from) {
         const CnnStatus st = cnn_checkpoint_load(o->init_from, r->net, NULL, NULL);
@@ -189,6 +190,7 @@ static void run_setup(Run *r) {
     if (o->momentum >= 0) r->opt.momentum = o->momentum;
     if (o->weight_decay >= 0) r->opt.weight_decay = o->weight_decay;
     r->opt.nesterov = o->nesterov;
+    r->opt.decay_skip_bn_bias = o->no_decay_bn_bias;
     if (o->step_epochs <= 0) o->step_epochs = (o->epochs + 2) / 3;
     o->lr = r->opt.lr;  // the effective base rate and step length, as the checkpoint keeps them
     r->sched = (CnnSchedule){.kind = o->schedule, .lr = o->lr, .epochs = o->epochs, .warmup = o->warmup,
@@ -303,7 +305,7 @@ static int run_epoch_end(Run *r, int epoch, const EpochRun *e) {
             epoch + 1, r->kept);
     double eval_loss;
     const double t_eval = now();
-    check(cnn_evaluate(r->net, r->eval_set, r->mean, r->stdv, &eval_loss, r->cm));
+    check(cnn_evaluate_tta(r->net, r->eval_set, r->mean, r->stdv, o->tta, &eval_loss, r->cm));
     cnn_metrics_compute(r->cm, r->train.classes, &r->met);
     r->done_any = 1;
     // The epoch's wall time counts its evaluation (shown apart too):
@@ -350,7 +352,7 @@ static void run_finish(Run *r, double t_run) {
     if (r->done_any) {
         if (r->eval_set != &r->test) {
             double tl;
-            check(cnn_evaluate(r->net, &r->test, r->mean, r->stdv, &tl, r->cm));
+            check(cnn_evaluate_tta(r->net, &r->test, r->mean, r->stdv, r->o->tta, &tl, r->cm));
             cnn_metrics_compute(r->cm, r->test.classes, &r->met);
             printf("test loss %.4f acc %.2f%%\n", tl, 100 * r->met.accuracy);
         }

@@ -44,6 +44,9 @@ typedef struct {
     CnnOptKind opt_kind;
     CnnScheduleKind schedule;
     float lr, momentum, weight_decay, gamma;
+    float label_smoothing;   // of the training loss
+    int no_decay_bn_bias;    // weight decay skips biases and batch norm
+    int tta;                 // evaluations average each image with its mirror image
     char **images;
     int nimages;
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
