@@ -208,6 +208,14 @@ float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct);
 // 0 by default; cnn_evaluate reports the plain loss.
 CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps);
 float cnn_net_label_smoothing(const CnnNet *net);
+// An exponential moving average of the parameters, updated by every
+// cnn_net_train_step (ema = decay ema + (1 - decay) params), starting from
+// the parameters at this call; 0 turns it off. Checkpoints keep it as
+// "ema.<name>" tensors. cnn_net_swap_ema exchanges parameters and average
+// (evaluate with the average, then swap back); no-op without one.
+CnnStatus cnn_net_set_ema(CnnNet *net, float decay);
+float cnn_net_ema_decay(const CnnNet *net);  // 0 when off
+void cnn_net_swap_ema(CnnNet *net);
 
 // Backward pass of the last forward/loss: writes gradients into the grads arena
 // (adding to what is there; call cnn_net_zero_grad first).

@@ -192,6 +192,9 @@ float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, i
 // The network's tensors under PyTorch's state_dict names ("0.weight",
 // "1.running_mean", ...) with PyTorch layouts; trainable ones also point at
 // their gradient-free optimiser moments.
+// The moving average of a parameter of the arena (NULL without one).
+float *net_ema(CnnNet *net, const float *param);
+
 typedef struct {
     char name[48];
     int ndim;

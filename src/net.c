@@ -36,6 +36,7 @@ struct CnnNet {
     uint64_t seed, step;
     double flops;
     float label_smoothing;               // of the training loss (cnn_net_loss)
+    float *ema, ema_decay;               // the parameters' exponential moving average, or NULL
     uint8_t *decay;                      // per parameter: 1 if weight decay applies when skipping BN and biases
     int profiling;                       // accumulate per-layer wall time
     double fwd_time[CNN_MAX_LAYERS], bwd_time[CNN_MAX_LAYERS];
@@ -316,6 +317,7 @@ void cnn_net_free(CnnNet *net) {
         free(l->aux);
     }
     free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers); free(net->decay);
+    free(net->ema);
     for (int b = 0; b < CNN_MAX_LAYERS + 1; b++) free(net->gbuf[b]);
     free(net->dlogits);
     free(net->ws.col); free(net->ws.partial); free(net->ws.packed);
@@ -351,6 +353,33 @@ CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps) {
 }
 
 float cnn_net_label_smoothing(const CnnNet *net) { return net->label_smoothing; }
+
+CnnStatus cnn_net_set_ema(CnnNet *net, float decay) {
+    if (!(decay >= 0.0f && decay < 1.0f)) return cnn_error(CNN_EARG, "EMA decay %g must be in [0, 1)", decay);
+    if (decay == 0.0f) {
+        free(net->ema);
+        net->ema = NULL;
+    } else if (!net->ema) {
+        if (!(net->ema = cnn_alloc_floats(net->n_params ? net->n_params : 1)))
+            return cnn_error(CNN_ENOMEM, "cannot allocate the weights' moving average");
+        memcpy(net->ema, net->params, sizeof(float) * net->n_params);
+    }
+    net->ema_decay = decay;
+    return CNN_OK;
+}
+
+float cnn_net_ema_decay(const CnnNet *net) { return net->ema ? net->ema_decay : 0.0f; }
+
+void cnn_net_swap_ema(CnnNet *net) {
+    if (!net->ema) return;
+    for (size_t i = 0; i < net->n_params; i++) {
+        const float t = net->params[i];
+        net->params[i] = net->ema[i];
+        net->ema[i] = t;
+    }
+}
+
+float *net_ema(CnnNet *net, const float *param) { return net->ema ? net->ema + (param - net->params) : NULL; }
 
 // acc += g over n floats.
 static void add_gradient(float *acc, const float *g, size_t n) {
@@ -390,6 +419,13 @@ float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x, const u
     cnn_net_backward(net, B);
     cnn_opt_step_masked(opt, net->params, net->grads, net->m, net->v, net->n_params, lr,
                         opt->decay_skip_bn_bias ? net->decay : NULL);
+    if (net->ema) {
+        const float d = net->ema_decay, *p = net->params;
+        float *e = net->ema;
+        const size_t n = net->n_params;
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
+        for (size_t i = 0; i < n; i++) e[i] = d * e[i] + (1.0f - d) * p[i];
+    }
     net->step++;
     return loss;
 }

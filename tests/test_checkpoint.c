@@ -197,6 +197,52 @@ START_TEST(test_long_model_descriptions_round_trip) {
 }
 END_TEST
 
+// The weights' moving average: the recurrence after each step, a swap for
+// evaluation, and its own tensors in checkpoints ("ema.<name>"), which a net
+// without one leaves out and a net with one requires.
+START_TEST(test_ema_round_trip) {
+    make_dir();
+    CnnNet *a = make_net(1), *b = make_net(2), *plain = make_net(3);
+    const size_t n = cnn_net_num_params(a);
+    ck_assert_int_eq(cnn_net_set_ema(a, 0.9f), CNN_OK);
+    ck_assert_float_eq(cnn_net_ema_decay(a), 0.9f);
+    float *want = malloc(n * sizeof(float)), *raw = malloc(n * sizeof(float));
+    memcpy(want, cnn_net_params(a), n * sizeof(float));  // the average starts at the weights
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    for (int s = 0; s < 3; s++) {
+        train(a, &opt, 1, 40 + (uint64_t)s);
+        for (size_t i = 0; i < n; i++) want[i] = 0.9f * want[i] + (1.0f - 0.9f) * cnn_net_params(a)[i];
+    }
+    memcpy(raw, cnn_net_params(a), n * sizeof(float));
+    cnn_net_swap_ema(a);
+    ck_assert(memcmp(cnn_net_params(a), want, n * sizeof(float)) == 0);
+    cnn_net_swap_ema(a);
+    ck_assert(memcmp(cnn_net_params(a), raw, n * sizeof(float)) == 0);
+    const char *p = path_in_dir("ema.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(p, a, &opt, NULL), CNN_OK);
+    ck_assert_int_eq(cnn_net_set_ema(b, 0.9f), CNN_OK);
+    ck_assert_int_eq(cnn_checkpoint_load(p, b, NULL, NULL), CNN_OK);
+    ck_assert(memcmp(cnn_net_params(b), raw, n * sizeof(float)) == 0);
+    cnn_net_swap_ema(b);
+    ck_assert(memcmp(cnn_net_params(b), want, n * sizeof(float)) == 0);
+    ck_assert_int_eq(cnn_checkpoint_load(p, plain, NULL, NULL), CNN_OK);  // ema.* left out
+    ck_assert(memcmp(cnn_net_params(plain), raw, n * sizeof(float)) == 0);
+    cnn_set_quiet(1);
+    const char *q = path_in_dir("no-ema.safetensors");
+    ck_assert_int_eq(cnn_checkpoint_save(q, plain, NULL, NULL), CNN_OK);
+    ck_assert_int_ne(cnn_checkpoint_load(q, b, NULL, NULL), CNN_OK);  // b needs its average
+    ck_assert_int_eq(cnn_net_set_ema(a, 1.0f), CNN_EARG);
+    ck_assert_int_eq(cnn_net_set_ema(a, 0.0f), CNN_OK);
+    ck_assert_float_eq(cnn_net_ema_decay(a), 0.0f);
+    free(want);
+    free(raw);
+    cnn_net_free(a);
+    cnn_net_free(b);
+    cnn_net_free(plain);
+}
+END_TEST
+
 // Found by a deliberate bug: the old version of this test saved to another
 // path, so it could not fail. Here the failing save targets the kept file:
 // a file size limit makes writing the temporary copy fail (EFBIG).
@@ -450,6 +496,7 @@ int main(void) {
     tcase_add_test(tc, test_failed_save_over_file_keeps_it);
     tcase_add_test(tc, test_optimizer_settings_round_trip);
     tcase_add_test(tc, test_long_model_descriptions_round_trip);
+    tcase_add_test(tc, test_ema_round_trip);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -323,7 +323,8 @@ resume)
     # (Cosine depends on --epochs, so it is resumed mid-run in the sigint case.)
     for opts in "--optimizer sgd --lr 0.05 --momentum 0.8 --nesterov --weight-decay 0.001 --warmup 5" \
                 "--optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule step --step-epochs 1 --gamma 0.5" \
-                "--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01 --no-decay-bn-bias --label-smoothing 0.1 --tta"; do
+                "--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01 --no-decay-bn-bias --label-smoothing 0.1 --tta" \
+                "--ema 0.9 --tta"; do
         # shellcheck disable=SC2086
         train --epochs 3 $opts --checkpoint s.safetensors >/dev/null || fail "straight run: $opts"
         # shellcheck disable=SC2086
@@ -353,7 +354,14 @@ resume)
     # ... and the same weights (only the metadata says tta=1).
     expect 0 "accuracy" "$trainer" eval --checkpoint b.safetensors --data-dir data
     [ "$(grep -oE "loss [0-9.]+" <<<"$out")" = "$plain_loss" ] || fail "--tta changed the training, not only its evaluation"
-    echo "ok: --no-decay-bn-bias, --label-smoothing and --tta"
+    # --ema: the same training, evaluated (in train and eval) with the average.
+    train --epochs 1 --log ema.csv --ema 0.9 --checkpoint e.safetensors >/dev/null || fail "run with --ema"
+    [ "$(sed -n 2p plain.csv | cut -d, -f6)" != "$(sed -n 2p ema.csv | cut -d, -f6)" ] || fail "--ema: same eval loss"
+    expect 0 "accuracy" "$trainer" eval --checkpoint e.safetensors --data-dir data
+    [ "$(grep -oE "loss [0-9.]+" <<<"$out")" != "$plain_loss" ] || fail "eval of an --ema checkpoint used the raw weights"
+    expect 0 "loss $(printf %.4f "$(sed -n 2p ema.csv | cut -d, -f6)")" "$trainer" eval --checkpoint e.safetensors \
+        --data-dir data
+    echo "ok: --no-decay-bn-bias, --label-smoothing, --tta and --ema"
     ;;
 sigint)
     # Ctrl-C mid-run: exit 130, a checkpoint that resumes to the same final weights.

@@ -20,7 +20,11 @@ static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean,
         die(EXIT_RUNTIME, "%s: bad input_shape metadata", path);
     CnnNet *net;
     check(cnn_net_create(&net, need(m, path, "model"), C, H, W, B, 1));
+    // A run with --ema is evaluated and used with the weights' moving average.
+    const double ema = cnn_meta_get(m, "ema") ? meta_double(m, path, "ema", 0, 0.99999) : 0.0;
+    check(cnn_net_set_ema(net, (float)ema));
     check(cnn_checkpoint_load(path, net, NULL, NULL));
+    cnn_net_swap_ema(net);
     for (int c = 0; c < 3; c++) { mean[c] = 0; stdv[c] = 1; }
     // Checkpoints written by the library alone (cnn_checkpoint_save without
     // the trainer's metadata) were trained on pixels/255, the batcher's default.

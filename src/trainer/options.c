@@ -31,6 +31,8 @@ static const char *HELP_TRAIN =
     "  --val-split N         hold out the last N training images and evaluate on them\n"
     "  --limit-test N        evaluate on the first N test images only\n"
     "  --tta                 evaluate each image with its mirror image (mean of the two logits)\n"
+    "  --ema D               evaluate (and keep in the checkpoint, for eval and predict) an\n"
+    "                        exponential moving average of the weights, decay D per step, e.g. 0.999\n"
     "  --no-normalize        feed pixels/255 (default: standardise each channel with the\n"
     "                        training split's mean and std, stored in the checkpoint)\n"
     "  --augment             random crop with zero padding and (CIFAR) horizontal flips\n"
@@ -156,6 +158,7 @@ static const char *const RUN_FLAGS[] = {
     "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
     "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
     "--save-best", "--early-stop", "--init-from", "--label-smoothing", "--no-decay-bn-bias", "--tta",
+    "--ema",
 };
 
 void parse_args(int argc, char **argv, Options *o) {
@@ -219,6 +222,7 @@ void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--label-smoothing")) o->label_smoothing = parse_float(flag, val, 0, 0.99f);
         else if (SWITCH("--no-decay-bn-bias")) o->no_decay_bn_bias = 1;
         else if (SWITCH("--tta")) o->tta = 1;
+        else if (VALUE("--ema")) o->ema = parse_float(flag, val, 0, 0.99999f);
         else if (VALUE("--weight-decay")) o->weight_decay = parse_float(flag, val, 0, 10);
         else if (VALUE("--schedule")) { if (cnn_schedule_parse(val, &o->schedule)) exit(EXIT_USAGE); }
         else if (VALUE("--warmup")) o->warmup = parse_long(flag, val, 0, 100000000);

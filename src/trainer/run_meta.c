@@ -104,6 +104,7 @@ static const struct {
     {"image_width", KEY_INT, 0, 4096, offsetof(Options, image_w), 1},
     {"label_smoothing", KEY_FLOAT, 0, 0.99, offsetof(Options, label_smoothing), 1},
     {"tta", KEY_INT, 0, 1, offsetof(Options, tta), 1},
+    {"ema", KEY_FLOAT, 0, 0.99999, offsetof(Options, ema), 1},
 };
 #define N_RUN_KEYS (sizeof RUN_KEYS / sizeof RUN_KEYS[0])
 

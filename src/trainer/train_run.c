@@ -125,6 +125,7 @@ static void run_build(Run *r) {
         printf("init: weights from %s%s%s; optimiser and schedule start anew\n", o->init_from,
                e ? " after epoch " : "", e ? e : "");
     }
+    check(cnn_net_set_ema(r->net, o->ema));  // from these weights; a resumed run loads its own
     char fl[32];
     format_count(cnn_net_flops(r->net), fl, sizeof fl);
     printf("model: %s%s%s: %zu parameters, %sFLOP/image forward\n", is_builtin(o->model) ? o->model : "",
@@ -225,6 +226,15 @@ static void run_setup(Run *r) {
         snprintf(r->kept, sizeof r->kept, "no checkpoint was written (it diverged before the first epoch ended)");
 }
 
+// Loss and confusion matrix of a data set, with the weights' moving average
+// where the run keeps one, and flip test-time augmentation with --tta.
+static void evaluate(Run *r, const CnnDataset *d, double *loss) {
+    cnn_net_swap_ema(r->net);
+    const CnnStatus st = cnn_evaluate_tta(r->net, d, r->mean, r->stdv, r->o->tta, loss, r->cm);
+    cnn_net_swap_ema(r->net);
+    check(st);
+}
+
 static void run_save(Run *r, const char *path, int epoch, long batch_in_epoch, const EpochTally *tally) {
     save_run(r->o, path, r->net, &r->opt, r->mean, r->stdv, r->train.c, r->names, epoch, batch_in_epoch,
              tally, &r->best);
@@ -305,7 +315,7 @@ static int run_epoch_end(Run *r, int epoch, const EpochRun *e) {
             epoch + 1, r->kept);
     double eval_loss;
     const double t_eval = now();
-    check(cnn_evaluate_tta(r->net, r->eval_set, r->mean, r->stdv, o->tta, &eval_loss, r->cm));
+    evaluate(r, r->eval_set, &eval_loss);
     cnn_metrics_compute(r->cm, r->train.classes, &r->met);
     r->done_any = 1;
     // The epoch's wall time counts its evaluation (shown apart too):
@@ -352,7 +362,7 @@ static void run_finish(Run *r, double t_run) {
     if (r->done_any) {
         if (r->eval_set != &r->test) {
             double tl;
-            check(cnn_evaluate_tta(r->net, &r->test, r->mean, r->stdv, r->o->tta, &tl, r->cm));
+            evaluate(r, &r->test, &tl);
             cnn_metrics_compute(r->cm, r->test.classes, &r->met);
             printf("test loss %.4f acc %.2f%%\n", tl, 100 * r->met.accuracy);
         }

@@ -47,6 +47,7 @@ typedef struct {
     float label_smoothing;   // of the training loss
     int no_decay_bn_bias;    // weight decay skips biases and batch norm
     int tta;                 // evaluations average each image with its mirror image
+    float ema;               // > 0: evaluate an exponential moving average of the weights (its decay)
     char **images;
     int nimages;
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
