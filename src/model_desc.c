@@ -121,15 +121,13 @@ static int name_find(const Names *t, const char *name) {
 // A tensor name at p: a letter, then letters, digits or '_'; *len is its
 // length (0 if none). Returns a status if it is too long.
 static CnnStatus read_name(const char *p, const char *desc, char *out, size_t *len) {
-    size_t k = 0;
-    if (isalpha((unsigned char)p[0]))
-        while (isalnum((unsigned char)p[k]) || p[k] == '_') k++;
+    const size_t k = layer_name_length(p);
+    *len = k;
     if (k > LAYER_NAME_MAX)
         return cnn_error(CNN_EFORMAT, "model description: the name at character %d is longer than %d characters",
                          (int)(p - desc) + 1, LAYER_NAME_MAX);
     memcpy(out, p, k);
     out[k] = 0;
-    *len = k;
     return CNN_OK;
 }
 

@@ -2,7 +2,6 @@
 // read by several layers; the backward pass's gradients against central
 // finite differences of a double-precision twin of the whole net; the
 // same parameters at any thread count; the description's errors.
-#include <omp.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -126,32 +125,6 @@ START_TEST(test_fan_out_sums_gradients) {
 }
 END_TEST
 
-static float *train_graph(const char *desc, int threads, int batch) {
-    omp_set_num_threads(threads);
-    CnnNet *net;
-    ck_assert_int_eq(cnn_net_create(&net, desc, 3, 12, 10, batch, 11), CNN_OK);
-    const size_t nx = (size_t)batch * 3 * 12 * 10;
-    float *x = cnn_alloc_floats(nx);
-    uint8_t *y = malloc((size_t)batch);
-    CnnOptimizer opt;
-    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
-    for (int s = 0; s < 3; s++) {
-        CnnRng r;
-        cnn_rng_seed(&r, 100 + (uint64_t)s);
-        fill_uniform(x, nx, -1, 1, &r);
-        for (int i = 0; i < batch; i++) y[i] = (uint8_t)cnn_rng_below(&r, 5);
-        cnn_net_train_step(net, &opt, x, y, batch, -1.0f, NULL);
-    }
-    const size_t n = cnn_net_num_params(net) + cnn_net_num_buffers(net);
-    float *out = malloc(n * sizeof(float));
-    memcpy(out, cnn_net_params(net), cnn_net_num_params(net) * sizeof(float));
-    memcpy(out + cnn_net_num_params(net), cnn_net_buffers(net), cnn_net_num_buffers(net) * sizeof(float));
-    cnn_net_free(net);
-    cnn_free(x);
-    free(y);
-    return out;
-}
-
 // A residual net with batch norm, a projection shortcut and an option-A
 // shortcut (channels of 8, so the direct and Winograd kernels run too).
 static const char *RESIDUAL =
@@ -168,10 +141,10 @@ START_TEST(test_residual_bit_identical_across_thread_counts) {
     const size_t n = cnn_net_num_params(probe) + cnn_net_num_buffers(probe);
     cnn_net_free(probe);
     for (int kb = 0; kernels_next(&kb);) {
-        float *ref = train_graph(RESIDUAL, 1, 37);
+        float *ref = train_with_threads(RESIDUAL, 1, 3, 37);
         static const int threads[] = {2, 3, 7};
         for (int t = 0; t < 3; t++) {
-            float *p = train_graph(RESIDUAL, threads[t], 37);
+            float *p = train_with_threads(RESIDUAL, threads[t], 3, 37);
             ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0,
                           "kernels %s: parameters after 3 steps differ between 1 and %d threads", cnn_kernels_name(),
                           threads[t]);

@@ -284,13 +284,13 @@ START_TEST(test_conv_winograd_auto_rule) {
     if (!kernels()->wino_input) return;  // nothing to choose between
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
     ck_assert(conv2d_winograd_applies(&big) && conv2d_winograd_applies(&deep) && conv2d_winograd_applies(&ragged));
-    ck_assert(conv2d_winograd_weight_grad_applies(&big, 64));
-    ck_assert(conv2d_winograd_weight_grad_applies(&deep, 64));     // 16 tiles an image
-    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged, 64));  // partial tiles
+    ck_assert(conv2d_winograd_weight_grad_applies(&big));
+    ck_assert(conv2d_winograd_weight_grad_applies(&deep));     // 16 tiles an image
+    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged));  // partial tiles
     ck_assert_int_eq(cnn_conv_select("winograd"), CNN_OK);
-    ck_assert(conv2d_winograd_weight_grad_applies(&deep, 64) && conv2d_winograd_weight_grad_applies(&ragged, 64));
+    ck_assert(conv2d_winograd_weight_grad_applies(&deep) && conv2d_winograd_weight_grad_applies(&ragged));
     ck_assert_int_eq(cnn_conv_select("direct"), CNN_OK);
-    ck_assert(!conv2d_winograd_applies(&big) && !conv2d_winograd_weight_grad_applies(&big, 64));
+    ck_assert(!conv2d_winograd_applies(&big) && !conv2d_winograd_weight_grad_applies(&big));
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
 }
 END_TEST

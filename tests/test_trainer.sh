@@ -45,6 +45,9 @@ usage)
     expect 2 "unknown data set 'imagenet'" "$trainer" --dataset imagenet
     expect 2 "unknown optimizer 'rmsprop'" "$trainer" --optimizer rmsprop
     expect 2 "unknown schedule 'onecycle' \(expected constant, step, cosine or linear\)" "$trainer" --schedule onecycle
+    expect 2 "--label-smoothing: '1' is not a number in \[0, 0.99\]" "$trainer" --label-smoothing 1
+    expect 2 "--ema: '1.5' is not a number in \[0, 0.99999\]" "$trainer" --ema 1.5
+    expect 2 "--ema needs a value" "$trainer" --ema
     expect 2 "unknown initialisation 'xavier' \(expected pytorch or he\)" "$trainer" --init xavier
     expect 2 "unknown command 'fit'" "$trainer" fit
     expect 2 "unknown kernels 'sse9' \(expected auto, .*reference\)" "$trainer" --data-dir data --kernels sse9

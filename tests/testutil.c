@@ -1,6 +1,7 @@
-#include "testutil.h"
-
+#include <omp.h>
 #include <string.h>
+
+#include "testutil.h"
 
 void fill_uniform(float *x, size_t n, float lo, float hi, CnnRng *r) {
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * cnn_rng_uniform(r);
@@ -86,4 +87,46 @@ int kernels_next(int *i) {
     }
     ck_assert_int_eq(cnn_kernels_select("auto"), CNN_OK);
     return 0;
+}
+
+// ---------------------------------------------------------------- synthetic data
+// Class k of K: a bright 3x3 blob at a class-specific place, in channel k % C,
+// on uniform noise. Easy to learn, impossible without looking at space and channel.
+void synthetic(float *x, uint8_t *y, int n, int C, int H, int W, int K, uint64_t seed) {
+    CnnRng r;
+    cnn_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        int k = (int)cnn_rng_below(&r, (uint32_t)K);
+        y[i] = (uint8_t)k;
+        float *img = x + (size_t)i * C * H * W;
+        fill_uniform(img, (size_t)C * H * W, 0.0f, 0.3f, &r);
+        int ch = k % C, cy = 2 + (k * 5) % (H - 4), cx = 2 + (k * 3) % (W - 4);
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++) img[((size_t)ch * H + cy + dy) * W + cx + dx] += 0.8f;
+    }
+}
+
+// Trains `steps` Adam steps of synthetic 3x12x10 data (5 classes) at `threads`
+// threads; returns the parameters, then the buffers (malloc'd).
+float *train_with_threads(const char *desc, int threads, int steps, int B) {
+    omp_set_num_threads(threads);
+    const int C = 3, H = 12, W = 10;
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, desc, C, H, W, B, 11), CNN_OK);
+    float *x = cnn_alloc_floats((size_t)B * C * H * W);
+    uint8_t *y = malloc(B);
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_ADAM);
+    for (int s = 0; s < steps; s++) {
+        synthetic(x, y, B, C, H, W, 5, 100 + s);
+        cnn_net_train_step(net, &opt, x, y, B, -1.0f, NULL);
+    }
+    size_t n = cnn_net_num_params(net) + cnn_net_num_buffers(net);
+    float *out = malloc(n * sizeof(float));
+    memcpy(out, cnn_net_params(net), cnn_net_num_params(net) * sizeof(float));
+    memcpy(out + cnn_net_num_params(net), cnn_net_buffers(net), cnn_net_num_buffers(net) * sizeof(float));
+    cnn_net_free(net);
+    cnn_free(x);
+    free(y);
+    return out;
 }

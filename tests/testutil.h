@@ -51,6 +51,13 @@ double dot_dd(const double *a, const double *b, size_t n);
 //   for (int kb = 0; kernels_next(&kb);) { ... }
 int kernels_next(int *i);
 
+// ---------------------------------------------------------------- training
+// Class k of K: a bright 3x3 blob at a class-specific place in channel k % C.
+void synthetic(float *x, uint8_t *y, int n, int C, int H, int W, int K, uint64_t seed);
+// Trains `steps` Adam steps of synthetic 3x12x10 data (5 classes) at `threads`
+// threads; returns the parameters, then the buffers (malloc'd).
+float *train_with_threads(const char *desc, int threads, int steps, int B);
+
 // Runs one suite in Check's fork mode; returns the process exit status.
 int run_suite(Suite *s);
 

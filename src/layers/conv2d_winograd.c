@@ -14,7 +14,7 @@
 // with the kernel flipped and transposed. The weight gradient transforms the
 // input and output-gradient tiles (dM = A dY A^T), sums each position's
 // products over the tiles and folds them into the 3x3 taps (G^T dU G), where
-// there are enough tiles to repay that fold (conv2d_winograd_weight_grad_applies).
+// the plane is whole tiles (conv2d_winograd_weight_grad_applies).
 // Tiles, groups of images and every sum's order depend on the shapes only,
 // so results do not depend on the thread count.
 #include <string.h>
@@ -260,8 +260,7 @@ int conv2d_winograd_auto(const Conv2d *l) {
 // tfcnn's 32 -> 64 channels at 13x13, where a third of the tiles' outputs
 // fall past the plane. A 5-epoch vgg8bn run with every weight gradient on
 // Winograd ended at 80.65% against direct convolution's 80.84% (README).
-int conv2d_winograd_weight_grad_applies(const Conv2d *l, int B) {
-    (void)B;
+int conv2d_winograd_weight_grad_applies(const Conv2d *l) {
     if (!conv2d_winograd_applies(l)) return 0;
     if (conv_algo() == CONV_WINOGRAD) return 1;
     const int m = transform()->m;

@@ -117,6 +117,9 @@ void layer_ops_names(char *buf, size_t n);
 CnnStatus layer_arg_int(const ArgSite *at, const char *key, const char *val, int lo, int hi, int *out);
 CnnStatus layer_arg_float(const ArgSite *at, const char *key, const char *val, float lo, float hi,
                           float *out);
+// Characters of the tensor name at the start of s (a letter, then letters,
+// digits or '_'); 0 if none.
+size_t layer_name_length(const char *s);
 // "%g" when it reads back as x, else "%.9g": canonical text must rebuild the layer.
 const char *layer_fmt_float(float x, char *buf, size_t n);
 // A conv or dense layer's n_w weights then n_b biases (see CnnInit).

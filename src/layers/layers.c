@@ -1,4 +1,5 @@
 // The table of layer kinds and the helpers their rows share.
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -53,6 +54,13 @@ CnnStatus layer_arg_float(const ArgSite *at, const char *key, const char *val, f
                          at->idx, at->name, key, val, lo, hi);
     *out = (float)x;
     return CNN_OK;
+}
+
+size_t layer_name_length(const char *s) {
+    size_t k = 0;
+    if (isalpha((unsigned char)s[0]))
+        while (isalnum((unsigned char)s[k]) || s[k] == '_') k++;
+    return k;
 }
 
 // %g alone rounds dropout(0.9999999) to "dropout(1)", which does not parse.

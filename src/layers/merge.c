@@ -10,11 +10,7 @@
 // ---------------------------------------------------------------- add, concat
 static int merge_set_arg(LayerSpec *s, const char *key, const char *val, const ArgSite *at, CnnStatus *st) {
     if (strcmp(key, "from")) return 0;
-    size_t k = 0;
-    if ((val[0] >= 'a' && val[0] <= 'z') || (val[0] >= 'A' && val[0] <= 'Z'))
-        while (val[k] && (val[k] == '_' || (val[k] >= '0' && val[k] <= '9') || (val[k] >= 'a' && val[k] <= 'z') ||
-                          (val[k] >= 'A' && val[k] <= 'Z')))
-            k++;
+    const size_t k = layer_name_length(val);
     if (!k || val[k] || k > LAYER_NAME_MAX)
         *st = cnn_error(CNN_EFORMAT, "model description: layer %d (%s): '%s' is not a tensor name (a letter, "
                         "then letters, digits or '_', at most %d)", at->idx, at->name, val, LAYER_NAME_MAX);
