@@ -127,7 +127,7 @@ void cnn_free(void *p);
 typedef struct CnnNet CnnNet;
 
 // Writes the description of a built-in model ("lenet", "tfcnn", "vgg8bn",
-// "resnet20") with a final dense(classes) into buf; CNN_EARG (no message) if
+// "resnet20", "airbench94") with a final dense(classes) into buf; CNN_EARG (no message) if
 // unknown, or (with one) if it needs more than n bytes: CNN_DESC_MAX is enough.
 #define CNN_DESC_MAX 4096
 CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
@@ -162,6 +162,17 @@ void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init);
 // "pytorch" or "he"; CNN_EARG with a message for another name.
 CnnStatus cnn_init_parse(const char *name, CnnInit *init);
 const char *cnn_init_name(CnnInit init);
+
+// Layers written conv(2 x in x kh x kw, k, init=whiten) get their weights
+// from data, as airbench94's first layer: the eigenvectors of the
+// covariance of the layer's input patches (no mean removed), scaled by
+// 1/sqrt(eigenvalue + 5e-4), largest first, then their negatives; the bias
+// is set to 0. x holds n images (n,C,H,W) as the net is fed them (the
+// trainer uses the first 5000 training images, standardised, not
+// augmented); layers after others see what those make of them in
+// evaluation mode. Deterministic at any thread count.
+int cnn_net_whitening_layers(CnnNet *net);
+CnnStatus cnn_net_init_whitening(CnnNet *net, const float *x, int n);
 
 // Shapes and counts.
 int cnn_net_num_layers(const CnnNet *net);
@@ -217,6 +228,15 @@ CnnStatus cnn_net_set_ema(CnnNet *net, float decay);
 float cnn_net_ema_decay(const CnnNet *net);  // 0 when off
 void cnn_net_swap_ema(CnnNet *net);
 
+// Lookahead (Zhang et al. 2019), as airbench94 runs it: slow weights (the
+// parameters and the batch norm statistics) that each sync moves toward the
+// fast ones, slow += (1 - alpha) (fast - slow), after which the fast ones
+// restart from them. set_lookahead(net, 1) starts the slow copy from the
+// current weights (0 drops it); checkpoints keep it as "lookahead.<name>".
+CnnStatus cnn_net_set_lookahead(CnnNet *net, int on);
+int cnn_net_lookahead(const CnnNet *net);  // 1 when on
+void cnn_net_lookahead_sync(CnnNet *net, float alpha);
+
 // Backward pass of the last forward/loss: writes gradients into the grads arena
 // (adding to what is there; call cnn_net_zero_grad first).
 void cnn_net_backward(CnnNet *net, int B);
@@ -257,6 +277,14 @@ void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m
 // The same with weight decay only where decay[i] is non-zero (decay may be NULL: everywhere).
 void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          const uint8_t *decay);
+// The same with a multiplier of each parameter's gradient (scale may be NULL:
+// 1), taken before weight decay is added: with SGD, a multiplier s is a
+// learning rate s times larger that leaves the decay alone (airbench's
+// bias_scaler); Adam, being invariant to the gradient's scale, mostly
+// ignores it. A multiplier of 0 freezes the parameter: no update, no
+// decay, moments unchanged. Layers set theirs with weight_lr= and bias_lr=.
+void cnn_opt_step_scaled(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n,
+                         float lr, const uint8_t *decay, const float *scale);
 CnnStatus cnn_opt_parse(const char *name, CnnOptKind *kind);
 const char *cnn_opt_name(CnnOptKind kind);
 
@@ -291,6 +319,9 @@ typedef struct {
     long warmup;      // steps of linear warm-up (0: none)
     int step_epochs;  // step: multiply by gamma every step_epochs epochs
     float gamma;      // step: decay factor (0.1)
+    // Fractions of lr where the warm-up starts and where cosine and linear
+    // end (0, 0 by default; airbench94's 0.2 and 0.07).
+    float start_frac, end_frac;
 } CnnSchedule;
 
 CnnStatus cnn_schedule_parse(const char *name, CnnScheduleKind *kind);

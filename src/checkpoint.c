@@ -92,7 +92,7 @@ static const char *MOMENT_NAMES[2][3] = {
 };
 
 // All stored tensors in file order: weights and buffers, the weights'
-// moving average (if the net keeps one), then moments.
+// moving average and Lookahead's slow weights (if the net keeps them), then moments.
 static int entries(CnnNet *net, const CnnOptimizer *opt, NetTensor *ts, Entry *e) {
     int nt = net_tensors(net, ts), n = 0;
     for (int i = 0; i < nt; i++) {
@@ -105,6 +105,11 @@ static int entries(CnnNet *net, const CnnOptimizer *opt, NetTensor *ts, Entry *e
         snprintf(e[n].name, sizeof e[n].name, "ema.%s", ts[i].name);
         e[n].t = &ts[i];
         e[n++].data = net_ema(net, ts[i].data);
+    }
+    for (int i = 0; i < nt && cnn_net_lookahead(net); i++) {
+        snprintf(e[n].name, sizeof e[n].name, "lookahead.%s", ts[i].name);
+        e[n].t = &ts[i];
+        e[n++].data = net_slow(net, ts[i].data);
     }
     if (!opt) return n;
     const char **names = MOMENT_NAMES[opt->kind == CNN_OPT_SGD];
@@ -157,7 +162,7 @@ static int write_all(int fd, const void *p, size_t n) {
 CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer *opt,
                               const CnnMeta *meta) {
     NetTensor ts[CNN_MAX_TENSORS];
-    Entry e[4 * CNN_MAX_TENSORS];
+    Entry e[5 * CNN_MAX_TENSORS];
     const int n = entries(net, opt, ts, e);
     cJSON *root = cJSON_CreateObject(), *md = cJSON_AddObjectToObject(root, "__metadata__");
     int C, H, W;
@@ -508,7 +513,7 @@ CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, 
         }
     }
     NetTensor ts[CNN_MAX_TENSORS];
-    Entry e[4 * CNN_MAX_TENSORS];
+    Entry e[5 * CNN_MAX_TENSORS];
     const int n = entries(net, opt ? &o : NULL, ts, e);
     // Read everything into scratch first: a failed load leaves the net untouched.
     size_t total = 0;
@@ -527,9 +532,10 @@ CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, 
         if (!strcmp(it->string, "__metadata__")) continue;
         int known = 0;
         for (int i = 0; i < n && !known; i++) known = !strcmp(it->string, e[i].name);
-        // Without an optimiser or a moving average, their tensors are left out.
+        // Without an optimiser, a moving average or Lookahead, their tensors are left out.
         if (!known && !(!opt && !strncmp(it->string, "optimizer.", 10)) &&
-            !(!cnn_net_ema_decay(net) && !strncmp(it->string, "ema.", 4)))
+            !(!cnn_net_ema_decay(net) && !strncmp(it->string, "ema.", 4)) &&
+            !(!cnn_net_lookahead(net) && !strncmp(it->string, "lookahead.", 10)))
             st = cnn_error(CNN_ESHAPE, "%s: tensor '%s' does not belong to this model", path, it->string);
     }
     if (!st) {

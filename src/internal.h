@@ -153,6 +153,9 @@ void gap_backward(const float *dy, float *dx, int B, int C, int HW);
 void relu_forward(const float *x, float *y, size_t n);
 // dx = dy where y > 0 (y is the forward output); dx may alias dy.
 void relu_backward(const float *y, const float *dy, float *dx, size_t n);
+// GELU (erf form) and its gradient dy * GELU'(x).
+void gelu_forward(const float *x, float *y, size_t n);
+void gelu_backward(const float *x, const float *dy, float *dx, size_t n);
 
 typedef struct {
     int C, HW;
@@ -194,6 +197,8 @@ float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, i
 // their gradient-free optimiser moments.
 // The moving average of a parameter of the arena (NULL without one).
 float *net_ema(CnnNet *net, const float *param);
+// Lookahead's slow copy of a parameter or buffer of the arenas (NULL without one).
+float *net_slow(CnnNet *net, const float *data);
 
 typedef struct {
     char name[48];

@@ -236,6 +236,7 @@ static CnnStatus parse_layers(const char *desc, LayerSpec *specs, int max_specs,
         s->ops = ops;
         s->in[0] = cur;
         s->in[1] = LAYER_NO_INPUT;
+        s->lr_w = s->lr_b = 1.0f;
         strcpy(s->prefix, prefix);
         prefix[0] = 0;
         if (ops->defaults) ops->defaults(s);

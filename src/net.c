@@ -38,6 +38,8 @@ struct CnnNet {
     float label_smoothing;               // of the training loss (cnn_net_loss)
     float *ema, ema_decay;               // the parameters' exponential moving average, or NULL
     uint8_t *decay;                      // per parameter: 1 if weight decay applies when skipping BN and biases
+    float *lr_scale;                     // per parameter: the layer's weight_lr / bias_lr, or NULL if all are 1
+    float *slow;                         // Lookahead's slow parameters then buffers, or NULL
     int profiling;                       // accumulate per-layer wall time
     double fwd_time[CNN_MAX_LAYERS], bwd_time[CNN_MAX_LAYERS];
 };
@@ -65,6 +67,20 @@ static const struct {
                  "from(x) maxpool(1,stride=2) chpad(16) add(r) relu "
                  "[@x conv(64,3,pad=1,bias=0) bn relu conv(64,3,pad=1,bias=0) bn add(x) relu] x2 "
                  "gap dense(%d)"},
+    // airbench94 (Jordan 2024): a frozen whitening layer (24 channels for
+    // colour images, 8 for grey: 2 x in x 2 x 2), then three
+    // conv-pool-BN-GELU-conv-BN-GELU groups (64, 256, 256), dirac-initialised
+    // convolutions, batch norm with a fixed scale, momentum 0.4 (PyTorch's
+    // convention; airbench writes 0.6) and its bias at 64x the learning rate,
+    // and logits scaled by 1/9.
+    {"airbench94", "conv(k=2,init=whiten,weight_lr=0) gelu "
+                   "conv(64,3,pad=1,bias=0,init=dirac) maxpool(2) bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu "
+                   "conv(64,3,pad=1,bias=0,init=dirac) bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu "
+                   "conv(256,3,pad=1,bias=0,init=dirac) maxpool(2) bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu "
+                   "conv(256,3,pad=1,bias=0,init=dirac) bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu "
+                   "conv(256,3,pad=1,bias=0,init=dirac) maxpool(2) bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu "
+                   "conv(256,3,pad=1,bias=0,init=dirac) bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu "
+                   "maxpool(3) flatten dense(%d,bias=0) mul(0.11111111)"},
 };
 
 CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n) {
@@ -117,6 +133,10 @@ void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init) {
 static const float *tensor_data(const CnnNet *net, int t) {
     return t == LAYER_INPUT ? net->input : net->layers[t].out;
 }
+
+Layer *net_layer(CnnNet *net, int i) { return &net->layers[i]; }
+float *net_layer_params(CnnNet *net, int i) { return net->params + net->layers[i].p_off; }
+const float *net_tensor_data(const CnnNet *net, int t) { return tensor_data(net, t); }
 
 static void tensor_shape(const CnnNet *net, int t, int *c, int *h, int *w) {
     if (t == LAYER_INPUT) {
@@ -284,6 +304,17 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         // Weight decay, when it skips normalisation and biases: conv and dense weights only.
         if (ok && !(ops->flags & LAYER_NO_DECAY)) memset(net->decay + l->p_off, 1, l->n_w);
     }
+    // Learning-rate multipliers, where a layer sets one.
+    for (int i = 0; i < L && ok; i++) {
+        const Layer *l = &net->layers[i];
+        if ((l->spec.lr_w == 1.0f || !l->n_w) && (l->spec.lr_b == 1.0f || !l->n_b)) continue;
+        if (!net->lr_scale) {
+            ok = (net->lr_scale = cnn_alloc_floats(net->n_params)) != NULL;
+            for (size_t j = 0; ok && j < net->n_params; j++) net->lr_scale[j] = 1.0f;
+        }
+        for (size_t j = 0; ok && j < l->n_w; j++) net->lr_scale[l->p_off + j] = l->spec.lr_w;
+        for (size_t j = 0; ok && j < l->n_b; j++) net->lr_scale[l->p_off + l->n_w + j] = l->spec.lr_b;
+    }
     if (!ok) {
         st = cnn_error(CNN_ENOMEM, "cannot allocate %.0f MB for the network", bytes / 1048576.0);
         goto fail;
@@ -316,8 +347,9 @@ void cnn_net_free(CnnNet *net) {
         if (l->spec.ops && !(l->spec.ops->flags & LAYER_VIEW)) free(l->out);
         free(l->aux);
     }
-    free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers); free(net->decay);
+    free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers); free(net->decay); cnn_free(net->lr_scale);
     free(net->ema);
+    cnn_free(net->slow);
     for (int b = 0; b < CNN_MAX_LAYERS + 1; b++) free(net->gbuf[b]);
     free(net->dlogits);
     free(net->ws.col); free(net->ws.partial); free(net->ws.packed);
@@ -381,6 +413,43 @@ void cnn_net_swap_ema(CnnNet *net) {
 
 float *net_ema(CnnNet *net, const float *param) { return net->ema ? net->ema + (param - net->params) : NULL; }
 
+CnnStatus cnn_net_set_lookahead(CnnNet *net, int on) {
+    if (!on) {
+        cnn_free(net->slow);
+        net->slow = NULL;
+    } else if (!net->slow) {
+        if (!(net->slow = cnn_alloc_floats(net->n_params + net->n_buffers + 1)))
+            return cnn_error(CNN_ENOMEM, "cannot allocate Lookahead's slow weights");
+        memcpy(net->slow, net->params, sizeof(float) * net->n_params);
+        memcpy(net->slow + net->n_params, net->buffers, sizeof(float) * net->n_buffers);
+    }
+    return CNN_OK;
+}
+
+int cnn_net_lookahead(const CnnNet *net) { return net->slow != NULL; }
+
+// slow += (1 - alpha) (fast - slow), then fast = slow, over one arena.
+static void lookahead_sync(float *fast, float *slow, size_t n, float alpha) {
+    const float w = 1.0f - alpha;
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
+    for (size_t i = 0; i < n; i++) {
+        slow[i] += w * (fast[i] - slow[i]);
+        fast[i] = slow[i];
+    }
+}
+
+void cnn_net_lookahead_sync(CnnNet *net, float alpha) {
+    if (!net->slow) return;
+    lookahead_sync(net->params, net->slow, net->n_params, alpha);
+    lookahead_sync(net->buffers, net->slow + net->n_params, net->n_buffers, alpha);
+}
+
+float *net_slow(CnnNet *net, const float *data) {
+    if (!net->slow) return NULL;
+    if (data >= net->params && data < net->params + net->n_params) return net->slow + (data - net->params);
+    return net->slow + net->n_params + (data - net->buffers);
+}
+
 // acc += g over n floats.
 static void add_gradient(float *acc, const float *g, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
@@ -417,8 +486,8 @@ float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x, const u
     float loss = cnn_net_loss(net, labels, B, correct);
     cnn_net_zero_grad(net);
     cnn_net_backward(net, B);
-    cnn_opt_step_masked(opt, net->params, net->grads, net->m, net->v, net->n_params, lr,
-                        opt->decay_skip_bn_bias ? net->decay : NULL);
+    cnn_opt_step_scaled(opt, net->params, net->grads, net->m, net->v, net->n_params, lr,
+                        opt->decay_skip_bn_bias ? net->decay : NULL, net->lr_scale);
     if (net->ema) {
         const float d = net->ema_decay, *p = net->params;
         float *e = net->ema;

@@ -45,6 +45,17 @@ void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m
 
 void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          const uint8_t *decay) {
+    cnn_opt_step_scaled(opt, params, grads, m, v, n, lr, decay, NULL);
+}
+
+// Gradient of parameter i: its multiplier times the gradient (the multiplier
+// may be NULL: 1).
+#define G(i) (scale ? scale[i] * grads[i] : grads[i])
+// A frozen parameter (multiplier 0) keeps its value and moments.
+#define FROZEN(i) (scale && scale[i] == 0.0f)
+
+void cnn_opt_step_scaled(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n,
+                         float lr, const uint8_t *decay, const float *scale) {
     if (lr < 0.0f) lr = opt->lr;
     opt->t++;
     const float wd = opt->weight_decay;
@@ -55,7 +66,8 @@ void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, f
         const int first = opt->t == 1, nesterov = opt->nesterov;
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
         for (size_t i = 0; i < n; i++) {
-            float g = grads[i] + WD(i) * params[i];
+            if (FROZEN(i)) continue;
+            float g = G(i) + WD(i) * params[i];
             if (mu != 0.0f) {
                 m[i] = first ? g : mu * m[i] + g;
                 g = nesterov ? g + mu * m[i] : m[i];
@@ -70,7 +82,8 @@ void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, f
     const int adamw = opt->kind == CNN_OPT_ADAMW;
 #pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
-        float g = grads[i];
+        if (FROZEN(i)) continue;
+        float g = G(i);
         if (adamw) params[i] *= 1.0f - lr * WD(i);
         else g += WD(i) * params[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;

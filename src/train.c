@@ -20,8 +20,10 @@ const char *cnn_schedule_name(CnnScheduleKind kind) {
 }
 
 float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch) {
-    // Linear warm-up from lr/warmup to lr over the first `warmup` steps, then the schedule.
-    if (step < s->warmup) return s->lr * (float)(step + 1) / (float)s->warmup;
+    // Linear warm-up from lr/warmup (or start_frac*lr) to lr over the first
+    // `warmup` steps, then the schedule.
+    const double f0 = s->start_frac, f1 = s->end_frac;
+    if (step < s->warmup) return (float)(s->lr * (f0 + (1.0 - f0) * (double)(step + 1) / (double)s->warmup));
     const long total = (long)s->epochs * steps_per_epoch;
     switch (s->kind) {
     case CNN_SCHED_STEP: {
@@ -33,7 +35,7 @@ float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch) {
         long span = total - s->warmup;
         double t = span > 0 ? (double)(step - s->warmup) / (double)span : 1.0;
         if (t > 1.0) t = 1.0;
-        return (float)(0.5 * s->lr * (1.0 + cos(3.14159265358979323846 * t)));
+        return (float)(s->lr * (f1 + (1.0 - f1) * 0.5 * (1.0 + cos(3.14159265358979323846 * t))));
     }
     case CNN_SCHED_LINEAR: {
         // Linear decay to 0 over the steps after warm-up (with --warmup: the
@@ -41,7 +43,7 @@ float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch) {
         long span = total - s->warmup;
         double t = span > 0 ? (double)(step - s->warmup) / (double)span : 1.0;
         if (t > 1.0) t = 1.0;
-        return (float)(s->lr * (1.0 - t));
+        return (float)(s->lr * (1.0 - (1.0 - f1) * t));
     }
     default: return s->lr;
     }
@@ -58,8 +60,33 @@ static void flip_rows(const float *x, float *out, size_t rows, int W) {
         for (int w = 0; w < W; w++) out[r * W + w] = x[r * W + W - 1 - w];
 }
 
-CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int hflip,
+// x (planes, H, W) shifted: out[y][x] = x[y + d][x + d], the edges mirrored
+// (PyTorch's F.pad(mode='reflect') then a crop).
+static int reflect_index(int i, int n) { return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i; }
+static void shift_planes(const float *x, float *out, size_t planes, int H, int W, int d) {
+    for (size_t p = 0; p < planes; p++)
+        for (int y = 0; y < H; y++) {
+            const float *row = x + (p * H + (size_t)reflect_index(y + d, H)) * W;
+            for (int c = 0; c < W; c++) out[(p * H + y) * W + c] = row[reflect_index(c + d, W)];
+        }
+}
+
+// acc += weight * (mean of the logits of x and of its mirror image).
+static void add_mirror_mean(CnnNet *net, const float *x, float *xf, int n, const CnnDataset *d, float weight,
+                            float *acc) {
+    const size_t K = (size_t)cnn_net_num_classes(net), nk = (size_t)n * K;
+    const float *logits = cnn_net_forward(net, x, n, 0);
+    for (size_t i = 0; i < nk; i++) acc[i] += 0.5f * weight * logits[i];
+    flip_rows(x, xf, (size_t)n * d->c * d->h, d->w);
+    logits = cnn_net_forward(net, xf, n, 0);
+    for (size_t i = 0; i < nk; i++) acc[i] += 0.5f * weight * logits[i];
+}
+
+CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int level,
                            double *loss, int64_t *cm) {
+    if (level < 0 || level > 2) return cnn_error(CNN_EARG, "test-time augmentation level %d is not 0, 1 or 2", level);
+    if (level == 2 && (d->h < 2 || d->w < 2))
+        return cnn_error(CNN_EARG, "test-time augmentation 2 shifts images by a pixel; %dx%d is too small", d->h, d->w);
     const int K = cnn_net_num_classes(net), B = cnn_net_max_batch(net);
     memset(cm, 0, sizeof(int64_t) * K * K);
     *loss = 0.0;
@@ -68,13 +95,15 @@ CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, 
     CnnStatus st = cnn_batcher_init(&it, d, &cfg);
     if (st) return st;
     const size_t image = cnn_dataset_image_size(d);
-    float *x = cnn_alloc_floats((size_t)B * image), *xf = hflip ? cnn_alloc_floats((size_t)B * image) : NULL;
-    float *avg = hflip ? cnn_alloc_floats((size_t)B * K) : NULL;
+    float *x = cnn_alloc_floats((size_t)B * image), *xf = level ? cnn_alloc_floats((size_t)B * image) : NULL;
+    float *xs = level == 2 ? cnn_alloc_floats((size_t)B * image) : NULL;
+    float *avg = level ? cnn_alloc_floats((size_t)B * K) : NULL;
     uint8_t *y = malloc((size_t)B);
-    if (!x || !y || (hflip && (!xf || !avg))) {
+    if (!x || !y || (level && (!xf || !avg)) || (level == 2 && !xs)) {
         cnn_batcher_free(&it);
         cnn_free(x);
         cnn_free(xf);
+        cnn_free(xs);
         cnn_free(avg);
         free(y);
         return cnn_error(CNN_ENOMEM, "cannot allocate an evaluation batch");
@@ -82,14 +111,17 @@ CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, 
     double sum = 0.0;
     int n;
     while ((n = cnn_batcher_next(&it, x, y)) > 0) {
-        const float *logits = cnn_net_forward(net, x, n, 0);
-        if (hflip) {
-            // The mean of the logits of each image and of its mirror image.
-            memcpy(avg, logits, sizeof(float) * (size_t)n * K);
-            flip_rows(x, xf, (size_t)n * d->c * d->h, d->w);
-            logits = cnn_net_forward(net, xf, n, 0);
-            for (size_t i = 0; i < (size_t)n * K; i++) avg[i] = 0.5f * (avg[i] + logits[i]);
+        const float *logits;
+        if (level) {
+            memset(avg, 0, sizeof(float) * (size_t)n * K);
+            add_mirror_mean(net, x, xf, n, d, level == 2 ? 0.5f : 1.0f, avg);
+            for (int shift = -1; level == 2 && shift <= 1; shift += 2) {
+                shift_planes(x, xs, (size_t)n * d->c, d->h, d->w, shift);
+                add_mirror_mean(net, xs, xf, n, d, 0.25f, avg);
+            }
             logits = avg;
+        } else {
+            logits = cnn_net_forward(net, x, n, 0);
         }
         sum += (double)softmax_xent(logits, y, NULL, n, K, 0.0f, NULL) * n;
         cnn_confusion_add(cm, K, logits, y, n);
@@ -98,6 +130,7 @@ CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, 
     cnn_batcher_free(&it);
     cnn_free(x);
     cnn_free(xf);
+    cnn_free(xs);
     cnn_free(avg);
     free(y);
     return CNN_OK;

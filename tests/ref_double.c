@@ -55,6 +55,10 @@ void ref_relu(const double *x, double *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0;
 }
 
+void ref_gelu(const double *x, double *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+}
+
 void ref_batchnorm(const double *x, const double *gamma, const double *beta, double *y, int B,
                    int C, int HW, double eps) {
     for (int c = 0; c < C; c++) {

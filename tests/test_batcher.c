@@ -69,7 +69,7 @@ START_TEST(test_crop_flip_vs_naive) {
 END_TEST
 
 START_TEST(test_augment_draw) {
-    const CnnAugment aug = {4, 1};
+    const CnnAugment aug = {.crop_pad = 4, .hflip = 1};
     int seen_dy[9] = {0}, seen_dx[9] = {0}, flips = 0;
     for (uint64_t i = 0; i < 2000; i++) {
         int dy, dx, flip, dy2, dx2, flip2;
@@ -87,9 +87,54 @@ START_TEST(test_augment_draw) {
     int dy = 1, dx = 1, flip = 1;
     cnn_augment_draw(NULL, 42, 3, 7, &dy, &dx, &flip);
     ck_assert(dy == 0 && dx == 0 && flip == 0);
-    const CnnAugment flip_only = {0, 1};
+    const CnnAugment flip_only = {.hflip = 1};
     cnn_augment_draw(&flip_only, 42, 3, 7, &dy, &dx, &flip);
     ck_assert(dy == 0 && dx == 0);
+}
+END_TEST
+
+// Alternating flips: each image's side swaps every epoch; about half the
+// images start mirrored; the crop is still drawn per epoch.
+START_TEST(test_augment_alternating_flip) {
+    const CnnAugment alt = {.crop_pad = 2, .hflip = 2, .reflect = 1};
+    int first = 0, crops_differ = 0;
+    for (uint64_t i = 0; i < 1000; i++) {
+        int dy[4], dx[4], flip[4];
+        for (int e = 0; e < 4; e++) cnn_augment_draw(&alt, 7, (uint64_t)e, i, &dy[e], &dx[e], &flip[e]);
+        for (int e = 1; e < 4; e++) ck_assert_int_eq(flip[e], flip[e - 1] ^ 1);
+        first += flip[0];
+        crops_differ += dy[0] != dy[1] || dx[0] != dx[1];
+        ck_assert(dy[0] >= -2 && dy[0] <= 2 && dx[0] >= -2 && dx[0] <= 2);
+    }
+    ck_assert(first > 420 && first < 580);
+    ck_assert(crops_differ > 700);
+}
+END_TEST
+
+// Reflect padding, against PyTorch's F.pad(mode='reflect') written out by hand.
+START_TEST(test_image_reflect_pad) {
+    enum { H = 4, W = 5 };
+    uint8_t img[H * W];
+    for (int i = 0; i < H * W; i++) img[i] = (uint8_t)(10 * i);
+    float out[H * W];
+    // Shift (dy, dx) = (-2, 1): row y reads source row y-2 mirrored at the top.
+    cnn_image_to_float_pad(img, 1, H, W, NULL, NULL, -2, 1, 0, 1, out);
+    const int rows[H] = {2, 1, 0, 1}, cols[W] = {1, 2, 3, 4, 3};
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            ck_assert_float_eq(out[y * W + x], (float)img[rows[y] * W + cols[x]] / 255.0f);
+    // Mirrored, then shifted 2 columns: the first columns read past the right edge, reflected.
+    cnn_image_to_float_pad(img, 1, H, W, NULL, NULL, 0, 2, 1, 1, out);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            int sx = (W - 1 - x) + 2;
+            if (sx >= W) sx = 2 * W - 2 - sx;
+            ck_assert_float_eq(out[y * W + x], (float)img[y * W + sx] / 255.0f);
+        }
+    // A black pad still reads 0 there.
+    cnn_image_to_float_pad(img, 1, H, W, NULL, NULL, -2, 0, 0, 0, out);
+    ck_assert_float_eq(out[0], 0.0f);
+    ck_assert_float_eq(out[2 * W], (float)img[0] / 255.0f);
 }
 END_TEST
 
@@ -316,6 +361,8 @@ Suite *batcher_suite(void) {
     tcase_add_test(tc, test_image_to_float);
     tcase_add_test(tc, test_crop_flip_vs_naive);
     tcase_add_test(tc, test_augment_draw);
+    tcase_add_test(tc, test_augment_alternating_flip);
+    tcase_add_test(tc, test_image_reflect_pad);
     suite_add_tcase(s, tc);
     TCase *tb = tcase_create("batcher");
     tcase_add_test(tb, test_shuffle_is_permutation);

@@ -385,14 +385,16 @@ START_TEST(test_gap) {
 END_TEST
 
 // ---------------------------------------------------------------- relu
+// An element-wise layer's double reference ref, as an objective sum(ref(x) * r).
 typedef struct {
     size_t n;
     double *x, *r, *y;
+    void (*ref)(const double *x, double *y, size_t n);
 } EltCtx;
 
-static double relu_objective(void *p) {
+static double elementwise_objective(void *p) {
     EltCtx *c = p;
-    ref_relu(c->x, c->y, c->n);
+    c->ref(c->x, c->y, c->n);
     return dot_dd(c->y, c->r, c->n);
 }
 
@@ -404,13 +406,43 @@ START_TEST(test_relu) {
     fill_away_from_zero(x, n, 0.05f, 1.0f, &r);
     fill_uniform(dy, n, -1, 1, &r);
     relu_forward(x, y, n);
-    EltCtx c = {n, to_double(x, n), to_double(dy, n), malloc(n * sizeof(double))};
-    relu_objective(&c);
+    EltCtx c = {n, to_double(x, n), to_double(dy, n), malloc(n * sizeof(double)), ref_relu};
+    elementwise_objective(&c);
     ck_assert(rel_err(y, c.y, n, 1e-6) == 0.0);
     relu_backward(y, dy, dx, n);
-    check_grad("relu dx", dx, relu_objective, &c, c.x, n);
+    check_grad("relu dx", dx, elementwise_objective, &c, c.x, n);
     relu_backward(y, dy, dy, n);  // in place, as the network runs it
     for (size_t i = 0; i < n; i++) ck_assert_float_eq(dy[i], dx[i]);
+    cnn_free(x); cnn_free(y); cnn_free(dy); cnn_free(dx); free(c.x); free(c.r); free(c.y);
+}
+END_TEST
+
+// ---------------------------------------------------------------- gelu
+// The polynomial erf and exp against libm's erf in double, over the whole
+// range a network feeds it (the tails included), and the gradient against
+// central differences of the double definition.
+START_TEST(test_gelu) {
+    CnnRng r;
+    cnn_rng_seed(&r, 501);
+    const size_t n = 3 * 5 * 7 * 11 + 3;  // odd: the vector loop's remainder runs too
+    float *x = cnn_alloc_floats(n), *y = cnn_alloc_floats(n), *dy = cnn_alloc_floats(n), *dx = cnn_alloc_floats(n);
+    fill_uniform(x, n, -6, 6, &r);
+    x[0] = -40.0f, x[1] = 40.0f, x[2] = 0.0f;  // far tails: 0 and x exactly
+    fill_uniform(dy, n, -1, 1, &r);
+    gelu_forward(x, y, n);
+    EltCtx c = {n, to_double(x, n), to_double(dy, n), malloc(n * sizeof(double)), ref_gelu};
+    elementwise_objective(&c);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(y[i] - c.y[i]) <= 4e-7 * (1.0 + fabs(c.y[i])), "gelu(%g) = %.9g, want %.9g", x[i],
+                      y[i], c.y[i]);
+    ck_assert_float_eq(y[0], 0.0f);
+    ck_assert_float_eq(y[1], 40.0f);
+    ck_assert_float_eq(y[2], 0.0f);
+    gelu_backward(x, dy, dx, n);
+    check_grad("gelu dx", dx, elementwise_objective, &c, c.x, n);
+    float nan_in = NAN, nan_out;
+    gelu_forward(&nan_in, &nan_out, 1);
+    ck_assert(isnan(nan_out));  // a diverging run shows in the loss
     cnn_free(x); cnn_free(y); cnn_free(dy); cnn_free(dx); free(c.x); free(c.r); free(c.y);
 }
 END_TEST
@@ -777,6 +809,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, test_maxpool_ties_go_to_first);
     tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_gelu);
     tcase_add_test(tc, test_batchnorm);
     tcase_add_test(tc, test_dense);
     tcase_add_test(tc, test_dropout);

@@ -19,6 +19,7 @@ START_TEST(test_builtin_models_match_pytorch) {
         {"tfcnn", 1, 28, 93322, 5588480},    {"tfcnn", 3, 32, 122570, 9097216},
         {"vgg8bn", 1, 28, 1147722, 232119296}, {"vgg8bn", 3, 32, 1148874, 305533952},
         {"resnet20", 1, 28, 269434, 61642496}, {"resnet20", 3, 32, 269722, 81102080},
+        {"airbench94", 1, 28, 1963304, 164621888}, {"airbench94", 3, 32, 1972792, 236294720},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         CnnNet *net;
@@ -193,13 +194,15 @@ START_TEST(test_layer_table_rows) {
         {"avgpool", "avgpool(2) flatten dense(3)"},
         {"gap", "globalavgpool dense(3)"},
         {"relu", "relu flatten dense(3)"},
-        {"batchnorm", "bn(eps=0.001,momentum=0.2) flatten dense(3)"},
+        {"gelu", "gelu flatten dense(3)"},
+        {"batchnorm", "bn(eps=0.001,momentum=0.2,weight_lr=0) flatten dense(3)"},
         {"dropout", "dropout(p=0.125) flatten dense(3)"},
         {"flatten", "flatten dense(3)"},
-        {"dense", "flatten fc(5,bias=0) linear(3)"},
+        {"dense", "flatten fc(5,bias=0,weight_lr=0.5) linear(3,bias_lr=2)"},
         {"add", "@x conv(2,3,pad=1) add(x) flatten dense(3)"},
         {"concat", "@x conv(3,1) concat(from=x) flatten dense(3)"},
         {"chpad", "chpad(before=1,after=3) flatten dense(3)"},
+        {"mul", "flatten dense(3) scale(f=-0.5)"},
     };
     char names[256];
     layer_ops_names(names, sizeof names);

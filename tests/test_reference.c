@@ -1,7 +1,8 @@
-// A tiny network and a small residual graph against PyTorch (fixtures
-// written by tools/make_reference.py): logits, loss, every gradient, 10 Adam
-// steps, BN running statistics, and evaluation-mode logits; and the
-// residual net's tensors under its PyTorch state_dict names and shapes.
+// A tiny network, a small residual graph and airbench94's pieces against
+// PyTorch (fixtures written by tools/make_reference.py): logits, loss, every
+// gradient, 10 Adam (or SGD) steps, BN running statistics, and
+// evaluation-mode logits; and the residual net's tensors under its PyTorch
+// state_dict names and shapes.
 #include <string.h>
 
 #include "testutil.h"
@@ -17,6 +18,11 @@ static const char *RESIDUAL_DESC =
     "relu @y conv(16,3,stride=2,pad=1,bias=0) bn relu conv(16,3,pad=1,bias=0) bn @r from(y) "
     "maxpool(1,stride=2) chpad(4) add(r) relu @z conv(16,1,bias=0) bn @q from(z) conv(8,1) concat(q) "
     "gap dense(3)";
+static const char *RECIPE_DESC =
+    "conv(k=2,init=whiten,weight_lr=0) gelu conv(8,3,pad=1,bias=0) maxpool(2) "
+    "bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu conv(8,3,pad=1,bias=0) "
+    "bn(eps=1e-12,momentum=0.4,weight_lr=0,bias_lr=64) gelu maxpool(2) flatten dense(3,bias=0) "
+    "mul(0.11111111)";
 
 typedef struct {
     char name[32];
@@ -55,7 +61,10 @@ static void compare(const char *name, const float *got, size_t n, double tol) {
     ck_assert_msg(e < tol, "%s differs from PyTorch: %.3e", name, e);
 }
 
-static void run_against_pytorch(const char *fixture, const char *desc, int C, int H, int W) {
+// The optimiser of the 10 steps (NULL: Adam, lr 1e-2), the label
+// smoothing, and the fixture row of the parameters after them.
+static void run_against_pytorch_with(const char *fixture, const char *desc, int C, int H, int W,
+                                     const CnnOptimizer *sgd, float smoothing, const char *after) {
     load_fixtures(fixture);
     const int B = 4, K = 3;
     CnnNet *net;
@@ -67,6 +76,7 @@ static void run_against_pytorch(const char *fixture, const char *desc, int C, in
     uint8_t labels[4];
     for (int i = 0; i < B; i++) labels[i] = (uint8_t)get("labels")->v[i];
 
+    ck_assert_int_eq(cnn_net_set_label_smoothing(net, smoothing), CNN_OK);
     const float *logits = cnn_net_forward(net, x, B, 1);
     compare("logits", logits, (size_t)B * K, 1e-5);
     float loss = cnn_net_loss(net, labels, B, NULL);
@@ -78,11 +88,16 @@ static void run_against_pytorch(const char *fixture, const char *desc, int C, in
     CnnOptimizer opt;
     cnn_opt_defaults(&opt, CNN_OPT_ADAM);
     opt.lr = 1e-2f;
+    if (sgd) opt = *sgd;
     for (int s = 0; s < 10; s++) cnn_net_train_step(net, &opt, x, labels, B, -1.0f, NULL);
-    compare("params_after_10_adam", cnn_net_params(net), np, 1e-5);
+    compare(after, cnn_net_params(net), np, 1e-5);
     compare("running_after_11", cnn_net_buffers(net), cnn_net_num_buffers(net), 1e-4);
     compare("eval_logits", cnn_net_forward(net, x, B, 0), (size_t)B * K, 1e-4);
     cnn_net_free(net);
+}
+
+static void run_against_pytorch(const char *fixture, const char *desc, int C, int H, int W) {
+    run_against_pytorch_with(fixture, desc, C, H, W, NULL, 0.0f, "params_after_10_adam");
 }
 
 START_TEST(test_matches_pytorch) { run_against_pytorch(FIXTURE_DIR "/reference_net.txt", DESC, 3, 9, 9); }
@@ -91,6 +106,23 @@ END_TEST
 START_TEST(test_residual_matches_pytorch) {
     for (int kb = 0; kernels_next(&kb);)
         run_against_pytorch(FIXTURE_DIR "/reference_residual.txt", RESIDUAL_DESC, 3, 8, 8);
+}
+END_TEST
+
+// GELU, mul, frozen tensors (weight_lr=0), a shift at 64x the rate
+// (bias_lr=64) and batch norm with eps 1e-12 and momentum 0.4, trained by
+// SGD with Nesterov momentum, weight decay and label smoothing, against
+// PyTorch's parameter groups (tools/make_reference.py's recipe_opt).
+START_TEST(test_recipe_matches_pytorch) {
+    CnnOptimizer sgd;
+    cnn_opt_defaults(&sgd, CNN_OPT_SGD);
+    sgd.lr = 0.05f;
+    sgd.momentum = 0.85f;
+    sgd.nesterov = 1;
+    sgd.weight_decay = 0.01f;
+    for (int kb = 0; kernels_next(&kb);)
+        run_against_pytorch_with(FIXTURE_DIR "/reference_recipe.txt", RECIPE_DESC, 3, 9, 9, &sgd, 0.2f,
+                                 "params_after_10_sgd");
 }
 END_TEST
 
@@ -127,6 +159,7 @@ int main(void) {
     tcase_add_test(tc, test_matches_pytorch);
     tcase_add_test(tc, test_residual_matches_pytorch);
     tcase_add_test(tc, test_residual_state_dict_names);
+    tcase_add_test(tc, test_recipe_matches_pytorch);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -327,7 +327,8 @@ resume)
     for opts in "--optimizer sgd --lr 0.05 --momentum 0.8 --nesterov --weight-decay 0.001 --warmup 5" \
                 "--optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule step --step-epochs 1 --gamma 0.5" \
                 "--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01 --no-decay-bn-bias --label-smoothing 0.1 --tta" \
-                "--ema 0.9 --tta"; do
+                "--ema 0.9 --tta" \
+                "--augment --crop-pad 2 --reflect-pad --hflip-alternate --tta-shift --warmup 40 --lr-start 0.3"; do
         # shellcheck disable=SC2086
         train --epochs 3 $opts --checkpoint s.safetensors >/dev/null || fail "straight run: $opts"
         # shellcheck disable=SC2086
@@ -336,9 +337,19 @@ resume)
         cmp s.safetensors p.safetensors || fail "resumed run differs with $opts"
         echo "ok: resume bit-identical with $opts"
     done
+    # A model whose first layer is whitened from the data (once, in the new
+    # run; the resumed one loads it) and with frozen and scaled parameters.
+    WHITE="conv(k=2,init=whiten,weight_lr=0) gelu conv(8,3,bias=0,init=dirac) bn(weight_lr=0,bias_lr=4) gelu flatten dense(10) mul(0.5)"
+    MODEL=$WHITE expect 0 "whiten: 1 layer from the patches of 400 training images" \
+        train --epochs 3 --optimizer sgd --lr 0.05 --checkpoint ws.safetensors
+    MODEL=$WHITE train --epochs 1 --optimizer sgd --lr 0.05 --checkpoint wp.safetensors >/dev/null || fail "whitened run"
+    expect 0 "resume: wp.safetensors after epoch 1" "$trainer" --resume wp.safetensors --epochs 3 --data-dir data
+    grep -q "whiten:" <<<"$out" && fail "the resumed run whitened again: $out"
+    cmp ws.safetensors wp.safetensors || fail "resumed whitened run differs"
+    echo "ok: resume bit-identical with a whitened, partly frozen model"
     # The recipe flags change the run (each alone against the same run without it).
     base="--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01"
-    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1"; do
+    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1" "--lookahead 2" "--warmup 9 --lr-start 0.5"; do
         # shellcheck disable=SC2086
         train --epochs 1 $base --checkpoint b.safetensors >/dev/null || fail "base run"
         # shellcheck disable=SC2086
@@ -395,14 +406,21 @@ sigint)
     cmp straight.safetensors int.safetensors || fail "interrupted+resumed run differs from the uninterrupted one"
     echo "ok: SIGINT exit 130 ($(grep -o 'interrupted at epoch [0-9]*, batch [0-9]*' int.out)), resumed run bit-identical"
     # SIGTERM (timeout, Slurm, systemd, docker stop) and SIGHUP: the same, with 128 + the signal;
-    # here with SGD on a cosine schedule, which the resumed run must continue exactly.
+    # here with SGD on a cosine schedule, and with airbench94's schedule and Lookahead (both
+    # depend on the run's length), which the resumed run must continue exactly.
     COS="--optimizer sgd --lr 0.02 --momentum 0.7 --schedule cosine --warmup 3"
-    # shellcheck disable=SC2086
-    "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 $COS --checkpoint cos.safetensors \
-        >/dev/null || fail "straight cosine run"
-    for sig in TERM:143 HUP:129; do
+    AIR="--optimizer sgd --lr 0.02 --momentum 0.85 --nesterov --schedule linear --warmup 5 --lr-start 0.2 --lr-end 0.07 --lookahead 3"
+    for run in cos air; do
+        opts=$COS; [ "$run" = air ] && opts=$AIR
         # shellcheck disable=SC2086
-        "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 $COS --checkpoint "$sig.safetensors" \
+        "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 $opts --checkpoint $run.safetensors \
+            >/dev/null || fail "straight $run run"
+    done
+    for case in TERM:143:cos HUP:129:cos TERM:143:air; do
+        sig=${case%:*} run=${case##*:}
+        opts=$COS; [ "$run" = air ] && opts=$AIR
+        # shellcheck disable=SC2086
+        "$trainer" --data-dir data --model "$BIG" --batch 16 --seed 7 --epochs 5 $opts --checkpoint "$sig-$run.safetensors" \
             >sig.out 2>&1 &
         pid=$!
         for _ in $(seq 600); do grep -q "^epoch 1/5" sig.out && break; sleep 0.05; done
@@ -410,12 +428,12 @@ sigint)
         wait $pid
         rc=$?
         [ "$rc" -eq "${sig#*:}" ] || fail "SIG${sig%:*}: exit $rc, expected ${sig#*:}: $(cat sig.out)"
-        grep -q "stopped by SIG${sig%:*} at epoch [0-9]*, batch [0-9]*; checkpoint written to $sig.safetensors" sig.out ||
+        grep -q "stopped by SIG${sig%:*} at epoch [0-9]*, batch [0-9]*; checkpoint written to $sig-$run.safetensors" sig.out ||
             fail "no SIG${sig%:*} message: $(cat sig.out)"
-        expect 0 "accuracy" "$trainer" eval --checkpoint "$sig.safetensors" --data-dir data
-        "$trainer" --resume "$sig.safetensors" --data-dir data >/dev/null || fail "resume after SIG${sig%:*}"
-        cmp cos.safetensors "$sig.safetensors" || fail "SIG${sig%:*}: the resumed cosine run differs"
-        echo "ok: SIG${sig%:*} mid-run, resumed cosine SGD run bit-identical"
+        expect 0 "accuracy" "$trainer" eval --checkpoint "$sig-$run.safetensors" --data-dir data
+        "$trainer" --resume "$sig-$run.safetensors" --data-dir data >/dev/null || fail "resume after SIG${sig%:*}"
+        cmp "$run.safetensors" "$sig-$run.safetensors" || fail "SIG${sig%:*}: the resumed $run run differs"
+        echo "ok: SIG${sig%:*} mid-run ($(grep -o 'at epoch [0-9]*, batch [0-9]*' sig.out)), resumed $run run bit-identical"
     done
     ;;
 failures)
@@ -459,8 +477,8 @@ failures)
     printf '\x0c' | dd of=bad/mnist/train-labels-idx1-ubyte bs=1 seek=20 conv=notrunc status=none
     expect 1 "bad/mnist/train-labels-idx1-ubyte: label 12 at record 12" "$trainer" --data-dir bad --model "$MODEL"
     # Resume metadata that parses as JSON but makes no sense.
-    sed 's/"hflip":"0"/"hflip":"2"/' good.safetensors >badflip.safetensors
-    expect 1 "badflip.safetensors: checkpoint metadata 'hflip' is '2', not a whole number in 0..1" \
+    sed 's/"hflip":"0"/"hflip":"3"/' good.safetensors >badflip.safetensors
+    expect 1 "badflip.safetensors: checkpoint metadata 'hflip' is '3', not a whole number in 0..2" \
         "$trainer" --resume badflip.safetensors --data-dir data
     sed 's/"gamma":"0.1"/"gamma":"7.0"/' good.safetensors >badgamma.safetensors  # same length
     expect 1 "badgamma.safetensors: checkpoint metadata 'gamma' is '7.0', not a number in \[0, 1\]" \

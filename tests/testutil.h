@@ -29,6 +29,7 @@ void ref_maxpool(const double *x, double *y, int B, int C, int H, int W, int K, 
 void ref_avgpool(const double *x, double *y, int B, int C, int H, int W, int K, int S, int OH, int OW);
 void ref_gap(const double *x, double *y, int B, int C, int HW);
 void ref_relu(const double *x, double *y, size_t n);
+void ref_gelu(const double *x, double *y, size_t n);  // x Phi(x), with erf
 void ref_batchnorm(const double *x, const double *gamma, const double *beta, double *y, int B,
                    int C, int HW, double eps);
 void ref_dense(const double *x, const double *w, const double *b, double *y, int B, int IN, int OUT);

@@ -119,10 +119,14 @@ void cnn_dataset_channel_stats(const CnnDataset *d, float *mean, float *std);
 // ---------------------------------------------------------------- one image
 // Training-time augmentation, torchvision style: RandomCrop(size, padding=
 // crop_pad) then RandomHorizontalFlip(). Padding is black (pixel value 0,
-// which then normalises to -mean/std like torchvision's pad-before-Normalize).
+// which then normalises to -mean/std like torchvision's pad-before-Normalize),
+// or with reflect the image mirrored at its edges (airbench94's translate).
 typedef struct {
     int crop_pad;  // > 0: shift the image by dy, dx in [-crop_pad, crop_pad]
-    int hflip;     // 1: mirror left-right with probability 1/2
+    int hflip;     // 1: mirror left-right with probability 1/2; 2: alternating (airbench94):
+                   // a coin per image drawn once, from (seed, UINT64_MAX - 1, index), its
+                   // side swapped in odd epochs, so each image is seen both ways in turn
+    int reflect;   // 1: pad by reflection (crop_pad below the image's size)
 } CnnAugment;
 
 // One image's random draw from the stream cnn_rng_derive(seed, epoch, index):
@@ -138,6 +142,10 @@ void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint
 // then mirrored. mean/std NULL: 0 and 1. dy = dx = flip = 0: plain conversion.
 void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *mean,
                         const float *std, int dy, int dx, int flip, float *dst);
+// The same with the pad mirrored (reflect 1: p = src at the reflected row and
+// column, the edge not repeated, as PyTorch's F.pad(mode='reflect')) or black (0).
+void cnn_image_to_float_pad(const uint8_t *src, int c, int h, int w, const float *mean, const float *std, int dy,
+                            int dx, int flip, int reflect, float *dst);
 
 // ---------------------------------------------------------------- batches
 typedef struct {
@@ -192,9 +200,12 @@ const uint32_t *cnn_batcher_indices(const CnnBatcher *b, int *B);
 // batch: mean loss and confusion matrix cm (K,K) (overwritten).
 CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
                        double *loss, int64_t *cm);
-// The same with test-time augmentation when hflip is set: each image's
-// logits are the mean of its own and its mirror image's (left to right).
-CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int hflip,
+// The same with test-time augmentation of `level`: 0 none; 1 each image's
+// logits are the mean of its own and its mirror image's (left to right); 2
+// (airbench94's) half of that and a quarter each of the same mean for the
+// image shifted by one pixel up and left and by one down and right, with
+// the edges mirrored: 6 forward passes per image.
+CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int level,
                            double *loss, int64_t *cm);
 
 #ifdef __cplusplus

@@ -20,17 +20,32 @@ void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint
         *dy = (int)cnn_rng_below(&r, span) - aug->crop_pad;
         *dx = (int)cnn_rng_below(&r, span) - aug->crop_pad;
     }
-    if (aug->hflip) *flip = (int)cnn_rng_below(&r, 2);
+    if (aug->hflip == 1) *flip = (int)cnn_rng_below(&r, 2);
+    if (aug->hflip == 2) {
+        // One coin per image for the whole run, its side swapped every other epoch.
+        CnnRng once;
+        cnn_rng_derive(&once, seed, UINT64_MAX - 1, index);
+        *flip = (int)cnn_rng_below(&once, 2) ^ (int)(epoch & 1);
+    }
+}
+
+// Where row or column i of an image of n falls when the pad mirrors it
+// (PyTorch's 'reflect': the edge pixel is not repeated); -1 outside with a
+// black pad.
+static inline int source_index(int i, int n, int reflect) {
+    if (i >= 0 && i < n) return i;
+    if (!reflect) return -1;
+    return i < 0 ? -i : 2 * n - 2 - i;
 }
 
 // One plane src (h,w) -> dst (h,w) through lut (256): see cnn_image_to_float.
 static void plane_to_float(const uint8_t *src, int h, int w, const float *lut, int dy, int dx,
-                           int flip, float *dst) {
+                           int flip, int reflect, float *dst) {
     const float pad = lut[0];
     for (int y = 0; y < h; y++) {
         float *o = dst + (size_t)y * w;
-        int sy = y + dy;
-        if (sy < 0 || sy >= h) {
+        int sy = source_index(y + dy, h, reflect);
+        if (sy < 0) {
             for (int x = 0; x < w; x++) o[x] = pad;
             continue;
         }
@@ -39,8 +54,8 @@ static void plane_to_float(const uint8_t *src, int h, int w, const float *lut, i
             for (int x = 0; x < w; x++) o[x] = lut[row[x]];
         } else {
             for (int x = 0; x < w; x++) {
-                int sx = (flip ? w - 1 - x : x) + dx;
-                o[x] = (sx >= 0 && sx < w) ? lut[row[sx]] : pad;
+                int sx = source_index((flip ? w - 1 - x : x) + dx, w, reflect);
+                o[x] = sx >= 0 ? lut[row[sx]] : pad;
             }
         }
     }
@@ -52,11 +67,16 @@ static void fill_lut(float *lut, float mean, float std) {
 
 void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *mean,
                         const float *std, int dy, int dx, int flip, float *dst) {
+    cnn_image_to_float_pad(src, c, h, w, mean, std, dy, dx, flip, 0, dst);
+}
+
+void cnn_image_to_float_pad(const uint8_t *src, int c, int h, int w, const float *mean, const float *std, int dy,
+                            int dx, int flip, int reflect, float *dst) {
     size_t hw = (size_t)h * w;
     float lut[256];
     for (int ch = 0; ch < c; ch++) {
         fill_lut(lut, mean ? mean[ch] : 0.0f, std ? std[ch] : 1.0f);
-        plane_to_float(src + ch * hw, h, w, lut, dy, dx, flip, dst + ch * hw);
+        plane_to_float(src + ch * hw, h, w, lut, dy, dx, flip, reflect, dst + ch * hw);
     }
 }
 
@@ -69,7 +89,9 @@ CnnStatus cnn_batcher_init(CnnBatcher *b, const CnnDataset *d, const CnnBatcherC
         return cnn_error(CNN_EARG, "batcher: batch size %d must be > 0", cfg->batch);
     if (d->n > UINT32_MAX)
         return cnn_error(CNN_EARG, "batcher: %zu images exceed the limit of %u", d->n, UINT32_MAX);
-    int maxpad = d->h < d->w ? d->h : d->w;
+    int maxpad = (d->h < d->w ? d->h : d->w) - (cfg->aug.reflect ? 1 : 0);  // a mirror needs a pixel past the edge
+    if (cfg->aug.hflip < 0 || cfg->aug.hflip > 2)
+        return cnn_error(CNN_EARG, "batcher: hflip %d is not 0 (off), 1 (random) or 2 (alternating)", cfg->aug.hflip);
     if (cfg->aug.crop_pad < 0 || cfg->aug.crop_pad > maxpad)
         return cnn_error(CNN_EARG, "batcher: crop_pad %d is outside 0..%d for %dx%d images",
                          cfg->aug.crop_pad, maxpad, d->h, d->w);
@@ -136,7 +158,7 @@ int cnn_batcher_next(CnnBatcher *b, float *x, uint8_t *labels) {
         const uint8_t *src = d->images + (size_t)idx[i] * is;
         float *dst = x + (size_t)i * is;
         for (int ch = 0; ch < d->c; ch++)
-            plane_to_float(src + ch * hw, d->h, d->w, b->lut + (size_t)ch * 256, dy, dx, flip,
+            plane_to_float(src + ch * hw, d->h, d->w, b->lut + (size_t)ch * 256, dy, dx, flip, aug->reflect,
                            dst + ch * hw);
     }
     if (labels)

@@ -102,7 +102,8 @@ void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, flo
 }
 
 // ---------------------------------------------------------------- layer row
-// batchnorm(eps=1e-5, momentum=0.1): PyTorch's BatchNorm2d (or 1d on a flat input).
+// batchnorm(eps=1e-5, momentum=0.1, weight_lr=1, bias_lr=1): PyTorch's BatchNorm2d (or
+// 1d on a flat input); weight_lr=0 keeps the scale at 1, as airbench's BatchNorm.
 static void bn_defaults(LayerSpec *s) {
     s->eps = 1e-5f;
     s->momentum = 0.1f;
@@ -112,14 +113,14 @@ static int bn_set_arg(LayerSpec *s, const char *key, const char *val, const ArgS
                       CnnStatus *st) {
     if (!strcmp(key, "eps")) *st = layer_arg_float(at, key, val, 1e-12f, 1.0f, &s->eps);
     else if (!strcmp(key, "momentum")) *st = layer_arg_float(at, key, val, 0.0f, 1.0f, &s->momentum);
-    else return 0;
+    else return layer_lr_arg(s, key, val, at, st);
     return 1;
 }
 
 static void bn_format(const LayerSpec *s, char *buf, size_t n) {
-    char f1[32], f2[32];
-    snprintf(buf, n, "batchnorm(eps=%s,momentum=%s)", layer_fmt_float(s->eps, f1, sizeof f1),
-             layer_fmt_float(s->momentum, f2, sizeof f2));
+    char f1[32], f2[32], lr[64];
+    snprintf(buf, n, "batchnorm(eps=%s,momentum=%s%s)", layer_fmt_float(s->eps, f1, sizeof f1),
+             layer_fmt_float(s->momentum, f2, sizeof f2), layer_lr_text(s, lr, sizeof lr));
 }
 
 // gamma then beta as parameters; running mean then variance as buffers.

@@ -197,24 +197,30 @@ static int conv_set_arg(LayerSpec *s, const char *key, const char *val, const Ar
     } else if (!strcmp(key, "stride")) *st = layer_arg_int(at, key, val, 1, 64, &s->stride);
     else if (!strcmp(key, "pad")) *st = layer_arg_int(at, key, val, 0, 64, &s->pad);
     else if (!strcmp(key, "bias")) *st = layer_arg_int(at, key, val, 0, 1, &s->bias);
-    else return 0;
+    else if (!strcmp(key, "init")) {
+        if (!strcmp(val, "default")) s->init_mode = LAYER_INIT_DEFAULT;
+        else if (!strcmp(val, "dirac")) s->init_mode = LAYER_INIT_DIRAC;
+        else if (!strcmp(val, "whiten")) s->init_mode = LAYER_INIT_WHITEN;
+        else *st = cnn_error(CNN_EFORMAT, "model description: layer %d (%s): init=%s is not default, dirac or whiten",
+                             at->idx, at->name, val);
+    } else return layer_lr_arg(s, key, val, at, st);
     return 1;
 }
 
 static CnnStatus conv_finish(LayerSpec *s, const ArgSite *at) {
-    if (!s->a || !s->k_h)
+    if ((!s->a && s->init_mode != LAYER_INIT_WHITEN) || !s->k_h)
         return cnn_error(CNN_EFORMAT, "model description: layer %d: conv needs out channels and "
                          "kernel, e.g. conv(32,3)", at->idx);
     return CNN_OK;
 }
 
 static void conv_format(const LayerSpec *s, char *buf, size_t n) {
-    if (s->k_h == s->k_w)
-        snprintf(buf, n, "conv(%d,%d,stride=%d,pad=%d%s)", s->a, s->k_h, s->stride, s->pad,
-                 s->bias ? "" : ",bias=0");
-    else
-        snprintf(buf, n, "conv(%d,%dx%d,stride=%d,pad=%d%s)", s->a, s->k_h, s->k_w, s->stride,
-                 s->pad, s->bias ? "" : ",bias=0");
+    static const char *const INIT[] = {"", ",init=dirac", ",init=whiten"};
+    char k[32], lr[64];
+    if (s->k_h == s->k_w) snprintf(k, sizeof k, "%d", s->k_h);
+    else snprintf(k, sizeof k, "%dx%d", s->k_h, s->k_w);
+    snprintf(buf, n, "conv(%d,%s,stride=%d,pad=%d%s%s%s)", s->a, k, s->stride, s->pad, s->bias ? "" : ",bias=0",
+             INIT[s->init_mode], layer_lr_text(s, lr, sizeof lr));
 }
 
 static Conv2d conv_geometry(const Layer *l) {
@@ -225,6 +231,8 @@ static Conv2d conv_geometry(const Layer *l) {
 
 static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
     const LayerSpec *s = &l->spec;
+    // A whitening layer without an output count gets its own: 2 x in x kh x kw.
+    if (s->init_mode == LAYER_INIT_WHITEN && !s->a) l->spec.a = 2 * l->C * s->k_h * s->k_w;
     if (l->H + 2 * s->pad < s->k_h || l->W + 2 * s->pad < s->k_w)
         return cnn_error(CNN_ESHAPE, "layer %d %s: kernel %dx%d does not fit input %dx%dx%d (pad %d)",
                          idx, text, s->k_h, s->k_w, l->C, l->H, l->W, s->pad);
@@ -233,6 +241,10 @@ static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
     l->OW = (l->W + 2 * s->pad - s->k_w) / s->stride + 1;
     l->n_w = (size_t)s->a * l->C * s->k_h * s->k_w;
     l->n_b = s->bias ? (size_t)s->a : 0;
+    if (s->init_mode == LAYER_INIT_WHITEN && s->a != 2 * l->C * s->k_h * s->k_w)
+        return cnn_error(CNN_ESHAPE, "layer %d %s: init=whiten needs 2 x in x kh x kw = %d output channels "
+                         "(the patch covariance's eigenvectors and their negatives), not %d",
+                         idx, text, 2 * l->C * s->k_h * s->k_w, s->a);
     return CNN_OK;
 }
 
@@ -257,6 +269,16 @@ static void conv_wire(Layer *l, float *w, float *dw, float *buffers) {
 static void conv_init(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init) {
     (void)buffers;
     layer_init_weights(l, w, r, init);
+    if (l->spec.init_mode != LAYER_INIT_DIRAC) return;
+    // torch.nn.init.dirac_(w[:in]): the first min(out, in) filters pass
+    // their own channel through (the centre tap), so a new layer starts
+    // near the identity on those channels.
+    const int taps = l->spec.k_h * l->spec.k_w, centre = (l->spec.k_h / 2) * l->spec.k_w + l->spec.k_w / 2;
+    for (int o = 0; o < l->OC && o < l->C; o++) {
+        float *f = w + (size_t)o * l->C * taps;
+        memset(f, 0, sizeof(float) * (size_t)l->C * taps);
+        f[(size_t)o * taps + centre] = 1.0f;
+    }
 }
 
 static int conv_tensors(const Layer *l, int idx, float *w, float *m, float *v, float *buffers,

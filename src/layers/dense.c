@@ -68,7 +68,7 @@ static int dense_set_arg(LayerSpec *s, const char *key, const char *val, const A
                          CnnStatus *st) {
     if (!strcmp(key, "out")) *st = layer_arg_int(at, key, val, 1, 1 << 24, &s->a);
     else if (!strcmp(key, "bias")) *st = layer_arg_int(at, key, val, 0, 1, &s->bias);
-    else return 0;
+    else return layer_lr_arg(s, key, val, at, st);
     return 1;
 }
 
@@ -80,7 +80,8 @@ static CnnStatus dense_finish(LayerSpec *s, const ArgSite *at) {
 }
 
 static void dense_format(const LayerSpec *s, char *buf, size_t n) {
-    snprintf(buf, n, "dense(%d%s)", s->a, s->bias ? "" : ",bias=0");
+    char lr[64];
+    snprintf(buf, n, "dense(%d%s%s)", s->a, s->bias ? "" : ",bias=0", layer_lr_text(s, lr, sizeof lr));
 }
 
 static CnnStatus dense_shape(Layer *l, int idx, const char *text) {

@@ -19,7 +19,11 @@ typedef struct LayerOps LayerOps;
 typedef struct {
     const LayerOps *ops;
     int a, k_h, k_w, stride, pad, bias;  // a: out channels / units / pool kernel
-    float p, eps, momentum;              // dropout p; batch norm eps and momentum
+    float p, eps, momentum;              // dropout p, mul's factor; batch norm eps and momentum
+    // Learning-rate multipliers of the weight (batch norm: scale) and bias
+    // (shift): weight_lr=, bias_lr=; 1 by default, 0 freezes. See cnn_opt_step_scaled.
+    float lr_w, lr_b;
+    int init_mode;                       // conv: LAYER_INIT_*
     // The graph: in[0] is the tensor the layer reads (LAYER_INPUT for the
     // net's input, else a layer's index), in[1] a merge layer's second one
     // (LAYER_NO_INPUT otherwise). `ref` is in[1]'s name as written, `prefix`
@@ -58,6 +62,11 @@ typedef struct {
     const float *x2;      // a merge layer's second input (LAYER_MERGE)
     float *dx2;           // and its gradient, or NULL
 } LayerRun;
+
+// conv(..., init=dirac|whiten): after the usual initialisation, the first
+// min(out, in) filters become identities (torch.nn.init.dirac_), or the
+// weights are set from data by cnn_net_init_whitening.
+enum { LAYER_INIT_DEFAULT, LAYER_INIT_DIRAC, LAYER_INIT_WHITEN };
 
 // Where an argument was written, for error messages.
 typedef struct {
@@ -106,7 +115,7 @@ struct LayerOps {
 // ---------------------------------------------------------------- rows
 extern const LayerOps conv_layer, maxpool_layer, avgpool_layer, gap_layer, relu_layer,
     batchnorm_layer, dropout_layer, flatten_layer, dense_layer, add_layer, concat_layer,
-    chpad_layer;
+    chpad_layer, gelu_layer, mul_layer;
 
 // The row whose name or alias is `name`, or NULL.
 const LayerOps *layer_ops_find(const char *name);
@@ -120,6 +129,11 @@ CnnStatus layer_arg_float(const ArgSite *at, const char *key, const char *val, f
 // Characters of the tensor name at the start of s (a letter, then letters,
 // digits or '_'); 0 if none.
 size_t layer_name_length(const char *s);
+// weight_lr=X and bias_lr=X, the learning-rate multipliers every layer with
+// parameters takes: 1 if the key is one of them (*st set), else 0.
+int layer_lr_arg(LayerSpec *s, const char *key, const char *val, const ArgSite *at, CnnStatus *st);
+// ",weight_lr=X,bias_lr=Y" for the multipliers that are not 1 ("" if none).
+const char *layer_lr_text(const LayerSpec *s, char *buf, size_t n);
 // "%g" when it reads back as x, else "%.9g": canonical text must rebuild the layer.
 const char *layer_fmt_float(float x, char *buf, size_t n);
 // A conv or dense layer's n_w weights then n_b biases (see CnnInit).
@@ -133,6 +147,13 @@ int layer_weight_bias_tensors(const Layer *l, int idx, int ndim, const int64_t *
 // Appends the tensor "<idx>.<what>" to out[*n].
 void layer_add_tensor(NetTensor *out, int *n, int idx, const char *what, int ndim,
                       const int64_t *shape, float *data, float *m, float *v);
+
+// ---------------------------------------------------------------- the net's layers
+// Layer i of a built net, its parameters in the arena, and tensor t's data
+// after the last forward pass (t: LAYER_INPUT or a layer's index).
+Layer *net_layer(CnnNet *net, int i);
+float *net_layer_params(CnnNet *net, int i);
+const float *net_tensor_data(const CnnNet *net, int t);
 
 // ---------------------------------------------------------------- descriptions
 // Parses a description into specs; returns the count via *n.

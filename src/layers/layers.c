@@ -8,9 +8,9 @@
 #include "layers/layer.h"
 
 static const LayerOps *const ROWS[] = {
-    &conv_layer, &maxpool_layer, &avgpool_layer, &gap_layer, &relu_layer,
+    &conv_layer, &maxpool_layer, &avgpool_layer, &gap_layer, &relu_layer, &gelu_layer,
     &batchnorm_layer, &dropout_layer, &flatten_layer, &dense_layer, &add_layer, &concat_layer,
-    &chpad_layer,
+    &chpad_layer, &mul_layer,
 };
 #define N_ROWS (sizeof ROWS / sizeof ROWS[0])
 
@@ -61,6 +61,21 @@ size_t layer_name_length(const char *s) {
     if (isalpha((unsigned char)s[0]))
         while (isalnum((unsigned char)s[k]) || s[k] == '_') k++;
     return k;
+}
+
+int layer_lr_arg(LayerSpec *s, const char *key, const char *val, const ArgSite *at, CnnStatus *st) {
+    if (!strcmp(key, "weight_lr")) *st = layer_arg_float(at, key, val, 0.0f, 1e6f, &s->lr_w);
+    else if (!strcmp(key, "bias_lr")) *st = layer_arg_float(at, key, val, 0.0f, 1e6f, &s->lr_b);
+    else return 0;
+    return 1;
+}
+
+const char *layer_lr_text(const LayerSpec *s, char *buf, size_t n) {
+    char a[32], b[32];
+    snprintf(buf, n, "%s%s%s%s", s->lr_w != 1.0f ? ",weight_lr=" : "",
+             s->lr_w != 1.0f ? layer_fmt_float(s->lr_w, a, sizeof a) : "", s->lr_b != 1.0f ? ",bias_lr=" : "",
+             s->lr_b != 1.0f ? layer_fmt_float(s->lr_b, b, sizeof b) : "");
+    return buf;
 }
 
 // %g alone rounds dropout(0.9999999) to "dropout(1)", which does not parse.

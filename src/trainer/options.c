@@ -31,6 +31,8 @@ static const char *HELP_TRAIN =
     "  --val-split N         hold out the last N training images and evaluate on them\n"
     "  --limit-test N        evaluate on the first N test images only\n"
     "  --tta                 evaluate each image with its mirror image (mean of the two logits)\n"
+    "  --tta-shift           --tta, and the same for the image shifted a pixel up-left and down-right\n"
+    "                        (weights 1/2, 1/4, 1/4; airbench94's 6 views)\n"
     "  --ema D               evaluate (and keep in the checkpoint, for eval and predict) an\n"
     "                        exponential moving average of the weights, decay D per step, e.g. 0.999\n"
     "  --no-normalize        feed pixels/255 (default: standardise each channel with the\n"
@@ -38,8 +40,10 @@ static const char *HELP_TRAIN =
     "  --augment             random crop with zero padding and (CIFAR) horizontal flips\n"
     "  --crop-pad N          padding of the random crop (default 4 for CIFAR, 2 for digits)\n"
     "  --hflip / --no-hflip  horizontal flips with --augment (default: on for CIFAR only)\n"
+    "  --hflip-alternate     flip each image every other epoch instead (from a coin per image)\n"
+    "  --reflect-pad         pad the random crop by mirroring the image, not with black\n"
     "model and optimiser:\n"
-    "  --model M             tfcnn, lenet, vgg8bn, resnet20 or a description such as\n"
+    "  --model M             tfcnn, lenet, vgg8bn, resnet20, airbench94 or a description such as\n"
     "                        \"conv(32,3) relu maxpool(2) flatten dense(10)\" (default tfcnn)\n"
     "  --epochs N            passes over the training set (default 5)\n"
     "  --batch N             images per step (default 64)\n"
@@ -55,6 +59,11 @@ static const char *HELP_TRAIN =
     "  --schedule S          constant, step, cosine or linear (decay to 0 at the end; with\n"
     "                        --warmup the one-cycle triangle) (default constant)\n"
     "  --warmup N            steps of linear learning-rate warm-up (default 0)\n"
+    "  --lr-start F          the warm-up starts at F x --lr (default 0: at lr/N)\n"
+    "  --lr-end F            cosine and linear end at F x --lr (default 0)\n"
+    "  --lookahead K         Lookahead: every K steps the weights and batch-norm statistics move to\n"
+    "                        slow += a (fast - slow) with a = 1 - 0.95^K (step/steps)^3, and restart\n"
+    "                        from there; the run ends on the slow weights (airbench94: 5)\n"
     "  --step-epochs N       step schedule: multiply the rate by --gamma every N epochs (default 1/3 of --epochs)\n"
     "  --gamma X             step schedule factor (default 0.1)\n"
     ;
@@ -82,13 +91,14 @@ static const char *HELP_TRAIN_RUN =
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
-    "                    [--kernels NAME] [--conv ALGO] [--limit-test N] [--tta] [--json]\n"
+    "                    [--kernels NAME] [--conv ALGO] [--limit-test N] [--tta] [--tta-shift] [--json]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
     "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
     "them as one JSON object instead (classes, confusion rows by true class). --tta scores each\n"
     "image by the mean of its logits and its mirror image's (horizontal-flip test-time\n"
-    "augmentation).\n";
+    "augmentation); --tta-shift adds the same for the image shifted by a pixel up-left and\n"
+    "down-right (airbench94's 6 views, weights 1/2, 1/4, 1/4).\n";
 
 static const char *HELP_PREDICT =
     "usage: trainer predict --checkpoint FILE [--top K] [--invert] [--json] IMAGE...\n"
@@ -158,7 +168,7 @@ static const char *const RUN_FLAGS[] = {
     "--schedule", "--warmup", "--step-epochs", "--gamma", "--augment", "--crop-pad", "--hflip",
     "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
     "--save-best", "--early-stop", "--init-from", "--label-smoothing", "--no-decay-bn-bias", "--tta",
-    "--ema",
+    "--ema", "--lookahead", "--tta-shift", "--hflip-alternate", "--reflect-pad", "--lr-start", "--lr-end",
 };
 
 void parse_args(int argc, char **argv, Options *o) {
@@ -221,7 +231,13 @@ void parse_args(int argc, char **argv, Options *o) {
         else if (SWITCH("--nesterov")) o->nesterov = 1;
         else if (VALUE("--label-smoothing")) o->label_smoothing = parse_float(flag, val, 0, 0.99f);
         else if (SWITCH("--no-decay-bn-bias")) o->no_decay_bn_bias = 1;
-        else if (SWITCH("--tta")) o->tta = 1;
+        else if (SWITCH("--tta")) o->tta = o->tta > 1 ? o->tta : 1;
+        else if (SWITCH("--tta-shift")) o->tta = 2;
+        else if (SWITCH("--hflip-alternate")) o->hflip = 2;
+        else if (SWITCH("--reflect-pad")) o->reflect_pad = 1;
+        else if (VALUE("--lookahead")) o->lookahead = (int)parse_long(flag, val, 0, 1000000);
+        else if (VALUE("--lr-start")) o->lr_start = parse_float(flag, val, 0, 1);
+        else if (VALUE("--lr-end")) o->lr_end = parse_float(flag, val, 0, 1);
         else if (VALUE("--ema")) o->ema = parse_float(flag, val, 0, 0.99999f);
         else if (VALUE("--weight-decay")) o->weight_decay = parse_float(flag, val, 0, 10);
         else if (VALUE("--schedule")) { if (cnn_schedule_parse(val, &o->schedule)) exit(EXIT_USAGE); }

@@ -94,7 +94,7 @@ static const struct {
     {"val_split", KEY_SIZE, 0, 1099511627776.0, offsetof(Options, val_split), 0},
     {"augment", KEY_INT, 0, 1, offsetof(Options, augment), 0},
     {"crop_pad", KEY_INT, 0, 16, offsetof(Options, crop_pad), 0},
-    {"hflip", KEY_INT, 0, 1, offsetof(Options, hflip), 0},
+    {"hflip", KEY_INT, 0, 2, offsetof(Options, hflip), 0},
     {"base_lr", KEY_FLOAT, 0, 10, offsetof(Options, lr), 0},
     {"warmup", KEY_LONG, 0, 100000000, offsetof(Options, warmup), 0},
     {"step_epochs", KEY_INT, 1, 100000, offsetof(Options, step_epochs), 0},
@@ -103,8 +103,12 @@ static const struct {
     {"image_height", KEY_INT, 0, 4096, offsetof(Options, image_h), 1},
     {"image_width", KEY_INT, 0, 4096, offsetof(Options, image_w), 1},
     {"label_smoothing", KEY_FLOAT, 0, 0.99, offsetof(Options, label_smoothing), 1},
-    {"tta", KEY_INT, 0, 1, offsetof(Options, tta), 1},
+    {"tta", KEY_INT, 0, 2, offsetof(Options, tta), 1},
     {"ema", KEY_FLOAT, 0, 0.99999, offsetof(Options, ema), 1},
+    {"reflect_pad", KEY_INT, 0, 1, offsetof(Options, reflect_pad), 1},
+    {"lookahead", KEY_INT, 0, 1000000, offsetof(Options, lookahead), 1},
+    {"lr_start", KEY_FLOAT, 0, 1, offsetof(Options, lr_start), 1},
+    {"lr_end", KEY_FLOAT, 0, 1, offsetof(Options, lr_end), 1},
 };
 #define N_RUN_KEYS (sizeof RUN_KEYS / sizeof RUN_KEYS[0])
 

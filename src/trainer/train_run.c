@@ -164,6 +164,26 @@ static void run_restore(Run *r) {
                plural(o->epochs));
 }
 
+// A new run's init=whiten layers, from the first 5000 training images as
+// the net sees them (standardised, not augmented), as airbench94 does.
+static void run_whiten(Run *r) {
+    const int layers = cnn_net_whitening_layers(r->net);
+    if (!layers || r->o->resume || r->o->init_from) return;
+    const int n = r->train.n < 5000 ? (int)r->train.n : 5000;
+    CnnBatcher it;
+    const CnnBatcherConfig cfg = {.batch = n, .mean = r->mean, .std = r->stdv};
+    check(cnn_batcher_init(&it, &r->train, &cfg));
+    float *x = cnn_alloc_floats((size_t)n * cnn_dataset_image_size(&r->train));
+    if (!x) die(EXIT_RUNTIME, "out of memory for %d images to whiten with", n);
+    cnn_batcher_next(&it, x, NULL);
+    const double t0 = now();
+    check(cnn_net_init_whitening(r->net, x, n));
+    printf("whiten: %d layer%s from the patches of %d training images (%.1f s)\n", layers, plural(layers), n,
+           now() - t0);
+    cnn_free(x);
+    cnn_batcher_free(&it);
+}
+
 // Standardisation, batches, optimiser and schedule; a resumed run's state.
 static void run_setup(Run *r) {
     Options *o = r->o;
@@ -182,8 +202,10 @@ static void run_setup(Run *r) {
     if (o->crop_pad < 0) o->crop_pad = cifar ? 4 : 2;
     if (o->hflip < 0) o->hflip = cifar;
     CnnBatcherConfig bcfg = {.batch = o->batch, .shuffle = 1, .seed = o->seed, .mean = r->mean, .std = r->stdv};
-    if (o->augment) bcfg.aug = (CnnAugment){.crop_pad = o->crop_pad, .hflip = o->hflip};
+    if (o->augment) bcfg.aug = (CnnAugment){.crop_pad = o->crop_pad, .hflip = o->hflip, .reflect = o->reflect_pad};
     check(cnn_batcher_init(&r->it, &r->train, &bcfg));
+    run_whiten(r);
+    check(cnn_net_set_lookahead(r->net, o->lookahead > 0));  // from these weights; a resumed run loads its own
     r->steps_per_epoch = (long)cnn_batcher_num_batches(&r->it);
 
     cnn_opt_defaults(&r->opt, o->opt_kind);
@@ -195,7 +217,8 @@ static void run_setup(Run *r) {
     if (o->step_epochs <= 0) o->step_epochs = (o->epochs + 2) / 3;
     o->lr = r->opt.lr;  // the effective base rate and step length, as the checkpoint keeps them
     r->sched = (CnnSchedule){.kind = o->schedule, .lr = o->lr, .epochs = o->epochs, .warmup = o->warmup,
-                             .step_epochs = o->step_epochs, .gamma = o->gamma};
+                             .step_epochs = o->step_epochs, .gamma = o->gamma, .start_frac = o->lr_start,
+                             .end_frac = o->lr_end};
     if (o->resume) run_restore(r);
     printf("train: %d epoch%s of %ld step%s, batch %d, %s lr %g (%s%s), %d thread%s, seed %llu%s%s\n", o->epochs,
            plural(o->epochs), r->steps_per_epoch, plural(r->steps_per_epoch), o->batch, cnn_opt_name(r->opt.kind),
@@ -249,6 +272,18 @@ typedef struct {
     float lr;
 } EpochRun;
 
+// --lookahead K: a sync every K steps with airbench94's alpha, 0.95^K
+// (done / total)^3, rising from 0 (the slow weights follow the fast ones)
+// to 0.95^K at the end; after the last step the weights become the slow ones.
+static void lookahead_after(Run *r, long done) {
+    const int K = r->o->lookahead;
+    if (!K) return;
+    const long total = (long)r->o->epochs * r->steps_per_epoch;
+    const double f = (double)done / (double)total;
+    if (done % K == 0) cnn_net_lookahead_sync(r->net, (float)(pow(0.95, K) * f * f * f));
+    if (done == total) cnn_net_lookahead_sync(r->net, 1.0f);
+}
+
 // One epoch's steps (from the resumed batch for the first epoch of a
 // resumed run); a stop signal saves the position and exits.
 static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
@@ -268,6 +303,7 @@ static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
         int correct;
         const double ts = now();
         float loss = cnn_net_train_step(r->net, &r->opt, r->x, r->y, n, e->lr, &correct);
+        lookahead_after(r, step + 1);
         e->t_step += now() - ts;
         if (step == r->fault_step) cnn_net_params(r->net)[0] = NAN;
         b++;

@@ -46,7 +46,10 @@ typedef struct {
     float lr, momentum, weight_decay, gamma;
     float label_smoothing;   // of the training loss
     int no_decay_bn_bias;    // weight decay skips biases and batch norm
-    int tta;                 // evaluations average each image with its mirror image
+    int tta;                 // evaluations average each image with its mirror image (2: and shifted views)
+    int reflect_pad;         // the random crop's pad mirrors the image
+    int lookahead;           // > 0: Lookahead sync every this many steps
+    float lr_start, lr_end;  // warm-up start and schedule end as fractions of lr
     float ema;               // > 0: evaluate an exponential moving average of the weights (its decay)
     char **images;
     int nimages;
