@@ -51,7 +51,7 @@ static inline void normal_cdf_pdf(float x, float *cdf, float *pdf) {
 }
 
 void gelu_forward(const float *x, float *y, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         float cdf, pdf;
         normal_cdf_pdf(x[i], &cdf, &pdf);
@@ -60,7 +60,7 @@ void gelu_forward(const float *x, float *y, size_t n) {
 }
 
 void gelu_backward(const float *x, const float *dy, float *dx, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) {
         float cdf, pdf;
         normal_cdf_pdf(x[i], &cdf, &pdf);

@@ -5,7 +5,7 @@
 #include "layers/layer.h"
 
 static void scale_copy(float f, const float *x, float *y, size_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
     for (size_t i = 0; i < n; i++) y[i] = f * x[i];
 }
 
