@@ -62,12 +62,11 @@ static void flip_rows(const float *x, float *out, size_t rows, int W) {
 
 // x (planes, H, W) shifted: out[y][x] = x[y + d][x + d], the edges mirrored
 // (PyTorch's F.pad(mode='reflect') then a crop).
-static int reflect_index(int i, int n) { return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i; }
 static void shift_planes(const float *x, float *out, size_t planes, int H, int W, int d) {
     for (size_t p = 0; p < planes; p++)
         for (int y = 0; y < H; y++) {
-            const float *row = x + (p * H + (size_t)reflect_index(y + d, H)) * W;
-            for (int c = 0; c < W; c++) out[(p * H + y) * W + c] = row[reflect_index(c + d, W)];
+            const float *row = x + (p * H + (size_t)cnn_reflect_index(y + d, H)) * W;
+            for (int c = 0; c < W; c++) out[(p * H + y) * W + c] = row[cnn_reflect_index(c + d, W)];
         }
 }
 

@@ -344,7 +344,14 @@ START_TEST(test_init_errors) {
     cfg.aug.crop_pad = 5;
     ck_assert_int_eq(cnn_batcher_init(&b, &d, &cfg), CNN_EARG);
     ck_assert_ptr_nonnull(strstr(cnn_last_error(), "crop_pad 5 is outside 0..4"));
+    cfg.aug.reflect = 1;  // a mirror needs a pixel past the edge: at most 3 here
     cfg.aug.crop_pad = 4;
+    ck_assert_int_eq(cnn_batcher_init(&b, &d, &cfg), CNN_EARG);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "crop_pad 4 is outside 0..3"));
+    cfg.aug = (CnnAugment){.crop_pad = 4, .hflip = 3};
+    ck_assert_int_eq(cnn_batcher_init(&b, &d, &cfg), CNN_EARG);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "hflip 3 is not 0 (off), 1 (random) or 2 (alternating)"));
+    cfg.aug.hflip = 0;
     const float mean[3] = {0, 0, 0}, std[3] = {1, 0, 1};
     cfg.mean = mean;
     cfg.std = std;

@@ -11,6 +11,18 @@
 #include "testutil.h"
 
 // ---------------------------------------------------------------- mul
+typedef struct {
+    double f, x[7];
+    const float *dy;
+} MulCtx;
+
+static double mul_objective(void *p) {
+    const MulCtx *c = p;
+    double s = 0.0;
+    for (int i = 0; i < 7; i++) s += c->f * c->x[i] * c->dy[i];
+    return s;
+}
+
 START_TEST(test_mul_layer) {
     const LayerOps *ops = layer_ops_find("mul");
     ck_assert_ptr_nonnull(ops);
@@ -24,6 +36,12 @@ START_TEST(test_mul_layer) {
     memcpy(dx, dy, sizeof dx);
     ops->backward(&l, x, dx, dx, &run);
     for (int i = 0; i < 7; i++) ck_assert_float_eq(dx[i], -0.375f * dy[i]);
+    // ... which central differences of sum(mul(x) * dy) in double agree with.
+    MulCtx c = {.f = -0.375, .dy = dy};
+    for (int i = 0; i < 7; i++) c.x[i] = x[i];
+    double g[7];
+    finite_diff(mul_objective, &c, c.x, 7, g);
+    ck_assert(rel_err(dx, g, 7, 1e-6) < 1e-6);
     // In a net: the logits are exactly the factor times those without it.
     CnnNet *a, *b;
     ck_assert_int_eq(cnn_net_create(&a, "conv(4,3) relu flatten dense(5)", 2, 6, 6, 3, 9), CNN_OK);
@@ -189,6 +207,10 @@ START_TEST(test_whitening_initialisation) {
     ck_assert_msg(fabs(s01) < 1e-4 * sqrt(s00 * s11), "whitened channels 0 and 1 correlate: %g", s01 / sqrt(s00 * s11));
     cnn_net_free(net);
     cnn_set_quiet(1);
+    ck_assert_int_eq(cnn_net_create(&net, "conv(k=2,init=whiten) flatten dense(2)", C, H, W, 4, 1), CNN_OK);
+    ck_assert_int_eq(cnn_net_init_whitening(net, x, 0), CNN_EARG);
+    ck_assert_ptr_nonnull(strstr(cnn_last_error(), "whitening needs at least one image"));
+    cnn_net_free(net);
     ck_assert_int_eq(cnn_net_create(&net, "conv(10,2,init=whiten) flatten dense(2)", 3, 8, 8, 1, 1), CNN_ESHAPE);
     ck_assert_ptr_nonnull(strstr(cnn_last_error(), "init=whiten needs 2 x in x kh x kw = 24 output channels"));
     // Without an output count it takes its own.

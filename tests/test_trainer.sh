@@ -48,6 +48,12 @@ usage)
     expect 2 "--label-smoothing: '1' is not a number in \[0, 0.99\]" "$trainer" --label-smoothing 1
     expect 2 "--ema: '1.5' is not a number in \[0, 0.99999\]" "$trainer" --ema 1.5
     expect 2 "--ema needs a value" "$trainer" --ema
+    expect 2 "--lr-start: '2' is not a number in \[0, 1\]" "$trainer" --lr-start 2
+    expect 2 "--lr-end: 'x' is not a number in \[0, 1\]" "$trainer" --lr-end x
+    expect 2 "--lookahead: '-1' is not a whole number in 0..1000000" "$trainer" --lookahead -1
+    expect 2 "layer 0 \(conv\): init=eye is not default, dirac or whiten" "$trainer" --data-dir data --model "conv(k=2,init=eye) flatten dense(10)"
+    expect 2 "init=whiten needs 2 x in x kh x kw = 8 output channels" "$trainer" --data-dir data \
+        --model "conv(6,2,init=whiten) flatten dense(10)"
     expect 2 "unknown initialisation 'xavier' \(expected pytorch or he\)" "$trainer" --init xavier
     expect 2 "unknown command 'fit'" "$trainer" fit
     expect 2 "unknown kernels 'sse9' \(expected auto, .*reference\)" "$trainer" --data-dir data --kernels sse9

@@ -142,6 +142,9 @@ void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint
 // then mirrored. mean/std NULL: 0 and 1. dy = dx = flip = 0: plain conversion.
 void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *mean,
                         const float *std, int dy, int dx, int flip, float *dst);
+// Where index i (within n of a pad of less than n) falls when the pad mirrors
+// the image, PyTorch's 'reflect' (the edge pixel is not repeated).
+static inline int cnn_reflect_index(int i, int n) { return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i; }
 // The same with the pad mirrored (reflect 1: p = src at the reflected row and
 // column, the edge not repeated, as PyTorch's F.pad(mode='reflect')) or black (0).
 void cnn_image_to_float_pad(const uint8_t *src, int c, int h, int w, const float *mean, const float *std, int dy,

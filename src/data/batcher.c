@@ -29,13 +29,11 @@ void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint
     }
 }
 
-// Where row or column i of an image of n falls when the pad mirrors it
-// (PyTorch's 'reflect': the edge pixel is not repeated); -1 outside with a
-// black pad.
+// Where row or column i of an image of n falls: mirrored back in with
+// reflect, else -1 outside (a black pad).
 static inline int source_index(int i, int n, int reflect) {
-    if (i >= 0 && i < n) return i;
-    if (!reflect) return -1;
-    return i < 0 ? -i : 2 * n - 2 - i;
+    if (reflect) return cnn_reflect_index(i, n);
+    return i >= 0 && i < n ? i : -1;
 }
 
 // One plane src (h,w) -> dst (h,w) through lut (256): see cnn_image_to_float.
