@@ -253,6 +253,47 @@ uint64_t cnn_net_step(const CnnNet *net);
 void cnn_net_set_profiling(CnnNet *net, int on);
 void cnn_net_layer_times(const CnnNet *net, int i, double *fwd_s, double *bwd_s);
 
+// ---------------------------------------------------------------- data parallelism
+// Several processes (ranks) train one net together, each holding a copy.
+// A batch of B images is cut into batch chunks, min(B, 16) of them; rank r
+// computes chunks [r C / ranks, (r + 1) C / ranks), the images that
+// cnn_net_batch_part names. Every sum over the batch (weight gradients,
+// batch-norm statistics, the loss) is one fixed tree over the chunks:
+// pairwise, each range split at its middle chunk. A rank sums its own
+// chunks' subtree; the tree above the ranks (a range of ranks split at its
+// middle rank, ranks without chunks left out) is summed by every rank from
+// the others' subtrees, moved by the two operations below. When ranks is a
+// power of two the ranks' subtrees are subtrees of the one-process tree, so
+// the parameters after every step are bit-identical to one process's; for
+// other counts they are the same on every run with that count.
+typedef struct CnnCollective CnnCollective;
+struct CnnCollective {
+    int rank, ranks;
+    // Each returns 0, or non-zero when the exchange failed. Offsets and
+    // lengths are in bytes, one per rank.
+    // alltoall: send's block q (send_off[q], send_len[q]) goes to rank q;
+    // rank p's block for this rank arrives at recv + recv_off[p] (recv_len[p]).
+    int (*alltoall)(CnnCollective *c, const void *send, const size_t *send_off, const size_t *send_len,
+                    void *recv, const size_t *recv_off, const size_t *recv_len);
+    // allgather: on return, buf's block q (off[q], len[q]) holds rank q's block q.
+    int (*allgather)(CnnCollective *c, void *buf, const size_t *off, const size_t *len);
+    void *ctx;
+};
+
+// Makes the net one of c->ranks (NULL: back to one process). From then on
+// a training forward (training = 1), cnn_net_loss, cnn_net_backward and
+// cnn_net_train_step take B as the whole batch, with x and labels holding
+// only this rank's images (cnn_net_batch_part); their results (gradients,
+// batch-norm statistics, the loss and the count of hits) are the whole
+// batch's, the same on every rank. Evaluation (training = 0) stays local:
+// each rank passes B images of its own. max_batch is the whole batch's.
+// The collective must outlive its use by the net.
+CnnStatus cnn_net_set_collective(CnnNet *net, CnnCollective *c);
+// The images [*first, *first + *count) of a batch of B that this rank computes.
+void cnn_net_batch_part(const CnnNet *net, int B, int *first, int *count);
+// 1 if an exchange failed since the net was built (the step's results are then not valid).
+int cnn_net_collective_failed(const CnnNet *net);
+
 // ---------------------------------------------------------------- optimisers
 typedef enum { CNN_OPT_ADAM, CNN_OPT_ADAMW, CNN_OPT_SGD } CnnOptKind;
 

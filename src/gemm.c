@@ -24,23 +24,3 @@ void gemm_naive(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
             *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));
         }
 }
-
-// Inlined with a constant `add`, so each public form keeps its plain loop
-// (GCC vectorises its outer loop; see tools/PERF.md).
-static inline void chunk_sums(float *dst, const float *partial, size_t stride, int nchunks, size_t n,
-                              int add) {
-#pragma omp parallel for schedule(static) if (n * (size_t)nchunks >= CNN_PAR_MIN_WORK)
-    for (size_t j = 0; j < n; j++) {
-        float s = partial[j];
-        for (int c = 1; c < nchunks; c++) s += partial[(size_t)c * stride + j];
-        dst[j] = add ? dst[j] + s : s;
-    }
-}
-
-void sum_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n) {
-    chunk_sums(dst, partial, stride, nchunks, n, 0);
-}
-
-void reduce_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n) {
-    chunk_sums(dst, partial, stride, nchunks, n, 1);
-}

@@ -42,20 +42,57 @@ static inline int chunk_begin(int B, int nchunks, int c) { return (int)((long)B 
 // descheduled thread stalls every barrier).
 #define CNN_PAR_MIN_WORK 32768
 
+// A training step of a data-parallel net (cnn_net_set_collective): the
+// batch of B images has C = batch_chunks(B) chunks, of which this rank
+// computes [c0, c1): its images [i0, i0 + the chunks' images).
+typedef struct {
+    int active;  // 0: the whole batch is here (one process, or evaluation)
+    int B, C, c0, c1, i0;
+} BatchSplit;
+
 // Scratch memory shared by all layers, sized once at net build time.
 typedef struct {
     float *col;          // CNN_MAX_CHUNKS x col_size: im2col matrices
     size_t col_size;
-    float *partial;      // CNN_MAX_CHUNKS x partial_size: per-chunk dW|db
+    float *partial;      // CNN_MAX_CHUNKS x partial_size: per-chunk partial sums over the batch
     size_t partial_size;
     float *packed;       // packed_size: one layer's weights in a kernel's layout
     size_t packed_size;
+    BatchSplit split;    // this step's part of the batch (zeroed: all of it)
+    CnnCollective *coll; // the other ranks (NULL: none)
+    void *xbuf;          // coll's receive buffer
+    size_t xbuf_bytes;
+    size_t *xoff;        // 4 x ranks: the exchange's offsets and lengths
+    int failed;          // an exchange failed
 } Workspace;
 
-// dst[j] += sum over chunks c (in order) of partial[c*stride + j], j < n;
-// sum_chunks writes the sum (dst[j] = ...) instead of adding it.
-void reduce_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n);
-void sum_chunks(float *dst, const float *partial, size_t stride, int nchunks, size_t n);
+// The chunks of this pass's batch that run here (B: the images here), where
+// chunk c starts, and the most images one chunk holds.
+static inline int ws_chunks(const Workspace *ws, int B) {
+    return ws->split.active ? ws->split.c1 - ws->split.c0 : batch_chunks(B);
+}
+static inline int ws_chunk_begin(const Workspace *ws, int B, int c) {
+    if (!ws->split.active) return chunk_begin(B, batch_chunks(B), c);
+    const BatchSplit *s = &ws->split;
+    return chunk_begin(s->B, s->C, s->c0 + c) - s->i0;
+}
+static inline int ws_chunk_images_max(const Workspace *ws, int B) {
+    const int all = ws->split.active ? ws->split.B : B;
+    return (all + batch_chunks(all) - 1) / batch_chunks(all);
+}
+
+// Sums over the batch (batch_sum.c). partial holds one row of n values per
+// chunk here (stride apart); they are summed over the fixed tree of the
+// batch's chunks (cnn_net_set_collective), the other ranks' subtrees
+// included, into partial's first row. batch_sum then writes it to dst
+// (add: dst += it); dst may be NULL.
+void batch_sum(Workspace *ws, float *dst, float *partial, size_t stride, int nchunks, size_t n, int add);
+void batch_sum_f64(Workspace *ws, double *partial, size_t stride, int nchunks, size_t n);
+// The tree over chunks [0, nchunks) alone, into the first row.
+void chunk_tree_sum(float *partial, size_t stride, int nchunks, size_t n);
+void chunk_tree_sum_f64(double *partial, size_t stride, int nchunks, size_t n);
+// dst[j] += src[j], j < n.
+void add_floats(float *dst, const float *src, size_t n);
 
 // ---------------------------------------------------------------- GEMM
 // Row-major C(M,N) = alpha * op(A) op(B) + beta * C through single-threaded
@@ -165,13 +202,16 @@ typedef struct {
     float *save_mean, *save_invstd;        // (C): batch statistics of the last training forward
 } BatchNorm;
 
-void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int training);
-void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, float *dx, int B);
+// Training (ws non-NULL) sums over the batch in ws->partial (batchnorm_partial_size
+// floats a chunk); evaluation (ws NULL) uses the running statistics.
+void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, Workspace *ws);
+size_t batchnorm_partial_size(int C);
+void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, float *dx, int B, Workspace *ws);
 
 // Inverted dropout: mask holds 0 or 1/(1-p) per element; the mask of sample i
 // comes from the stream (seed, step, i).
 void dropout_forward(float p, const float *x, float *y, float *mask, int B, size_t per_sample,
-                     uint64_t seed, uint64_t step, int training);
+                     uint64_t seed, uint64_t step, uint64_t first, int training);
 void dropout_backward(const float *mask, const float *dy, float *dx, size_t n);
 
 typedef struct {
@@ -179,11 +219,14 @@ typedef struct {
     float *w, *b, *dw, *db;  // w (OUT, IN), b (OUT)
 } Dense;
 
-void dense_forward(const Dense *l, const float *x, float *y, int B);
+void dense_forward(const Dense *l, const float *x, float *y, int B, const Workspace *ws);
+size_t dense_partial_size(const Dense *l);
 void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B,
                     Workspace *ws);
 
 // logits (B,K), labels (B) -> mean loss; dlogits = (softmax - onehot) / B.
+double softmax_xent_sum(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
+                        int norm, int *correct);
 float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
                    int *correct);
 

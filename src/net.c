@@ -261,6 +261,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         goto fail;
     }
     // Keep every chunk's slice 64-byte aligned.
+    if (need.partial_size < 4) need.partial_size = 4;  // the loss's sum and hits, as doubles
     const size_t partial_max = (need.partial_size + 15) & ~(size_t)15;
     const size_t col_max = (need.col_size + 15) & ~(size_t)15, packed_max = need.packed_size;
     const int nch = batch_chunks(max_batch);
@@ -353,19 +354,66 @@ void cnn_net_free(CnnNet *net) {
     for (int b = 0; b < CNN_MAX_LAYERS + 1; b++) free(net->gbuf[b]);
     free(net->dlogits);
     free(net->ws.col); free(net->ws.partial); free(net->ws.packed);
+    free(net->ws.xbuf); free(net->ws.xoff);
     free(net->desc);
     free(net);
+}
+
+// ---------------------------------------------------------------- data parallelism
+CnnStatus cnn_net_set_collective(CnnNet *net, CnnCollective *c) {
+    Workspace *ws = &net->ws;
+    free(ws->xbuf);
+    free(ws->xoff);
+    ws->xbuf = NULL;
+    ws->xoff = NULL;
+    ws->coll = NULL;
+    ws->split.active = 0;
+    if (!c || c->ranks == 1) return CNN_OK;
+    if (c->ranks < 1 || c->rank < 0 || c->rank >= c->ranks || !c->alltoall || !c->allgather)
+        return cnn_error(CNN_EARG, "collective: rank %d of %d ranks, or an operation missing", c->rank, c->ranks);
+    // The largest sum exchanged is one chunk's partial row (at least the loss's two doubles).
+    ws->xbuf_bytes = sizeof(float) * ws->partial_size + 8 * (size_t)c->ranks;
+    ws->xbuf = malloc(ws->xbuf_bytes);
+    ws->xoff = malloc(4 * sizeof(size_t) * (size_t)c->ranks);
+    if (!ws->xbuf || !ws->xoff) return cnn_error(CNN_ENOMEM, "cannot allocate the exchange buffers of %d ranks", c->ranks);
+    ws->coll = c;
+    return CNN_OK;
+}
+
+int cnn_net_collective_failed(const CnnNet *net) { return net->ws.failed; }
+
+// The part of a batch of B that a data-parallel training pass runs here.
+static BatchSplit batch_split(const CnnNet *net, int B) {
+    const CnnCollective *c = net->ws.coll;
+    if (!c) return (BatchSplit){0};
+    const int C = batch_chunks(B);
+    BatchSplit s = {.active = 1, .B = B, .C = C, .c0 = (int)((long)c->rank * C / c->ranks),
+                    .c1 = (int)((long)(c->rank + 1) * C / c->ranks)};
+    s.i0 = chunk_begin(B, C, s.c0);
+    return s;
+}
+
+static int split_images(const BatchSplit *s, int B) {
+    return s->active ? chunk_begin(s->B, s->C, s->c1) - s->i0 : B;
+}
+
+void cnn_net_batch_part(const CnnNet *net, int B, int *first, int *count) {
+    const BatchSplit s = batch_split(net, B);
+    *first = s.i0;
+    *count = split_images(&s, B);
 }
 
 // ---------------------------------------------------------------- passes
 const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
     CNN_ASSERT(B >= 1 && B <= net->max_batch);
     net->input = x;
+    net->ws.split = training ? batch_split(net, B) : (BatchSplit){0};
+    const int n = split_images(&net->ws.split, B);
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
-        const LayerRun run = {.B = B, .training = training, .ws = &net->ws, .seed = net->seed,
-                              .step = net->step, .index = i,
+        const LayerRun run = {.B = n, .training = training, .ws = &net->ws, .seed = net->seed,
+                              .step = net->step, .index = i, .sample0 = net->ws.split.i0,
                               .x2 = l->spec.in[1] != LAYER_NO_INPUT ? tensor_data(net, l->spec.in[1]) : NULL};
         l->spec.ops->forward(l, tensor_data(net, l->spec.in[0]), &run);
         if (net->profiling) net->fwd_time[i] += omp_get_wtime() - t0;
@@ -373,9 +421,25 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
     return net->layers[net->L - 1].out;
 }
 
+// Each chunk's loss and hits, then the batch's tree over the chunks, so
+// that every rank of a data-parallel run gets the whole batch's.
 float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct) {
     const Layer *last = &net->layers[net->L - 1];
-    return softmax_xent(last->out, labels, net->dlogits, B, last->OC, net->label_smoothing, correct);
+    Workspace *ws = &net->ws;
+    const int K = last->OC, n = split_images(&ws->split, B), all = ws->split.active ? ws->split.B : B;
+    const int nchunks = ws_chunks(ws, n);
+    const size_t ds = ws->partial_size / 2;
+    double *P = (double *)ws->partial;
+    for (int k = 0; k < nchunks; k++) {
+        const int i0 = ws_chunk_begin(ws, n, k), rows = ws_chunk_begin(ws, n, k + 1) - i0;
+        int hits = 0;
+        P[k * ds] = softmax_xent_sum(last->out + (size_t)i0 * K, labels + i0, net->dlogits + (size_t)i0 * K, rows, K,
+                                     net->label_smoothing, all, &hits);
+        P[k * ds + 1] = hits;
+    }
+    batch_sum_f64(ws, P, ds, nchunks, 2);
+    if (correct) *correct = (int)P[1];
+    return (float)(P[0] / all);
 }
 
 CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps) {
@@ -457,6 +521,7 @@ static void add_gradient(float *acc, const float *g, size_t n) {
 }
 
 void cnn_net_backward(CnnNet *net, int B) {
+    B = split_images(&net->ws.split, B);
     for (int i = net->L - 1; i >= 0; i--) {
         const BackwardStep *p = &net->plan[i];
         if (!p->run) continue;
@@ -466,7 +531,7 @@ void cnn_net_backward(CnnNet *net, int B) {
         for (int s = 0; s < 2; s++) dx[s] = p->dx[s] != GRAD_NONE ? grad_buffer(net, p->dx[s]) : NULL;
         const double t0 = net->profiling ? omp_get_wtime() : 0.0;
         const LayerRun run = {.B = B, .training = 1, .ws = &net->ws, .seed = net->seed, .step = net->step,
-                              .index = i,
+                              .index = i, .sample0 = net->ws.split.i0,
                               .x2 = l->spec.in[1] != LAYER_NO_INPUT ? tensor_data(net, l->spec.in[1]) : NULL,
                               .dx2 = dx[1]};
         if (ops->backward) ops->backward(l, tensor_data(net, l->spec.in[0]), grad_buffer(net, p->dy), dx[0], &run);
@@ -486,6 +551,7 @@ float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x, const u
     float loss = cnn_net_loss(net, labels, B, correct);
     cnn_net_zero_grad(net);
     cnn_net_backward(net, B);
+    if (net->ws.failed) return NAN;
     cnn_opt_step_scaled(opt, net->params, net->grads, net->m, net->v, net->n_params, lr,
                         opt->decay_skip_bn_bias ? net->decay : NULL, net->lr_scale);
     if (net->ema) {

@@ -1,13 +1,15 @@
 // Fused softmax + cross-entropy. Subtracting the row max keeps exp() finite
-// for any logits; the gradient of the mean loss is (p - target) / B. With
+// for any logits; the gradient of the mean loss is (p - target) / B.
+// softmax_xent_sum returns the sum of B rows' losses, their gradients
+// divided by norm (the whole batch's size when B rows are a part of it). With
 // label smoothing eps the target is (1 - eps) onehot + eps / K, as PyTorch's
 // CrossEntropyLoss(label_smoothing=eps): loss = -sum_k target_k log p_k.
 #include <math.h>
 
 #include "internal.h"
 
-float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
-                   int *correct) {
+double softmax_xent_sum(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
+                        int norm, int *correct) {
     // logits, dlogits (B,K), labels (B)
     double loss = 0.0;
     int hits = 0;
@@ -32,9 +34,14 @@ float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, i
         hits += arg == y;
         if (d) {
             for (int k = 0; k < K; k++)
-                d[k] = (float)((exp((double)z[k] - zmax) / sum - (1.0 - eps) * (k == y) - eps / K) / B);
+                d[k] = (float)((exp((double)z[k] - zmax) / sum - (1.0 - eps) * (k == y) - eps / K) / norm);
         }
     }
     if (correct) *correct = hits;
-    return (float)(loss / B);
+    return loss;
+}
+
+float softmax_xent(const float *logits, const uint8_t *labels, float *dlogits, int B, int K, float smoothing,
+                   int *correct) {
+    return (float)(softmax_xent_sum(logits, labels, dlogits, B, K, smoothing, B, correct) / B);
 }

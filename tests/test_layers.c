@@ -26,7 +26,7 @@ static void check_grad(const char *what, const float *analytic, ObjectiveFn f, v
 }
 
 static Workspace make_ws(size_t col_size, size_t partial_size, size_t packed_size, int B) {
-    Workspace ws;
+    Workspace ws = {0};
     ws.col_size = (col_size + 15) & ~(size_t)15;
     ws.partial_size = (partial_size + 15) & ~(size_t)15;
     ws.packed_size = packed_size;
@@ -478,7 +478,8 @@ START_TEST(test_batchnorm) {
         fill_uniform(l.beta, C, -0.5f, 0.5f, &r);
         fill_uniform(dy, n, -1, 1, &r);
         for (int c = 0; c < C; c++) l.running_var[c] = 1.0f;
-        batchnorm_forward(&l, x, y, B, 1);
+        Workspace ws = make_ws(0, batchnorm_partial_size(C), 0, B);
+        batchnorm_forward(&l, x, y, B, &ws);
         BnCtx c = {B, C, HW, 1e-5, to_double(x, n), to_double(l.gamma, C), to_double(l.beta, C),
                    to_double(dy, n), malloc(n * sizeof(double))};
         bn_objective(&c);
@@ -496,13 +497,14 @@ START_TEST(test_batchnorm) {
             ck_assert_double_eq_tol(l.running_var[ch], 0.9 + 0.1 * uvar, 1e-5);
         }
         if (B * HW > 1) {  // with one value per channel the output is constant: no gradient to check
-            batchnorm_backward(&l, x, dy, dx, B);
+            batchnorm_backward(&l, x, dy, dx, B, &ws);
             check_grad("batchnorm dx", dx, bn_objective, &c, c.x, n);
             check_grad("batchnorm dgamma", l.dgamma, bn_objective, &c, c.g, C);
             check_grad("batchnorm dbeta", l.dbeta, bn_objective, &c, c.b, C);
         }
         // Evaluation uses the running statistics.
-        batchnorm_forward(&l, x, y, B, 0);
+        batchnorm_forward(&l, x, y, B, NULL);
+        free_ws(&ws);
         for (int ch = 0; ch < C; ch++) {
             float k = l.gamma[ch] / sqrtf(l.running_var[ch] + 1e-5f);
             size_t i = (size_t)ch * HW;
@@ -543,7 +545,7 @@ START_TEST(test_dense) {
         fill_uniform(l.b, l.OUT, -1, 1, &r);
         fill_uniform(dy, ny, -1, 1, &r);
         Workspace ws = make_ws(0, nw + l.OUT, 0, B);
-        dense_forward(&l, x, y, B);
+        dense_forward(&l, x, y, B, &ws);
         DenseCtx c = {B, l.IN, l.OUT, l.has_bias, to_double(x, nx), to_double(l.w, nw),
                       to_double(l.b, l.OUT), to_double(dy, ny), malloc(ny * sizeof(double))};
         dense_objective(&c);
@@ -582,7 +584,7 @@ START_TEST(test_dropout) {
     float *y2 = cnn_alloc_floats(n), *mask2 = cnn_alloc_floats(n), *dy = cnn_alloc_floats(n), *dx = cnn_alloc_floats(n);
     fill_uniform(x, n, -1, 1, &r);
     fill_uniform(dy, n, -1, 1, &r);
-    dropout_forward(p, x, y, mask, B, per, 42, 3, 1);
+    dropout_forward(p, x, y, mask, B, per, 42, 3, 0, 1);
     size_t dropped = 0;
     for (size_t i = 0; i < n; i++) {
         ck_assert(mask[i] == 0.0f || mask[i] == 1.0f / (1.0f - p));
@@ -592,11 +594,14 @@ START_TEST(test_dropout) {
     double frac = (double)dropped / n;
     ck_assert_msg(fabs(frac - p) < 0.04, "dropped fraction %.3f, expected about %.2f", frac, p);
     // Same (seed, step) -> same mask; another step -> another mask; eval is the identity.
-    dropout_forward(p, x, y2, mask2, B, per, 42, 3, 1);
+    dropout_forward(p, x, y2, mask2, B, per, 42, 3, 0, 1);
     ck_assert(memcmp(mask, mask2, n * sizeof(float)) == 0);
-    dropout_forward(p, x, y2, mask2, B, per, 42, 4, 1);
+    // A rank holding images 1.. of the batch draws their masks, not image 0's.
+    dropout_forward(p, x + per, y2, mask2, B - 1, per, 42, 3, 1, 1);
+    ck_assert(memcmp(mask + per, mask2, (n - per) * sizeof(float)) == 0);
+    dropout_forward(p, x, y2, mask2, B, per, 42, 4, 0, 1);
     ck_assert(memcmp(mask, mask2, n * sizeof(float)) != 0);
-    dropout_forward(p, x, y2, mask2, B, per, 42, 3, 0);
+    dropout_forward(p, x, y2, mask2, B, per, 42, 3, 0, 0);
     ck_assert(memcmp(x, y2, n * sizeof(float)) == 0);
     dropout_backward(mask, dy, dx, n);
     DropCtx c = {n, to_double(x, n), to_double(mask, n), to_double(dy, n)};

@@ -46,7 +46,8 @@ static const Kernels backends[] = {
      .wino_output = wino_output_avx2,
      .wino_products = wino_products_avx2,
      .wino_dy = wino_dy_avx2,
-     .wino_wgrad = wino_wgrad_avx2},
+     .wino_wgrad = wino_wgrad_avx2,
+     .dense_wgrad_tree = dense_wgrad_tree_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",

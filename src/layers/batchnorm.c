@@ -1,9 +1,11 @@
 // Batch normalisation over (B,H,W) per channel (Ioffe & Szegedy 2015), with
 // PyTorch's conventions: biased variance to normalise, unbiased variance in
 // the running estimate, running = (1-momentum)*running + momentum*batch.
-// Parallel over channels; each channel's sums run in one fixed order
-// (double, in LANES running sums added in lane order at the end: independent
-// chains that overlap, where one chain waits on every add).
+// Parallel over channels. Each sum over the batch is a partial per batch
+// chunk (double, in LANES running sums added in lane order: independent
+// chains that overlap, where one chain waits on every add), then the
+// chunks' tree (batch_sum), so a data-parallel run uses the whole batch's
+// statistics and gets the same numbers as one process.
 #include <math.h>
 #include <string.h>
 
@@ -17,31 +19,61 @@ static double lanes_total(const double *lane) {
     return t;
 }
 
-void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int training) {
-    // x, y (B,C,H,W); gamma, beta, running_*, save_* (C)
-    const int C = l->C, HW = l->HW;
-#pragma omp parallel for schedule(static) if ((size_t)B * C * HW >= CNN_PAR_MIN_WORK)
+// Per-chunk rows of doubles in the workspace's partials.
+static double *chunk_rows(const Workspace *ws, size_t *stride) {
+    *stride = ws->partial_size / 2;
+    return (double *)ws->partial;
+}
+
+size_t batchnorm_partial_size(int C) { return 4 * (size_t)C; }
+
+// sum over images [i0, i1) of channel c of f(x) (f: x, or (x - m)^2 if sq).
+static double channel_sum(const float *x, int C, int HW, int c, int i0, int i1, int sq, double m) {
+    double lane[LANES] = {0};
+    for (int b = i0; b < i1; b++) {
+        const float *p = x + ((size_t)b * C + c) * HW;
+        int i = 0;
+        if (sq) {
+            for (; i + LANES <= HW; i += LANES)
+                for (int k = 0; k < LANES; k++) lane[k] += (p[i + k] - m) * (p[i + k] - m);
+            for (int k = 0; i + k < HW; k++) lane[k] += (p[i + k] - m) * (p[i + k] - m);
+        } else {
+            for (; i + LANES <= HW; i += LANES)
+                for (int k = 0; k < LANES; k++) lane[k] += p[i + k];
+            for (int k = 0; i + k < HW; k++) lane[k] += p[i + k];
+        }
+    }
+    return lanes_total(lane);
+}
+
+void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, Workspace *ws) {
+    // x, y (B,C,H,W); gamma, beta, running_*, save_* (C). ws NULL: evaluation.
+    const int C = l->C, HW = l->HW, training = ws != NULL;
+    const int par = (size_t)B * C * HW >= CNN_PAR_MIN_WORK;
+    size_t ds = 0;
+    double *P = NULL, n = 0.0;
+    if (training) {
+        CNN_ASSERT(batchnorm_partial_size(C) <= ws->partial_size);
+        P = chunk_rows(ws, &ds);
+        const int nchunks = ws_chunks(ws, B);
+        n = (double)(ws->split.active ? ws->split.B : B) * HW;
+#pragma omp parallel for schedule(static) if (par)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < nchunks; k++)
+                P[k * ds + c] = channel_sum(x, C, HW, c, ws_chunk_begin(ws, B, k), ws_chunk_begin(ws, B, k + 1), 0, 0.0);
+        batch_sum_f64(ws, P, ds, nchunks, (size_t)C);
+#pragma omp parallel for schedule(static) if (par)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < nchunks; k++)
+                P[k * ds + C + c] =
+                    channel_sum(x, C, HW, c, ws_chunk_begin(ws, B, k), ws_chunk_begin(ws, B, k + 1), 1, P[c] / n);
+        batch_sum_f64(ws, P + C, ds, nchunks, (size_t)C);
+    }
+#pragma omp parallel for schedule(static) if (par)
     for (int c = 0; c < C; c++) {
         float mean, invstd;
         if (training) {
-            double ls[LANES] = {0}, lss[LANES] = {0};
-            for (int b = 0; b < B; b++) {
-                const float *p = x + ((size_t)b * C + c) * HW;
-                int i = 0;
-                for (; i + LANES <= HW; i += LANES)
-                    for (int k = 0; k < LANES; k++) ls[k] += p[i + k];
-                for (int k = 0; i + k < HW; k++) ls[k] += p[i + k];
-            }
-            const double s = lanes_total(ls), n = (double)B * HW, m = s / n;
-            for (int b = 0; b < B; b++) {
-                const float *p = x + ((size_t)b * C + c) * HW;
-                int i = 0;
-                for (; i + LANES <= HW; i += LANES)
-                    for (int k = 0; k < LANES; k++) lss[k] += (p[i + k] - m) * (p[i + k] - m);
-                for (int k = 0; i + k < HW; k++) lss[k] += (p[i + k] - m) * (p[i + k] - m);
-            }
-            const double ss = lanes_total(lss);
-            const double var = ss / n;
+            const double m = P[c] / n, ss = P[C + c], var = ss / n;
             mean = (float)m;
             invstd = (float)(1.0 / sqrt(var + l->eps));
             l->save_mean[c] = mean;
@@ -63,32 +95,45 @@ void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, int 
     }
 }
 
-void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, float *dx, int B) {
+void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
     // x, dy, dx (B,C,H,W) with the batch statistics saved by the training forward.
     // dx = gamma*invstd/n * (n*dy - sum(dy) - xhat*sum(dy*xhat))
-    const int C = l->C, HW = l->HW;
-#pragma omp parallel for schedule(static) if ((size_t)B * C * HW >= CNN_PAR_MIN_WORK)
+    const int C = l->C, HW = l->HW, nchunks = ws_chunks(ws, B);
+    const int par = (size_t)B * C * HW >= CNN_PAR_MIN_WORK;
+    CNN_ASSERT(batchnorm_partial_size(C) <= ws->partial_size);
+    size_t ds;
+    double *P = chunk_rows(ws, &ds);
+#pragma omp parallel for schedule(static) if (par)
     for (int c = 0; c < C; c++) {
         const float mean = l->save_mean[c], invstd = l->save_invstd[c];
-        double ldy[LANES] = {0}, ldyx[LANES] = {0};
-        for (int b = 0; b < B; b++) {
-            const float *p = x + ((size_t)b * C + c) * HW, *g = dy + ((size_t)b * C + c) * HW;
-            int i = 0;
-            for (; i + LANES <= HW; i += LANES)
-                for (int k = 0; k < LANES; k++) {
-                    ldy[k] += g[i + k];
-                    ldyx[k] += (double)g[i + k] * ((p[i + k] - mean) * invstd);
+        for (int k = 0; k < nchunks; k++) {
+            double ldy[LANES] = {0}, ldyx[LANES] = {0};
+            for (int b = ws_chunk_begin(ws, B, k); b < ws_chunk_begin(ws, B, k + 1); b++) {
+                const float *p = x + ((size_t)b * C + c) * HW, *g = dy + ((size_t)b * C + c) * HW;
+                int i = 0;
+                for (; i + LANES <= HW; i += LANES)
+                    for (int j = 0; j < LANES; j++) {
+                        ldy[j] += g[i + j];
+                        ldyx[j] += (double)g[i + j] * ((p[i + j] - mean) * invstd);
+                    }
+                for (int j = 0; i + j < HW; j++) {
+                    ldy[j] += g[i + j];
+                    ldyx[j] += (double)g[i + j] * ((p[i + j] - mean) * invstd);
                 }
-            for (int k = 0; i + k < HW; k++) {
-                ldy[k] += g[i + k];
-                ldyx[k] += (double)g[i + k] * ((p[i + k] - mean) * invstd);
             }
+            P[k * ds + c] = lanes_total(ldy);
+            P[k * ds + C + c] = lanes_total(ldyx);
         }
-        const double sdy = lanes_total(ldy), sdyx = lanes_total(ldyx);
+    }
+    batch_sum_f64(ws, P, ds, nchunks, 2 * (size_t)C);
+    const double n = (double)(ws->split.active ? ws->split.B : B) * HW;
+#pragma omp parallel for schedule(static) if (par)
+    for (int c = 0; c < C; c++) {
+        const double sdy = P[c], sdyx = P[C + c];
         l->dgamma[c] += (float)sdyx;
         l->dbeta[c] += (float)sdy;
         if (!dx) continue;
-        const double n = (double)B * HW;
+        const float mean = l->save_mean[c], invstd = l->save_invstd[c];
         const float k = l->gamma[c] * invstd, mdy = (float)(sdy / n), mdyx = (float)(sdyx / n);
         for (int b = 0; b < B; b++) {
             const float *p = x + ((size_t)b * C + c) * HW, *g = dy + ((size_t)b * C + c) * HW;
@@ -162,13 +207,18 @@ static int bn_tensors(const Layer *l, int idx, float *w, float *m, float *v, flo
     return n;
 }
 
+static void bn_scratch(const Layer *l, int max_batch, Workspace *need) {
+    (void)max_batch;
+    if (batchnorm_partial_size(l->C) > need->partial_size) need->partial_size = batchnorm_partial_size(l->C);
+}
+
 static void bn_forward_row(Layer *l, const float *x, const LayerRun *r) {
-    batchnorm_forward(&l->bn, x, l->out, r->B, r->training);
+    batchnorm_forward(&l->bn, x, l->out, r->B, r->training ? r->ws : NULL);
 }
 
 static void bn_backward_row(Layer *l, const float *x, const float *dy, float *dx,
                             const LayerRun *r) {
-    batchnorm_backward(&l->bn, x, dy, dx, r->B);
+    batchnorm_backward(&l->bn, x, dy, dx, r->B, r->ws);
 }
 
 const LayerOps batchnorm_layer = {
@@ -180,6 +230,7 @@ const LayerOps batchnorm_layer = {
     .format = bn_format,
     .shape = bn_shape,
     .aux_floats = bn_aux_floats,
+    .scratch = bn_scratch,
     .wire = bn_wire,
     .init = bn_init,
     .tensors = bn_tensors,

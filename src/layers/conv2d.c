@@ -88,11 +88,11 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
     }
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
-    const int nchunks = batch_chunks(B);
+    const int nchunks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *col = ws->col + (size_t)c * ws->col_size;
-        for (int i = chunk_begin(B, nchunks, c); i < chunk_begin(B, nchunks, c + 1); i++) {
+        for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {
             const float *xi = x + (size_t)i * in_size;
             float *yi = y + (size_t)i * out_size;
             const float *src = xi;
@@ -115,7 +115,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
     const size_t nw = (size_t)l->OC * K, stride = ws->partial_size;
-    const int nchunks = batch_chunks(B);
+    const int nchunks = ws_chunks(ws, B);
     const int pointwise = is_pointwise(l), small_c = use_small_c(l);
     CNN_ASSERT(nw + (size_t)l->OC <= stride);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
@@ -123,7 +123,8 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
         float *col = ws->col + (size_t)c * ws->col_size;
         float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nw;
         memset(pdb, 0, sizeof(float) * l->OC);
-        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
+        if (i1 == i0) memset(pdw, 0, sizeof(float) * nw);
         for (int i = i0; i < i1; i++) {
             const float *xi = x + (size_t)i * in_size;
             const float *dyi = dy + (size_t)i * out_size;
@@ -150,8 +151,9 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
             }
         }
     }
-    reduce_chunks(l->dw, ws->partial, stride, nchunks, nw);
-    if (l->has_bias) reduce_chunks(l->db, ws->partial + nw, stride, nchunks, (size_t)l->OC);
+    batch_sum(ws, NULL, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)l->OC : 0), 0);
+    add_floats(l->dw, ws->partial, nw);
+    if (l->has_bias) add_floats(l->db, ws->partial + nw, (size_t)l->OC);
 }
 
 void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B) {

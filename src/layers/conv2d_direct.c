@@ -181,7 +181,7 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
     // x (B,C,H,W), w (OC,C,KH,KW), b (OC), y (B,OC,OH,OW)
     const Kernels *k = kernels();
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
-    const int nchunks = batch_chunks(B), most = chunk_images_max(B);
+    const int nchunks = ws_chunks(ws, B), most = ws_chunk_images_max(ws, B);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
     blocked_weights(l, l->w, ws->packed, 0);
     const float *bias = l->has_bias ? l->b : NULL;
@@ -193,7 +193,7 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
     }
 #pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
-        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
         float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + (size_t)most * padded_in(l);
         float *tmp = yb + (size_t)most * out_blocked(l);
         const int group = group_size(padded_in(l) + out_blocked(l), most);
@@ -220,16 +220,16 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     const int ph = pad_h(l), pw = pad_w(l), OHp = l->OH + 2 * ph, OWp = l->OW + 2 * pw;
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
     const size_t nwb = blocked_weight_size(l), stride = ws->partial_size;
-    const int nchunks = batch_chunks(B), most = chunk_images_max(B);
+    const int nchunks = ws_chunks(ws, B), most = ws_chunk_images_max(ws, B);
     CNN_ASSERT(conv2d_direct_partial_size(l) <= stride);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
-    float *dw_sum = ws->packed, *dx_kernel = ws->packed + nwb;
+    float *dx_kernel = ws->packed + nwb;
     const int wino = dx && conv2d_winograd_applies(l), wino_w = conv2d_winograd_weight_grad_applies(l);
     if (wino) conv2d_winograd_input_grad_filters(l, dx_kernel);
     else if (dx) pack_input_grad(l, dx_kernel);
 #pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
-        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
         float *xb = ws->col + (size_t)c * ws->col_size, *dyb = xb + (size_t)most * padded_in(l);
         float *dxb = dyb + (size_t)most * padded_dy(l), *tmp = dxb + (size_t)most * in_blocked(l);
         float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nwb;
@@ -275,8 +275,8 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
                 unblock_any(k, dxb + j * in_blocked(l), l->C, l->H, l->W, tmp, dx + (size_t)(g0 + j) * in_size);
         }
     }
-    // Chunks summed in order while still blocked, then added into dw once.
-    sum_chunks(dw_sum, ws->partial, stride, nchunks, nwb);
-    blocked_weights(l, l->dw, dw_sum, 1);
-    if (l->has_bias) reduce_chunks(l->db, ws->partial + nwb, stride, nchunks, (size_t)l->OC);
+    // Chunks summed while still blocked, then added into dw once.
+    batch_sum(ws, NULL, ws->partial, stride, nchunks, nwb + (l->has_bias ? (size_t)l->OC : 0), 0);
+    blocked_weights(l, l->dw, ws->partial, 1);
+    if (l->has_bias) add_floats(l->db, ws->partial + nwb, (size_t)l->OC);
 }

@@ -42,12 +42,12 @@ static void pad_image(const Conv2d *l, const float *x, float *xp) {
 void conv2d_small_c_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     const Kernels *k = kernels();
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
-    const int nchunks = batch_chunks(B);
+    const int nchunks = ws_chunks(ws, B);
     CNN_ASSERT(conv2d_small_c_scratch_size(l) <= ws->col_size);
 #pragma omp parallel for schedule(static) if ((size_t)B * out_size * l->C * l->KH * l->KW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *xp = ws->col + (size_t)c * ws->col_size;
-        for (int i = chunk_begin(B, nchunks, c); i < chunk_begin(B, nchunks, c + 1); i++) {
+        for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {
             pad_image(l, x + (size_t)i * in_size, xp);
             k->conv_small_c_fwd(xp, l->C, l->KH, l->KW, l->w, l->has_bias ? l->b : NULL, l->OC, l->OH, l->OW,
                                 y + (size_t)i * out_size);

@@ -186,13 +186,13 @@ void conv2d_winograd_forward(const Conv2d *l, const float *x, float *y, int B, W
     const WinoShape s = forward_shape(l);
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
     const size_t xb_size = round16((size_t)l->C * s.Hp * s.Wp), yb_size = round16(out_size);
-    const int nchunks = batch_chunks(B), most = chunk_images_max(B), group = images_per_group(&s, most);
+    const int nchunks = ws_chunks(ws, B), most = ws_chunk_images_max(ws, B), group = images_per_group(&s, most);
     CNN_ASSERT(conv2d_winograd_scratch_size(l, most) <= ws->col_size);
     CNN_ASSERT(conv2d_winograd_filter_size(l) <= ws->packed_size);
     transform_filters(l, 0, ws->packed);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->C * l->OC * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
-        const int i0 = chunk_begin(B, nchunks, c), i1 = chunk_begin(B, nchunks, c + 1);
+        const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
         float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + (size_t)group * xb_size;
         float *V = yb + (size_t)group * yb_size;
         for (int g0 = i0; g0 < i1; g0 += group) {

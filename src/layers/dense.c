@@ -1,21 +1,24 @@
 // Fully connected layer y = x W^T + b, PyTorch's Linear layout W (OUT, IN).
-// The products run in blocks fixed by the shapes alone, never by the thread
-// count: the forward pass and dx in the batch chunks (OpenBLAS ran 16-row
-// blocks of tfcnn's dense(64) forward 4-8x slower than 4-row ones); the
-// weight gradient in blocks of 16 output rows, each one product over the
-// whole batch added into dW, so no per-chunk partials are summed afterwards.
+// The products run in the batch chunks (the forward pass and dx; OpenBLAS
+// ran 16-row blocks of tfcnn's dense(64) forward 4-8x slower than 4-row
+// ones). The weight gradient is summed over the batch as every sum over it
+// is (batch_sum): per chunk, then the chunks' tree, in blocks of 16 output
+// rows (dense_wgrad_impl.h: OpenBLAS ran the chunks' small products 3x
+// slower); only the rank exchange waits for all of them.
 #include <string.h>
 
+#include "kernels/dense_wgrad_impl.h"
 #include "layers/layer.h"
 
-#define DW_ROWS 16  // output rows per weight-gradient product
+#define DW_ROWS 16  // output rows per weight-gradient block
 
-void dense_forward(const Dense *l, const float *x, float *y, int B) {
+void dense_forward(const Dense *l, const float *x, float *y, int B, const Workspace *ws) {
     // x (B,IN), w (OUT,IN), b (OUT), y (B,OUT)
-    const int nblocks = batch_chunks(B);
+    const int nblocks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nblocks; c++) {
-        const int i0 = chunk_begin(B, nblocks, c), rows = chunk_begin(B, nblocks, c + 1) - i0;
+        const int i0 = ws_chunk_begin(ws, B, c), rows = ws_chunk_begin(ws, B, c + 1) - i0;
+        if (rows == 0) continue;
         float *yc = y + (size_t)i0 * l->OUT;
         if (l->has_bias)
             for (int i = 0; i < rows; i++) memcpy(yc + (size_t)i * l->OUT, l->b, sizeof(float) * l->OUT);
@@ -24,40 +27,52 @@ void dense_forward(const Dense *l, const float *x, float *y, int B) {
     }
 }
 
-// db[o] += sum over the batch of dy[i][o], in eight running sums added in
-// lane order (a fixed order, and chains that overlap).
-static void bias_grad(const float *dy, int B, int OUT, int o, float *db) {
-    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = 0; i < B; i++) lane[i & 7] += dy[(size_t)i * OUT + o];
-    float s = 0.0f;
-    for (int k = 0; k < 8; k++) s += lane[k];
-    db[o] += s;
-}
+// The partial row of one chunk: dW (OUT, IN) then db (OUT).
+size_t dense_partial_size(const Dense *l) { return (size_t)l->OUT * l->IN + (size_t)l->OUT; }
 
 void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
     // x (B,IN), dy (B,OUT), dx (B,IN) or NULL; dw (OUT,IN) +=, db (OUT) +=
-    (void)ws;
-    const int nw_blocks = (l->OUT + DW_ROWS - 1) / DW_ROWS, nblocks = batch_chunks(B);
+    const int nw_blocks = (l->OUT + DW_ROWS - 1) / DW_ROWS, nchunks = ws_chunks(ws, B);
+    const size_t nw = (size_t)l->OUT * l->IN, stride = ws->partial_size;
+    CNN_ASSERT(dense_partial_size(l) <= stride && nchunks <= DENSE_MAX_CHUNKS);
+    const Kernels *k = kernels();
+    int start[DENSE_MAX_CHUNKS + 1];
+    for (int c = 0; c <= nchunks; c++) start[c] = ws_chunk_begin(ws, B, c);
+    float *sum = ws->partial;  // the chunks' tree: dW then db
     const int par = (size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK;
 #pragma omp parallel if (par)
     {
 #pragma omp for schedule(static) nowait
-        for (int k = 0; k < nw_blocks; k++) {
-            const int o0 = k * DW_ROWS, n = l->OUT - o0 < DW_ROWS ? l->OUT - o0 : DW_ROWS;
-            // dW[o0 .. o0 + n) += dy[:, o0 .. o0 + n)^T x
-            gemm(1, 0, n, l->IN, B, 1.0f, dy + o0, l->OUT, x, l->IN, 1.0f, l->dw + (size_t)o0 * l->IN, l->IN);
-            if (l->has_bias)
-                for (int o = o0; o < o0 + n; o++) bias_grad(dy, B, l->OUT, o, l->db);
+        for (int b = 0; b < nw_blocks; b++) {
+            const int o0 = b * DW_ROWS, n = l->OUT - o0 < DW_ROWS ? l->OUT - o0 : DW_ROWS;
+            float *rows = sum + (size_t)o0 * l->IN;
+            if (k->dense_wgrad_tree) k->dense_wgrad_tree(dy, l->OUT, x, l->IN, start, nchunks, o0, n, rows);
+            else dense_wgrad_tree_impl(dy, l->OUT, x, l->IN, start, nchunks, o0, n, rows);
+            for (int o = o0; o < o0 + n && l->has_bias; o++) {
+                float part[DENSE_MAX_CHUNKS][1];
+                for (int c = 0; c < nchunks; c++) {
+                    float s = 0.0f;
+                    for (int i = start[c]; i < start[c + 1]; i++) s += dy[(size_t)i * l->OUT + o];
+                    part[c][0] = s;
+                }
+                chunk_tree_sum(&part[0][0], 1, nchunks, 1);
+                sum[nw + o] = part[0][0];
+            }
         }
         if (dx) {
 #pragma omp for schedule(static)
-            for (int c = 0; c < nblocks; c++) {
-                const int i0 = chunk_begin(B, nblocks, c), rows = chunk_begin(B, nblocks, c + 1) - i0;
-                gemm(0, 0, rows, l->IN, l->OUT, 1.0f, dy + (size_t)i0 * l->OUT, l->OUT, l->w, l->IN, 0.0f,
-                     dx + (size_t)i0 * l->IN, l->IN);
+            for (int c = 0; c < nchunks; c++) {
+                const int rows = start[c + 1] - start[c];
+                if (rows == 0) continue;
+                gemm(0, 0, rows, l->IN, l->OUT, 1.0f, dy + (size_t)start[c] * l->OUT, l->OUT, l->w, l->IN, 0.0f,
+                     dx + (size_t)start[c] * l->IN, l->IN);
             }
         }
     }
+    // The chunks' tree is done: only the ranks' part is left.
+    batch_sum(ws, NULL, sum, stride, nchunks > 0 ? 1 : 0, nw + (l->has_bias ? (size_t)l->OUT : 0), 0);
+    add_floats(l->dw, sum, nw);
+    if (l->has_bias) add_floats(l->db, sum + nw, (size_t)l->OUT);
 }
 
 // ---------------------------------------------------------------- layer row
@@ -114,8 +129,14 @@ static int dense_tensors(const Layer *l, int idx, float *w, float *m, float *v, 
     return layer_weight_bias_tensors(l, idx, 2, shape, w, m, v, out);
 }
 
+static void dense_scratch(const Layer *l, int max_batch, Workspace *need) {
+    (void)max_batch;
+    const Dense d = {.IN = l->C, .OUT = l->OC};
+    if (dense_partial_size(&d) > need->partial_size) need->partial_size = dense_partial_size(&d);
+}
+
 static void dense_forward_row(Layer *l, const float *x, const LayerRun *r) {
-    dense_forward(&l->dense, x, l->out, r->B);
+    dense_forward(&l->dense, x, l->out, r->B, r->ws);
 }
 
 static void dense_backward_row(Layer *l, const float *x, const float *dy, float *dx,
@@ -132,6 +153,7 @@ const LayerOps dense_layer = {
     .finish = dense_finish,
     .format = dense_format,
     .shape = dense_shape,
+    .scratch = dense_scratch,
     .wire = dense_wire,
     .init = dense_init,
     .flops = layer_weight_flops,

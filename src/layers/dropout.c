@@ -1,12 +1,13 @@
 // Inverted dropout: kept units are scaled by 1/(1-p) in training so that
 // evaluation is the identity. Sample i's mask comes from the stream
-// (seed, step, i), the same for any thread count or batch split.
+// (seed, step, i), i its index in the whole batch: the same for any thread
+// count or batch split, and on any rank of a data-parallel run.
 #include <string.h>
 
 #include "layers/layer.h"
 
 void dropout_forward(float p, const float *x, float *y, float *mask, int B, size_t per_sample,
-                     uint64_t seed, uint64_t step, int training) {
+                     uint64_t seed, uint64_t step, uint64_t first, int training) {
     // x, y, mask (B, per_sample)
     if (!training || p <= 0.0f) {
         if (y != x) memcpy(y, x, sizeof(float) * (size_t)B * per_sample);
@@ -16,7 +17,7 @@ void dropout_forward(float p, const float *x, float *y, float *mask, int B, size
 #pragma omp parallel for schedule(static) if ((size_t)B * per_sample >= CNN_PAR_MIN_WORK)
     for (int b = 0; b < B; b++) {
         CnnRng r;
-        cnn_rng_derive(&r, seed, step, (uint64_t)b);
+        cnn_rng_derive(&r, seed, step, first + (uint64_t)b);
         const float *in = x + (size_t)b * per_sample;
         float *out = y + (size_t)b * per_sample, *m = mask + (size_t)b * per_sample;
         for (size_t i = 0; i < per_sample; i++) {
@@ -57,7 +58,8 @@ static size_t dropout_aux_floats(const Layer *l, int max_batch) {
 // Each layer draws from its own stream: the net's seed mixed with its position.
 static void dropout_forward_row(Layer *l, const float *x, const LayerRun *r) {
     dropout_forward(l->spec.p, x, l->out, l->aux, r->B, l->out_size,
-                    r->seed ^ (0x5eedULL * (uint64_t)(r->index + 1)), r->step, r->training);
+                    r->seed ^ (0x5eedULL * (uint64_t)(r->index + 1)), r->step, (uint64_t)r->sample0,
+                    r->training);
 }
 
 static void dropout_backward_row(Layer *l, const float *x, const float *dy, float *dx,

@@ -59,6 +59,7 @@ typedef struct {
     Workspace *ws;
     uint64_t seed, step;  // the net's seed and step: dropout masks
     int index;            // position in the net
+    int sample0;          // index of x's first image in the whole batch (data parallelism)
     const float *x2;      // a merge layer's second input (LAYER_MERGE)
     float *dx2;           // and its gradient, or NULL
 } LayerRun;
