@@ -293,6 +293,9 @@ CnnStatus cnn_net_set_collective(CnnNet *net, CnnCollective *c);
 void cnn_net_batch_part(const CnnNet *net, int B, int *first, int *count);
 // 1 if an exchange failed since the net was built (the step's results are then not valid).
 int cnn_net_collective_failed(const CnnNet *net);
+// Seconds spent in exchanges (the tree above the ranks included) and bytes
+// this rank sent, since the net was built.
+void cnn_net_exchange_stats(const CnnNet *net, double *seconds, double *bytes);
 
 // ---------------------------------------------------------------- optimisers
 typedef enum { CNN_OPT_ADAM, CNN_OPT_ADAMW, CNN_OPT_SGD } CnnOptKind;

@@ -10,6 +10,7 @@
 // segment q of every rank (alltoall), sums them over the ranks' tree and
 // sends the result to all (allgather), so each rank sends and receives
 // about 2 (N - 1) / N of the vector, the volume of a ring all-reduce.
+#include <omp.h>
 #include <string.h>
 
 #include "internal.h"
@@ -82,6 +83,8 @@ static void exchange_sum(Workspace *ws, void *v, size_t n, size_t elem) {
         rlen[q] = mine * elem;
     }
     CNN_ASSERT((size_t)N * mine * elem <= ws->xbuf_bytes);
+    const double t0 = omp_get_wtime();
+    ws->xbytes += ((double)(n - mine) + (double)mine * (N - 1)) * elem;  // the others' segments, then this one to each
     if (c->alltoall(c, v, soff, slen, ws->xbuf, roff, rlen)) {
         ws->failed = 1;
         return;
@@ -95,6 +98,7 @@ static void exchange_sum(Workspace *ws, void *v, size_t n, size_t elem) {
     if (any) memcpy(dst, ws->xbuf, mine * elem);
     else memset(dst, 0, mine * elem);
     if (c->allgather(c, v, soff, slen)) ws->failed = 1;
+    ws->xseconds += omp_get_wtime() - t0;
 }
 
 static int exchanging(const Workspace *ws) { return ws->coll && ws->split.active && ws->coll->ranks > 1; }

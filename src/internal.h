@@ -64,6 +64,7 @@ typedef struct {
     size_t xbuf_bytes;
     size_t *xoff;        // 4 x ranks: the exchange's offsets and lengths
     int failed;          // an exchange failed
+    double xseconds, xbytes;  // time in exchanges and bytes this rank sent, since the net was built
 } Workspace;
 
 // The chunks of this pass's batch that run here (B: the images here), where

@@ -382,6 +382,11 @@ CnnStatus cnn_net_set_collective(CnnNet *net, CnnCollective *c) {
 
 int cnn_net_collective_failed(const CnnNet *net) { return net->ws.failed; }
 
+void cnn_net_exchange_stats(const CnnNet *net, double *seconds, double *bytes) {
+    *seconds = net->ws.xseconds;
+    *bytes = net->ws.xbytes;
+}
+
 // The part of a batch of B that a data-parallel training pass runs here.
 static BatchSplit batch_split(const CnnNet *net, int B) {
     const CnnCollective *c = net->ws.coll;

@@ -188,6 +188,14 @@ void cnn_batcher_epoch(CnnBatcher *b, uint64_t epoch);
 // Returns B: cfg.batch, less for the final partial batch, 0 at the end of the
 // epoch (then call cnn_batcher_epoch).
 int cnn_batcher_next(CnnBatcher *b, float *x, uint8_t *labels);
+// The size of the next batch (0 at the end of the epoch), without taking it.
+int cnn_batcher_peek(const CnnBatcher *b);
+// cnn_batcher_next for images [first, first + count) of the next batch only
+// (x and labels get those count images, the same as in the whole batch):
+// a data-parallel rank's part (cnn_net_batch_part). Returns the whole
+// batch's size and moves past all of it (-1, moving nowhere, for a range
+// outside the batch).
+int cnn_batcher_next_part(CnnBatcher *b, int first, int count, float *x, uint8_t *labels);
 
 // Skips the first `batches` batches of the current epoch (for resuming).
 void cnn_batcher_skip(CnnBatcher *b, size_t batches);

@@ -137,20 +137,30 @@ void cnn_batcher_epoch(CnnBatcher *b, uint64_t epoch) {
     }
 }
 
+int cnn_batcher_peek(const CnnBatcher *b) {
+    const size_t left = b->data->n - b->pos;
+    const int B = left < (size_t)b->cfg.batch ? (int)left : b->cfg.batch;
+    return b->cfg.drop_last && B < b->cfg.batch ? 0 : B;
+}
+
 int cnn_batcher_next(CnnBatcher *b, float *x, uint8_t *labels) {
+    return cnn_batcher_next_part(b, 0, cnn_batcher_peek(b), x, labels);
+}
+
+int cnn_batcher_next_part(CnnBatcher *b, int first, int count, float *x, uint8_t *labels) {
     const CnnDataset *d = b->data;
-    size_t left = d->n - b->pos;
-    int B = left < (size_t)b->cfg.batch ? (int)left : b->cfg.batch;
-    if (B == 0 || (b->cfg.drop_last && B < b->cfg.batch)) {
+    const int B = cnn_batcher_peek(b);
+    if (B == 0) {
         b->last_B = 0;
         return 0;
     }
-    const uint32_t *idx = b->order + b->pos;
+    if (first < 0 || count < 0 || first > B - count) return -1;
+    const uint32_t *idx = b->order + b->pos + first;
     const size_t is = cnn_dataset_image_size(d), hw = (size_t)d->h * d->w;
     const CnnAugment *aug = &b->cfg.aug;
     // x (B,c,h,w): each image depends only on its data set index and epoch.
 #pragma omp parallel for schedule(static)
-    for (int i = 0; i < B; i++) {
+    for (int i = 0; i < count; i++) {
         int dy, dx, flip;
         cnn_augment_draw(aug, b->cfg.seed, b->epoch, idx[i], &dy, &dx, &flip);
         const uint8_t *src = d->images + (size_t)idx[i] * is;
@@ -160,7 +170,7 @@ int cnn_batcher_next(CnnBatcher *b, float *x, uint8_t *labels) {
                            dst + ch * hw);
     }
     if (labels)
-        for (int i = 0; i < B; i++) labels[i] = d->labels[idx[i]];
+        for (int i = 0; i < count; i++) labels[i] = d->labels[idx[i]];
     b->last_pos = b->pos;
     b->last_B = B;
     b->pos += (size_t)B;

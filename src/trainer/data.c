@@ -61,7 +61,13 @@ int is_builtin(const char *model) {
 // Threads, OpenBLAS's core and the compute kernels, before any work; a
 // --kernels or CNNC_KERNELS that this CPU cannot run is a usage error.
 int setup_compute(const Options *o) {
-    const int threads = cnn_threads_init(o->threads);
+    // Ranks sharing a machine share its cores, unless told otherwise.
+    int want = o->threads;
+    if (!want && !getenv("OMP_NUM_THREADS") && ranks_local_count() > 1) {
+        want = omp_get_num_procs() / ranks_local_count();
+        if (want < 1) want = 1;
+    }
+    const int threads = cnn_threads_init(want);
     if (o->kernels ? cnn_kernels_select(o->kernels) : cnn_kernels_from_env())
         die(EXIT_USAGE, "%s: cannot use kernels '%s'", o->kernels ? "--kernels" : "CNNC_KERNELS",
             o->kernels ? o->kernels : getenv("CNNC_KERNELS"));

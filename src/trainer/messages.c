@@ -9,17 +9,22 @@ void die(int code, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    ranks_abort(code);
     exit(code);
 }
 
 // Library errors were already printed by cnnc ("cnnc: <file>: <problem>").
 void check(CnnStatus st) {
-    if (st) exit(st == CNN_EARG ? EXIT_USAGE : EXIT_RUNTIME);
+    if (!st) return;
+    ranks_abort(st == CNN_EARG ? EXIT_USAGE : EXIT_RUNTIME);
+    exit(st == CNN_EARG ? EXIT_USAGE : EXIT_RUNTIME);
 }
 
 // A model that cannot be built from --model is a usage error; memory is not.
 void check_model(CnnStatus st) {
-    if (st) exit(st == CNN_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE);
+    if (!st) return;
+    ranks_abort(st == CNN_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE);
+    exit(st == CNN_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE);
 }
 
 double now(void) {

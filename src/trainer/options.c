@@ -70,7 +70,8 @@ static const char *HELP_TRAIN =
 // (Two strings: ISO C promises string literals of up to 4095 characters.)
 static const char *HELP_TRAIN_RUN =
     "run:\n"
-    "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores)\n"
+    "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores, shared\n"
+    "                        by the ranks of an mpirun job on this machine)\n"
     "  --kernels NAME        compute kernels: auto (default: the best this CPU runs), avx2 or\n"
     "                        reference (im2col + OpenBLAS); also CNNC_KERNELS=NAME\n"
     "  --conv ALGO           3x3 stride-1 convolutions: auto (default: Winograd F(4x4,3x3) where\n"
@@ -87,7 +88,9 @@ static const char *HELP_TRAIN_RUN =
     "  --log FILE.csv        append one row of metrics per epoch\n"
     "  --log-every N         also a row every N steps (step, loss, lr, img/s) in FILE.steps.csv\n"
     "\n"
-    "Results are bit-identical for any --threads with the same --seed, kernels and --conv.\n";
+    "Results are bit-identical for any --threads with the same --seed, kernels and --conv, and\n"
+    "for 1, 2, 4, 8 or 16 ranks of `mpirun -np N --bind-to none trainer ...` (data-parallel:\n"
+    "--batch is the whole batch; rank 0 prints and writes; SIGUSR1 to mpirun stops with a checkpoint).\n";
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
@@ -182,7 +185,7 @@ void parse_args(int argc, char **argv, Options *o) {
         int known = 0;
         for (int c = 0; c < 4; c++)
             if (!strcmp(argv[1], commands[c])) { o->command = commands[c]; known = 1; }
-        if (!strcmp(argv[1], "help")) { fputs(HELP_MAIN, stdout); exit(0); }
+        if (!strcmp(argv[1], "help")) { fputs(HELP_MAIN, stdout); ranks_exit_ok(); exit(0); }
         if (!known) die(EXIT_USAGE, "unknown command '%s' (expected train, eval, predict or summary; see --help)", argv[1]);
         i = 2;
     }
@@ -212,9 +215,11 @@ void parse_args(int argc, char **argv, Options *o) {
             if (i == 1) h = HELP_MAIN;
             fputs(h, stdout);
             if (h == HELP_TRAIN) fputs(HELP_TRAIN_RUN, stdout);
+            ranks_exit_ok();
             exit(0);
         } else if (SWITCH("--version")) {
             printf("cnnc trainer %s\n", CNNC_VERSION);
+            ranks_exit_ok();
             exit(0);
         } else if (VALUE("--dataset")) { o->dataset = canonical_dataset(val); o->set_dataset = 1; }
         else if (VALUE("--data-dir")) o->data_dir = val;

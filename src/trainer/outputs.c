@@ -4,7 +4,9 @@
 // ---------------------------------------------------------------- train
 // The signal that asked the run to stop (0: none). SIGINT (Ctrl-C), and
 // SIGTERM and SIGHUP, which timeout, Slurm, systemd, docker stop and a closed
-// terminal send: each saves a checkpoint and exits 128 + the signal.
+// terminal send, and SIGUSR1, which mpirun passes on to every rank (its own
+// SIGTERM kills the ranks a moment later): each saves a checkpoint and
+// exits 128 + the signal.
 volatile sig_atomic_t stop_signal;
 
 // Says at once that the signal was heard (the batch or evaluation under way
@@ -23,10 +25,11 @@ void catch_stop_signals(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
 }
 
 const char *signal_name(int sig) {
-    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
 }
 
 // ---------------------------------------------------------------- output paths
@@ -35,6 +38,7 @@ const char *signal_name(int sig) {
 // new file (the checkpoint is written beside its target and renamed), and an
 // existing target must be a writable regular file.
 void check_output_path(const char *flag, const char *path) {
+    if (rank_id() != 0) return;  // only rank 0 writes
     struct stat sb;
     if (!stat(path, &sb)) {
         if (S_ISDIR(sb.st_mode)) die(EXIT_USAGE, "%s %s: is a folder, not a file", flag, path);
@@ -103,6 +107,7 @@ void check_log_columns(const char *flag, const char *path, const char *header) {
 
 // Appends a row to a CSV log, with its header when the file is new.
 void append_log(const char *path, const char *header, const char *row) {
+    if (rank_id() != 0) return;  // rank 0 writes the job's files
     FILE *f = fopen(path, "a");
     if (!f) die(EXIT_RUNTIME, "%s: cannot open the log for appending: %s", path, strerror(errno));
     if (ftell(f) == 0) fputs(header, f);

@@ -45,6 +45,7 @@ typedef struct {
     long fault_step;  // CNNC_FAULT_NAN_AT_STEP: poison a weight after this step (divergence tests)
     char kept[512];   // what a divergence leaves behind, for its message
     char settings[4200];  // the run's settings as one CSV field, for its log
+    double xseconds, xbytes;  // exchange totals at the last epoch's end (data parallelism)
 } Run;
 
 // Settings, output paths and the checkpoints to read, before any work: a
@@ -115,6 +116,14 @@ static void run_build(Run *r) {
 
     o->image_h = r->train.h, o->image_w = r->train.w;  // kept in the checkpoint for --resume
     r->net = build_model(o, r->train.classes, r->train.c, r->train.h, r->train.w);
+    if (rank_count() > 1) {
+        if (o->batch < rank_count())
+            die(EXIT_USAGE, "--batch %d is smaller than the %d ranks: every rank needs a part of each batch "
+                "(--batch is the whole batch, split across the ranks)", o->batch, rank_count());
+        check(cnn_net_set_collective(r->net, ranks_collective()));
+        printf("data-parallel: %d ranks x %d thread%s, each computing its part of every batch of %d\n",
+               rank_count(), r->threads, plural(r->threads), o->batch);
+    }
     check(cnn_net_set_label_smoothing(r->net, o->label_smoothing));
     if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(r->net, o->seed, o->init);
     if (o->init_from) {
@@ -251,14 +260,32 @@ static void run_setup(Run *r) {
 
 // Loss and confusion matrix of a data set, with the weights' moving average
 // where the run keeps one, and flip test-time augmentation with --tta.
+// Ranks evaluate a share each; counts add exactly, losses in rank order.
 static void evaluate(Run *r, const CnnDataset *d, double *loss) {
-    cnn_net_swap_ema(r->net);
-    const CnnStatus st = cnn_evaluate_tta(r->net, d, r->mean, r->stdv, r->o->tta, loss, r->cm);
-    cnn_net_swap_ema(r->net);
+    const int N = rank_count(), K = d->classes;
+    CnnDataset part = *d;
+    const size_t a = d->n * (size_t)rank_id() / N, b = d->n * (size_t)(rank_id() + 1) / N;
+    part.images += a * cnn_dataset_image_size(d);
+    part.labels += a;
+    part.n = b - a;
+    CnnStatus st = CNN_OK;
+    *loss = 0.0;
+    memset(r->cm, 0, sizeof(int64_t) * K * K);
+    if (part.n) {
+        cnn_net_swap_ema(r->net);
+        st = cnn_evaluate_tta(r->net, &part, r->mean, r->stdv, r->o->tta, loss, r->cm);
+        cnn_net_swap_ema(r->net);
+    }
     check(st);
+    if (N > 1) {
+        *loss = ranks_sum_in_order(*loss * (double)part.n) / (double)d->n;
+        ranks_sum_counts(r->cm, K * K);
+    }
 }
 
+// Rank 0 writes the checkpoints: the others hold the same state.
 static void run_save(Run *r, const char *path, int epoch, long batch_in_epoch, const EpochTally *tally) {
+    if (rank_id() != 0) return;
     save_run(r->o, path, r->net, &r->opt, r->mean, r->stdv, r->train.c, r->names, epoch, batch_in_epoch,
              tally, &r->best);
 }
@@ -297,7 +324,11 @@ static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
     *e = (EpochRun){.tally = epoch == r->start_epoch ? r->resumed : (EpochTally){0}, .t0 = now(), .lr = r->opt.lr};
     double last_draw = 0.0;
     int n;
-    while ((n = cnn_batcher_next(&r->it, r->x, r->y)) > 0) {
+    while ((n = cnn_batcher_peek(&r->it)) > 0) {
+        // This rank's images of the batch (all of them for one rank).
+        int first, count;
+        cnn_net_batch_part(r->net, n, &first, &count);
+        cnn_batcher_next_part(&r->it, first, count, r->x, r->y);
         const long step = (long)epoch * r->steps_per_epoch + b;
         e->lr = cnn_schedule_lr(&r->sched, step, r->steps_per_epoch);
         int correct;
@@ -330,13 +361,18 @@ static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
                    100.0 * e->tally.hits / e->tally.seen, rate, (double)(r->train.n - (size_t)done) / rate);
             fflush(stdout);
         }
+        if (rank_count() > 1) stop_signal = ranks_stop_signal(stop_signal);  // every rank stops at this step
         if (stop_signal) {
             if (r->tty) printf("\n");
             fflush(stdout);
             run_save(r, o->checkpoint, epoch, b, &e->tally);
-            fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
-                    "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
-                    stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint, o->checkpoint);
+            if (rank_id() == 0)
+                fprintf(stderr, "trainer: %s%s at epoch %d, batch %ld; checkpoint written to %s; "
+                        "continue with: trainer --resume %s\n", stop_signal == SIGINT ? "interrupted" : "stopped by ",
+                        stop_signal == SIGINT ? "" : signal_name(stop_signal), epoch + 1, b, o->checkpoint,
+                        o->checkpoint);
+            ranks_barrier();  // no rank exits (which ends the job) before rank 0 has saved
+            ranks_exit_ok();
             exit(128 + stop_signal);
         }
     }
@@ -365,6 +401,16 @@ static int run_epoch_end(Run *r, int epoch, const EpochRun *e) {
     printf("epoch %d/%d  train loss %.4f acc %.2f%%  %s loss %.4f acc %.2f%%  P %.4f R %.4f F1 %.4f  %.1f s (eval %.1f s)  "
            "%.0f img/s\n", epoch + 1, o->epochs, train_loss, 100 * train_acc, r->eval_name, eval_loss, 100 * met->accuracy,
            met->macro_precision, met->macro_recall, met->macro_f1, epoch_s, eval_s, img_s);
+    if (rank_count() > 1) {
+        double xs, xb;
+        cnn_net_exchange_stats(r->net, &xs, &xb);
+        const long steps = (e->seen_here + o->batch - 1) / o->batch;
+        // Time in exchanges includes waiting for the slowest rank.
+        printf("  exchange (rank 0): %.2f s of %.2f s of steps (%.0f%%), %.2f MB sent a step\n", xs - r->xseconds,
+               e->t_step, e->t_step > 0 ? 100 * (xs - r->xseconds) / e->t_step : 0.0,
+               steps > 0 ? (xb - r->xbytes) / steps / 1e6 : 0.0);
+        r->xseconds = xs, r->xbytes = xb;
+    }
     fflush(stdout);
     if (o->log_path) {
         char row[5000], lr_s[32];

@@ -1,7 +1,8 @@
 // trainer: the command-line program (train, eval, predict, summary), in
 // files by job. The only place in cnnc that calls exit(): 0 success,
 // 1 runtime failure (I/O, bad file, diverged training), 2 usage error,
-// 128 + the signal when stopped by SIGINT (130), SIGTERM (143) or SIGHUP (129).
+// 128 + the signal when stopped by SIGINT (130), SIGTERM (143), SIGHUP (129)
+// or SIGUSR1 (138).
 #ifndef CNNC_TRAINER_H
 #define CNNC_TRAINER_H
 
@@ -129,6 +130,24 @@ void new_run_id(char *buf, size_t n);
 void csv_field(const char *s, char *buf, size_t n);
 void check_log_columns(const char *flag, const char *path, const char *header);
 void append_log(const char *path, const char *header, const char *row);
+
+// ---------------------------------------------------------------- ranks.c
+// A data-parallel job's ranks (mpirun -np N trainer ...): one rank without
+// MPI or a launcher. Only rank 0 prints (the others' stdout goes to
+// /dev/null) and writes files.
+void ranks_init(int *argc, char ***argv);
+void ranks_finish(void);       // at exit: MPI_Finalize after ranks_exit_ok, else MPI_Abort
+void ranks_exit_ok(void);      // the exit under way is one that every rank takes
+void ranks_abort(int code);    // a failure on any rank ends the whole job (MPI_Abort)
+int rank_id(void);
+int rank_count(void);
+int ranks_local_count(void);   // ranks on this machine, from the launcher (1 if unknown)
+CnnCollective *ranks_collective(void);  // NULL for one rank
+void ranks_check_args(int argc, char **argv);  // every rank got the same arguments, else exit 2
+int ranks_stop_signal(int sig);         // the stop signal any rank caught (0: none)
+void ranks_barrier(void);
+void ranks_sum_counts(int64_t *v, int n);  // exact sums over the ranks
+double ranks_sum_in_order(double x);    // x summed over the ranks in rank order
 
 // ---------------------------------------------------------------- the commands
 int cmd_train(Options *o);    // train_run.c
