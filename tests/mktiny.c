@@ -1,13 +1,15 @@
-// mktiny DIR: writes a tiny learnable MNIST-style data set (raw IDX files,
-// 1x12x12, 10 classes: a bright bar whose position encodes the class) and
-// two images of class 3 (digit3.png, digit3.pgm) for the trainer's tests.
+// mktiny DIR [SIZE]: writes a tiny learnable MNIST-style data set (raw IDX
+// files, 1xSIZExSIZE, 12 by default (28 at most), 10 classes: a bright bar
+// whose position encodes the class) and two images of class 3 (digit3.png,
+// digit3.pgm) for the trainer's tests.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <stb_image_write.h>
 
-#define S 12
+#define S_MAX 28
+static int S = 12;
 
 static unsigned rng = 12345;
 static unsigned next(void) { return rng = rng * 1103515245u + 12345u; }
@@ -32,27 +34,28 @@ static int write_set(const char *dir, const char *prefix, int n) {
     if (!fi || !fl) return 1;
     be32(fi, 0x803); be32(fi, (unsigned)n); be32(fi, S); be32(fi, S);
     be32(fl, 0x801); be32(fl, (unsigned)n);
-    unsigned char img[S * S];
+    unsigned char img[S_MAX * S_MAX];
     for (int i = 0; i < n; i++) {
         unsigned char k = (unsigned char)(i % 10);
         draw(img, k);
-        fwrite(img, 1, sizeof img, fi);
+        fwrite(img, 1, (size_t)S * S, fi);
         fwrite(&k, 1, 1, fl);
     }
     return fclose(fi) | fclose(fl);
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: mktiny DIR\n");
+    if (argc < 2 || argc > 3 || (argc == 3 && (atoi(argv[2]) < 12 || atoi(argv[2]) > S_MAX))) {
+        fprintf(stderr, "usage: mktiny DIR [SIZE, 12..%d]\n", S_MAX);
         return 2;
     }
+    if (argc == 3) S = atoi(argv[2]);
     const char *dir = argv[1];
     if (write_set(dir, "train", 400) || write_set(dir, "t10k", 100)) {
         perror(dir);
         return 1;
     }
-    unsigned char img[S * S];
+    unsigned char img[S_MAX * S_MAX];
     draw(img, 3);
     char p[1024];
     snprintf(p, sizeof p, "%s/digit3.png", dir);

@@ -280,13 +280,20 @@ START_TEST(test_conv_winograd_auto_rule) {
     const Conv2d ragged = {.C = 32, .H = 15, .W = 15, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 0, .OH = 13, .OW = 13};
     const Conv2d odd = {.C = 12, .H = 8, .W = 8, .OC = 16, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 8, .OW = 8};
     const Conv2d strided = {.C = 64, .H = 8, .W = 8, .OC = 64, .KH = 3, .KW = 3, .S = 2, .P = 1, .OH = 4, .OW = 4};
+    // airbench94's planes: 15x15 of 16x16 computed (88%), and 3x3 of 4x4 (56%) with 256 channels.
+    const Conv2d mostly = {.C = 64, .H = 15, .W = 15, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 15, .OW = 15};
+    const Conv2d wide = {.C = 256, .H = 3, .W = 3, .OC = 256, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 3, .OW = 3};
+    const Conv2d narrow = {.C = 32, .H = 3, .W = 3, .OC = 32, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 3, .OW = 3};
     ck_assert(!conv2d_winograd_possible(&odd) && !conv2d_winograd_possible(&strided));
     if (!kernels()->wino_input) return;  // nothing to choose between
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
     ck_assert(conv2d_winograd_applies(&big) && conv2d_winograd_applies(&deep) && conv2d_winograd_applies(&ragged));
     ck_assert(conv2d_winograd_weight_grad_applies(&big));
     ck_assert(conv2d_winograd_weight_grad_applies(&deep));     // 16 tiles an image
-    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged));  // partial tiles
+    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged));  // a third of the tiles' outputs wasted, 32 channels
+    ck_assert(conv2d_winograd_weight_grad_applies(&mostly));    // 88% used
+    ck_assert(conv2d_winograd_weight_grad_applies(&wide));      // 56% used, 256 channels
+    ck_assert(!conv2d_winograd_weight_grad_applies(&narrow));   // 56% used, 32 channels
     ck_assert_int_eq(cnn_conv_select("winograd"), CNN_OK);
     ck_assert(conv2d_winograd_weight_grad_applies(&deep) && conv2d_winograd_weight_grad_applies(&ragged));
     ck_assert_int_eq(cnn_conv_select("direct"), CNN_OK);

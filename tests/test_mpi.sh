@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training under mpirun, on a tiny generated data set.
 # usage: test_mpi.sh CASE TRAINER MKTINY MPIRUN
-#   same:     1 process against -np 2 and -np 4 (1 thread each): byte-identical checkpoints
+#   same:     1 process against -np 2 and -np 4 (1 thread each), tfcnn and a net with batch norm
+#             and dropout: byte-identical checkpoints
 #   resume:   a 2-rank run's checkpoint resumed with 1 and with 4 ranks, identical to the uninterrupted run;
 #             SIGUSR1 to mpirun stops every rank at the same step with a checkpoint that resumes exactly
 #   failures: a rank killed with SIGKILL, or a failure on rank 0 alone, ends the job within 10 s (a
@@ -17,7 +18,7 @@ cd "$work" || exit 1
 export OMP_NUM_THREADS=1
 # CI runs as root, which mpirun refuses unless told.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-PLAIN="conv(8,3,pad=1) relu maxpool(2) conv(8,3,pad=1) relu maxpool(2) flatten dense(10)"
+PLAIN="conv(8,3,pad=1) relu maxpool(2) conv(8,3,pad=1) relu maxpool(2) flatten dense(10)"  # for the 12x12 images
 # Batch norm and dropout (statistics of the whole batch, masks by the image's index in it).
 BN="conv(8,3,pad=1) bn relu maxpool(2) conv(8,3,pad=1,bias=0) bn relu dropout(0.3) maxpool(2) flatten dense(10)"
 fail() { echo "FAIL: $*"; exit 1; }
@@ -27,10 +28,15 @@ quiet() { "$@" >out.txt 2>&1 || fail "'$*' exited $?: $(cat out.txt)"; }
 
 case $case_name in
 same)
-    for model in "$PLAIN" "$BN"; do
-        quiet train --model "$model" --epochs 2 --checkpoint one.safetensors
+    # tfcnn needs 28x28 images: a second tiny set at that size.
+    mkdir -p data28/mnist
+    "$mktiny" data28/mnist 28 || fail "mktiny 28 failed"
+    for model in tfcnn "$BN"; do
+        dir=data
+        [ "$model" = tfcnn ] && dir=data28
+        quiet train --model "$model" --epochs 2 --checkpoint one.safetensors --data-dir "$dir"
         for n in 2 4; do
-            quiet ranks "$n" --model "$model" --epochs 2 --checkpoint "np$n.safetensors"
+            quiet ranks "$n" --model "$model" --epochs 2 --checkpoint "np$n.safetensors" --data-dir "$dir"
             grep -q "data-parallel: $n ranks x 1 thread" out.txt || fail "no data-parallel banner: $(cat out.txt)"
             cmp one.safetensors "np$n.safetensors" || fail "$model: $n ranks differ from one process"
             echo "ok: $model: -np $n gives one process's bytes"

@@ -489,6 +489,16 @@ failures)
     sed 's/"gamma":"0.1"/"gamma":"7.0"/' good.safetensors >badgamma.safetensors  # same length
     expect 1 "badgamma.safetensors: checkpoint metadata 'gamma' is '7.0', not a number in \[0, 1\]" \
         "$trainer" --resume badgamma.safetensors --data-dir data
+    # The recipe's keys, each out of its range (same lengths: the header's size stays).
+    for kv in 'ema:2:not a number in \[0, 0.99999\]' 'lookahead:x:not a whole number in 0..1000000' \
+        'lr_start:5:not a number in \[0, 1\]' 'lr_end:-:not a number in \[0, 1\]' 'reflect_pad:7:not a whole number in 0..1'; do
+        key=${kv%%:*} rest=${kv#*:}
+        val=${rest%%:*} why=${rest#*:}
+        grep -aq "\"$key\":\"0\"" good.safetensors || fail "good.safetensors has no $key of 0"
+        sed "s/\"$key\":\"0\"/\"$key\":\"$val\"/" good.safetensors >badkey.safetensors
+        expect 1 "badkey.safetensors: checkpoint metadata '$key' is '$val', $why" \
+            "$trainer" --resume badkey.safetensors --data-dir data
+    done
     sed 's/"batch":"32"/"batch":"0x"/' good.safetensors >badmeta.safetensors
     expect 1 "badmeta.safetensors: checkpoint metadata 'batch' is '0x', not a whole number" \
         "$trainer" --resume badmeta.safetensors --data-dir data

@@ -253,18 +253,23 @@ int conv2d_winograd_auto(const Conv2d *l) {
 }
 
 // Its weight gradient folds each position's sums into the nine taps. auto
-// takes it for planes of whole tiles, --conv winograd always. Measured
-// against direct convolution (tools/PERF.md, AMD EPYC Zen 3): 1.2-2x on
-// vgg8bn's 64-channel layers, 1.3-1.7x on its 128 and 256-channel ones with
-// a core free (vgg8bn trained 1.07-1.12x faster with it), and 0.7-0.9x on
-// tfcnn's 32 -> 64 channels at 13x13, where a third of the tiles' outputs
-// fall past the plane. A 5-epoch vgg8bn run with every weight gradient on
-// Winograd ended at 80.65% against direct convolution's 80.84% (README).
+// takes it where at least 3/4 of the tiles' outputs fall inside the plane,
+// or where 64 or more input channels pay for the transforms whatever the
+// waste; --conv winograd always. Measured against direct convolution
+// (tools/PERF.md, AMD EPYC Zen 3): 1.2-2x on vgg8bn's 64-channel layers,
+// 1.3-1.7x on its 128 and 256-channel ones with a core free (vgg8bn trained
+// 1.07-1.12x faster with it); on airbench94's 31x31, 15x15 and 7x7 planes
+// (94%, 88% and 77% of the tiles used) 1.4-2.1x, and on its 256-channel 3x3
+// plane (56%) 1.2x; 0.7-1.2x (no gain in whole-model runs) on tfcnn's 32 ->
+// 64 channels at 13x13 (66%). A 5-epoch vgg8bn run with every weight
+// gradient on Winograd ended at 80.65% against direct convolution's 80.84%
+// (README).
 int conv2d_winograd_weight_grad_applies(const Conv2d *l) {
     if (!conv2d_winograd_applies(l)) return 0;
     if (conv_algo() == CONV_WINOGRAD) return 1;
     const int m = transform()->m;
-    return l->OH % m == 0 && l->OW % m == 0;
+    const long used = (long)l->OH * l->OW, computed = (long)tiles(l->OH, m) * tiles(l->OW, m) * m * m;
+    return 4 * used >= 3 * computed || l->C >= 64;
 }
 
 // The images of a chunk (at most `most`) that the backward pass takes
