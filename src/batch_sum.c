@@ -103,12 +103,9 @@ static void exchange_sum(Workspace *ws, void *v, size_t n, size_t elem) {
 
 static int exchanging(const Workspace *ws) { return ws->coll && ws->split.active && ws->coll->ranks > 1; }
 
-void batch_sum(Workspace *ws, float *dst, float *partial, size_t stride, int nchunks, size_t n, int add) {
+void batch_sum(Workspace *ws, float *partial, size_t stride, int nchunks, size_t n) {
     chunk_tree_sum(partial, stride, nchunks, n);
     if (exchanging(ws)) exchange_sum(ws, partial, n, sizeof(float));
-    if (!dst) return;
-#pragma omp parallel for schedule(static) if (n >= CNN_PAR_MIN_WORK)
-    for (size_t j = 0; j < n; j++) dst[j] = add ? dst[j] + partial[j] : partial[j];
 }
 
 void batch_sum_f64(Workspace *ws, double *partial, size_t stride, int nchunks, size_t n) {

@@ -77,17 +77,18 @@ static inline int ws_chunk_begin(const Workspace *ws, int B, int c) {
     const BatchSplit *s = &ws->split;
     return chunk_begin(s->B, s->C, s->c0 + c) - s->i0;
 }
+// The whole batch's images (B: the images here).
+static inline int ws_batch(const Workspace *ws, int B) { return ws->split.active ? ws->split.B : B; }
 static inline int ws_chunk_images_max(const Workspace *ws, int B) {
-    const int all = ws->split.active ? ws->split.B : B;
+    const int all = ws_batch(ws, B);
     return (all + batch_chunks(all) - 1) / batch_chunks(all);
 }
 
 // Sums over the batch (batch_sum.c). partial holds one row of n values per
 // chunk here (stride apart); they are summed over the fixed tree of the
 // batch's chunks (cnn_net_set_collective), the other ranks' subtrees
-// included, into partial's first row. batch_sum then writes it to dst
-// (add: dst += it); dst may be NULL.
-void batch_sum(Workspace *ws, float *dst, float *partial, size_t stride, int nchunks, size_t n, int add);
+// included, into partial's first row.
+void batch_sum(Workspace *ws, float *partial, size_t stride, int nchunks, size_t n);
 void batch_sum_f64(Workspace *ws, double *partial, size_t stride, int nchunks, size_t n);
 // The tree over chunks [0, nchunks) alone, into the first row.
 void chunk_tree_sum(float *partial, size_t stride, int nchunks, size_t n);

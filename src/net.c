@@ -431,7 +431,7 @@ const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training) {
 float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct) {
     const Layer *last = &net->layers[net->L - 1];
     Workspace *ws = &net->ws;
-    const int K = last->OC, n = split_images(&ws->split, B), all = ws->split.active ? ws->split.B : B;
+    const int K = last->OC, n = split_images(&ws->split, B);  // B: the whole batch, n of its images here
     const int nchunks = ws_chunks(ws, n);
     const size_t ds = ws->partial_size / 2;
     double *P = (double *)ws->partial;
@@ -439,12 +439,12 @@ float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct) {
         const int i0 = ws_chunk_begin(ws, n, k), rows = ws_chunk_begin(ws, n, k + 1) - i0;
         int hits = 0;
         P[k * ds] = softmax_xent_sum(last->out + (size_t)i0 * K, labels + i0, net->dlogits + (size_t)i0 * K, rows, K,
-                                     net->label_smoothing, all, &hits);
+                                     net->label_smoothing, B, &hits);
         P[k * ds + 1] = hits;
     }
     batch_sum_f64(ws, P, ds, nchunks, 2);
     if (correct) *correct = (int)P[1];
-    return (float)(P[0] / all);
+    return (float)(P[0] / B);
 }
 
 CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps) {

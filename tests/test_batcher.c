@@ -331,6 +331,40 @@ START_TEST(test_partial_last_batch) {
 }
 END_TEST
 
+// A data-parallel rank's part of each batch: exactly those images of the
+// whole batch (augmented as in it), the position moved past the whole
+// batch; a range outside the batch is refused and moves nothing.
+START_TEST(test_next_part) {
+    CnnDataset d;
+    gen_dataset(&d, 10, 3, 4, 5);
+    CnnBatcherConfig cfg = {.batch = 4, .shuffle = 1, .seed = 9, .aug = {.crop_pad = 1, .hflip = 1}};
+    CnnBatcher whole, part;
+    ck_assert_int_eq(cnn_batcher_init(&whole, &d, &cfg), CNN_OK);
+    ck_assert_int_eq(cnn_batcher_init(&part, &d, &cfg), CNN_OK);
+    const size_t is = cnn_dataset_image_size(&d);
+    float xw[4 * 60], xp[4 * 60];
+    uint8_t lw[4], lp[4];
+    cnn_batcher_epoch(&whole, 1);
+    cnn_batcher_epoch(&part, 1);
+    static const int first[] = {1, 0, 1}, count[] = {2, 4, 1};  // batches of 4, 4 and 2
+    for (int k = 0; k < 3; k++) {
+        ck_assert_int_eq(cnn_batcher_peek(&part), k < 2 ? 4 : 2);
+        const int B = cnn_batcher_next(&whole, xw, lw);
+        ck_assert_int_eq(cnn_batcher_next_part(&part, B + 1, 0, xp, lp), -1);  // past the batch
+        ck_assert_int_eq(cnn_batcher_next_part(&part, 1, B, xp, lp), -1);  // runs past its end
+        ck_assert_int_eq(cnn_batcher_next_part(&part, -1, 1, xp, lp), -1);
+        ck_assert_int_eq(cnn_batcher_next_part(&part, first[k], count[k], xp, lp), B);
+        ck_assert_mem_eq(xp, xw + (size_t)first[k] * is, sizeof(float) * is * (size_t)count[k]);
+        ck_assert_mem_eq(lp, lw + first[k], (size_t)count[k]);
+    }
+    ck_assert_int_eq(cnn_batcher_peek(&part), 0);
+    ck_assert_int_eq(cnn_batcher_next_part(&part, 0, 0, xp, lp), 0);
+    cnn_batcher_free(&whole);
+    cnn_batcher_free(&part);
+    cnn_dataset_free(&d);
+}
+END_TEST
+
 START_TEST(test_init_errors) {
     CnnDataset d, empty = {0};
     gen_dataset(&d, 10, 3, 4, 5);
@@ -377,6 +411,7 @@ Suite *batcher_suite(void) {
     tcase_add_test(tb, test_augment_seed);
     tcase_add_test(tb, test_normalised_with_stats);
     tcase_add_test(tb, test_partial_last_batch);
+    tcase_add_test(tb, test_next_part);
     tcase_add_test(tb, test_init_errors);
     suite_add_tcase(s, tb);
     return s;

@@ -56,7 +56,7 @@ void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, Work
         CNN_ASSERT(batchnorm_partial_size(C) <= ws->partial_size);
         P = chunk_rows(ws, &ds);
         const int nchunks = ws_chunks(ws, B);
-        n = (double)(ws->split.active ? ws->split.B : B) * HW;
+        n = (double)ws_batch(ws, B) * HW;
 #pragma omp parallel for schedule(static) if (par)
         for (int c = 0; c < C; c++)
             for (int k = 0; k < nchunks; k++)
@@ -126,7 +126,7 @@ void batchnorm_backward(const BatchNorm *l, const float *x, const float *dy, flo
         }
     }
     batch_sum_f64(ws, P, ds, nchunks, 2 * (size_t)C);
-    const double n = (double)(ws->split.active ? ws->split.B : B) * HW;
+    const double n = (double)ws_batch(ws, B) * HW;
 #pragma omp parallel for schedule(static) if (par)
     for (int c = 0; c < C; c++) {
         const double sdy = P[c], sdyx = P[C + c];

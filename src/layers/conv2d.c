@@ -151,7 +151,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
             }
         }
     }
-    batch_sum(ws, NULL, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)l->OC : 0), 0);
+    batch_sum(ws, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)l->OC : 0));
     add_floats(l->dw, ws->partial, nw);
     if (l->has_bias) add_floats(l->db, ws->partial + nw, (size_t)l->OC);
 }

@@ -276,7 +276,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
         }
     }
     // Chunks summed while still blocked, then added into dw once.
-    batch_sum(ws, NULL, ws->partial, stride, nchunks, nwb + (l->has_bias ? (size_t)l->OC : 0), 0);
+    batch_sum(ws, ws->partial, stride, nchunks, nwb + (l->has_bias ? (size_t)l->OC : 0));
     blocked_weights(l, l->dw, ws->partial, 1);
     if (l->has_bias) add_floats(l->db, ws->partial + nwb, (size_t)l->OC);
 }

@@ -27,7 +27,7 @@ void dense_forward(const Dense *l, const float *x, float *y, int B, const Worksp
     }
 }
 
-// The partial row of one chunk: dW (OUT, IN) then db (OUT).
+// The row the chunks' tree sums into (then exchanged between ranks): dW (OUT, IN), then db (OUT).
 size_t dense_partial_size(const Dense *l) { return (size_t)l->OUT * l->IN + (size_t)l->OUT; }
 
 void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
@@ -70,7 +70,7 @@ void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, 
         }
     }
     // The chunks' tree is done: only the ranks' part is left.
-    batch_sum(ws, NULL, sum, stride, nchunks > 0 ? 1 : 0, nw + (l->has_bias ? (size_t)l->OUT : 0), 0);
+    batch_sum(ws, sum, stride, nchunks > 0 ? 1 : 0, nw + (l->has_bias ? (size_t)l->OUT : 0));
     add_floats(l->dw, sum, nw);
     if (l->has_bias) add_floats(l->db, sum + nw, (size_t)l->OUT);
 }
