@@ -118,6 +118,7 @@ void col2im(const float *col, int C, int H, int W, int KH, int KW, int S, int P,
 // ---------------------------------------------------------------- layers
 typedef struct {
     int C, H, W, OC, KH, KW, S, P, OH, OW, has_bias;
+    int relu;        // the forward pass applies the ReLU after the layer (net.c's fusions)
     float *w, *b;    // w (OC, C*KH*KW), b (OC) or NULL
     float *dw, *db;  // gradients, same shapes
 } Conv2d;
@@ -178,11 +179,14 @@ int conv2d_winograd_tile(void);
 
 typedef struct {
     int C, H, W, K, S, OH, OW;
+    int relu_grad;    // max pooling: the backward pass also does the ReLU's before it (net.c's fusions)
     int32_t *argmax;  // (B,C,OH,OW) index into the H*W plane, for max pooling
 } Pool2d;
 
 void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B);
-void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B);
+// With l->relu_grad, y (the forward output) masks the gradient as the
+// ReLU before the pool would: only where y > 0 (or NaN) does it pass.
+void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B);
 void avgpool_forward(const Pool2d *l, const float *x, float *y, int B);
 void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B);
 // Global average pooling: x (B,C,H,W) -> y (B,C).
@@ -190,6 +194,8 @@ void gap_forward(const float *x, float *y, int B, int C, int HW);
 void gap_backward(const float *dy, float *dx, int B, int C, int HW);
 
 void relu_forward(const float *x, float *y, size_t n);
+// y = relu(y), for a layer whose output the ReLU after it is fused into.
+void relu_in_place(float *y, size_t n);
 // dx = dy where y > 0 (y is the forward output); dx may alias dy.
 void relu_backward(const float *y, const float *dy, float *dx, size_t n);
 // GELU (erf form) and its gradient dy * GELU'(x).
@@ -198,6 +204,7 @@ void gelu_backward(const float *x, const float *dy, float *dx, size_t n);
 
 typedef struct {
     int C, HW;
+    int relu;  // the forward pass applies the ReLU after the layer (net.c's fusions)
     float eps, momentum;
     float *gamma, *beta, *dgamma, *dbeta;  // (C) each
     float *running_mean, *running_var;     // (C) each
@@ -218,6 +225,7 @@ void dropout_backward(const float *mask, const float *dy, float *dx, size_t n);
 
 typedef struct {
     int IN, OUT, has_bias;
+    int relu;                // the forward pass applies the ReLU after the layer (net.c's fusions)
     float *w, *b, *dw, *db;  // w (OUT, IN), b (OUT)
 } Dense;
 

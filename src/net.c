@@ -196,6 +196,36 @@ static int plan_backward(CnnNet *net) {
     return n_buf;
 }
 
+// ---------------------------------------------------------------- fusions
+static int relu_fusion = 1;
+
+void net_set_relu_fusion(int on) { relu_fusion = on; }
+
+// A relu layer whose input only it reads, from a layer that can apply it
+// (LAYER_RELU_OUT: conv, dense, batch norm), is done in that layer's
+// forward, on each image's output while it is still in cache; a max pool
+// that alone reads a relu layer's output does the relu's backward in its
+// own (the pool's gradient is 0 but at each window's argmax, where the
+// relu's mask is the pool's output > 0). The same numbers, bit for bit,
+// without the relu's passes over memory or its activations.
+static void plan_relu_fusions(Layer *layers, int L) {
+    int readers[CNN_MAX_LAYERS] = {0};
+    for (int i = 0; i < L; i++)
+        for (int s = 0; s < 2; s++)
+            if (layers[i].spec.in[s] >= 0) readers[layers[i].spec.in[s]]++;
+    for (int i = 0; i < L && relu_fusion; i++) {
+        Layer *l = &layers[i];
+        const int t = l->spec.in[0];
+        if (t < 0 || readers[t] != 1) continue;
+        if (l->spec.ops == &relu_layer && (layers[t].spec.ops->flags & LAYER_RELU_OUT))
+            layers[t].relu_out = l->relu_fused = 1;
+        if (l->spec.ops == &maxpool_layer && layers[t].spec.ops == &relu_layer)
+            l->relu_grad = layers[t].relu_grad_done = 1;
+    }
+}
+
+static int is_view(const Layer *l) { return (l->spec.ops->flags & LAYER_VIEW) || l->relu_fused; }
+
 // ---------------------------------------------------------------- build
 static size_t physical_memory(void) {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
@@ -227,9 +257,10 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     // Shapes, arena offsets, buffer sizes; all in size_t with overflow checks.
     size_t act_total = 0, gmax = 0, extra = 0;
     Workspace need = {0};  // largest scratch of any layer
+    for (int i = 0; i < L; i++) net->layers[i].spec = specs[i];
+    plan_relu_fusions(net->layers, L);
     for (int i = 0; i < L; i++) {
         Layer *l = &net->layers[i];
-        l->spec = specs[i];
         tensor_shape(net, l->spec.in[0], &l->C, &l->H, &l->W);
         if (l->spec.in[1] != LAYER_NO_INPUT) tensor_shape(net, l->spec.in[1], &l->C2, &l->H2, &l->W2);
         if ((st = layer_shape(l, i))) goto fail;
@@ -243,7 +274,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         net->n_buffers += l->n_buf;
         net->flops += layer_flops(l);
         const LayerOps *ops = l->spec.ops;
-        if (!(ops->flags & LAYER_VIEW)) act_total += (size_t)max_batch * l->out_size;
+        if (!is_view(l)) act_total += (size_t)max_batch * l->out_size;
         if (ops->aux_floats) extra += ops->aux_floats(l, max_batch);
         if ((size_t)max_batch * l->out_size > gmax) gmax = (size_t)max_batch * l->out_size;
         if (ops->scratch) ops->scratch(l, max_batch, &need);
@@ -297,8 +328,8 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     for (int i = 0; i < L && ok; i++) {
         Layer *l = &net->layers[i];
         const LayerOps *ops = l->spec.ops;
-        if (!(ops->flags & LAYER_VIEW))
-            ok &= (l->out = cnn_alloc_floats((size_t)max_batch * l->out_size)) != NULL;
+        if (l->relu_fused) l->out = net->layers[l->spec.in[0]].out;  // allocated: inputs come first
+        else if (!is_view(l)) ok &= (l->out = cnn_alloc_floats((size_t)max_batch * l->out_size)) != NULL;
         if (ops->aux_floats) ok &= (l->aux = cnn_alloc_floats(ops->aux_floats(l, max_batch))) != NULL;
         if (ok && ops->wire)
             ops->wire(l, net->params + l->p_off, net->grads + l->p_off, net->buffers + l->buf_off);
@@ -345,7 +376,7 @@ void cnn_net_free(CnnNet *net) {
     if (!net) return;
     for (int i = 0; i < net->L; i++) {
         Layer *l = &net->layers[i];
-        if (l->spec.ops && !(l->spec.ops->flags & LAYER_VIEW)) free(l->out);
+        if (l->spec.ops && !is_view(l)) free(l->out);
         free(l->aux);
     }
     free(net->params); free(net->grads); free(net->m); free(net->v); free(net->buffers); free(net->decay); cnn_free(net->lr_scale);

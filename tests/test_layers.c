@@ -341,7 +341,7 @@ START_TEST(test_pool) {
             pool_objective(&c);
             ck_assert(rel_err(y, c.y, ny, 1e-6) < FWD_TOL);
             if (avg) avgpool_backward(&l, dy, dx, B);
-            else maxpool_backward(&l, dy, am, dx, B);
+            else maxpool_backward(&l, y, dy, am, dx, B);
             check_grad(avg ? "avgpool dx" : "maxpool dx", dx, pool_objective, &c, c.x, nx);
             cnn_free(x); cnn_free(dx); cnn_free(y); cnn_free(dy); free(am);
             free(c.x); free(c.r); free(c.y);
@@ -356,9 +356,45 @@ START_TEST(test_maxpool_ties_go_to_first) {
     maxpool_forward(&l, x, y, am, 1);
     ck_assert_int_eq(am[0], 0);  // four equal values: the first wins
     ck_assert_int_eq(am[1], 2);
-    maxpool_backward(&l, dy, am, dx, 1);
+    maxpool_backward(&l, y, dy, am, dx, 1);
     const float want[8] = {1, 0, 2, 0, 0, 0, 0, 0};
     for (int i = 0; i < 8; i++) ck_assert_float_eq(dx[i], want[i]);
+}
+END_TEST
+
+// A max pool that does the backward of the ReLU before it (relu_grad, as
+// net.c fuses them) gives the bits of the two backward passes in turn:
+// 2x2 windows (their own path) and overlapping 3x3 ones; inputs with
+// negatives, exact zeros after the ReLU, a NaN; gradients with -0 and NaN.
+START_TEST(test_maxpool_relu_grad) {
+    static const int cases[][6] = {{2, 3, 8, 8, 2, 2}, {2, 2, 7, 9, 2, 2}, {3, 2, 7, 7, 3, 2}, {1, 2, 6, 5, 3, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        CnnRng r;
+        cnn_rng_seed(&r, 700 + t);
+        Pool2d l = {.C = cases[t][1], .H = cases[t][2], .W = cases[t][3], .K = cases[t][4], .S = cases[t][5]};
+        const int B = cases[t][0];
+        l.OH = (l.H - l.K) / l.S + 1;
+        l.OW = (l.W - l.K) / l.S + 1;
+        const size_t nx = (size_t)B * l.C * l.H * l.W, ny = (size_t)B * l.C * l.OH * l.OW;
+        float *x = cnn_alloc_floats(nx), *dx = cnn_alloc_floats(nx), *dx2 = cnn_alloc_floats(nx);
+        float *y = cnn_alloc_floats(ny), *dy = cnn_alloc_floats(ny);
+        int32_t *am = malloc(ny * sizeof *am);
+        fill_uniform(x, nx, -1, 1, &r);
+        for (size_t i = 0; i < nx; i += 7) x[i] = -x[i] * x[i];  // more windows all <= 0
+        x[3] = NAN;
+        fill_uniform(dy, ny, -1, 1, &r);
+        dy[0] = -0.0f;
+        dy[ny / 2] = NAN;
+        relu_forward(x, x, nx);
+        maxpool_forward(&l, x, y, am, B);
+        maxpool_backward(&l, y, dy, am, dx, B);  // relu_grad 0: y is not read
+        relu_backward(x, dx, dx, nx);
+        l.relu_grad = 1;
+        for (size_t i = 0; i < nx; i++) dx2[i] = 12345.0f;  // every element must be written
+        maxpool_backward(&l, y, dy, am, dx2, B);
+        ck_assert_msg(!memcmp(dx, dx2, nx * sizeof *dx), "case %zu: fused gradient differs", t);
+        cnn_free(x); cnn_free(dx); cnn_free(dx2); cnn_free(y); cnn_free(dy); free(am);
+    }
 }
 END_TEST
 
@@ -820,6 +856,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, test_conv_large_vs_twins);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_maxpool_ties_go_to_first);
+    tcase_add_test(tc, test_maxpool_relu_grad);
     tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_gelu);

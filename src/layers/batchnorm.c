@@ -91,6 +91,7 @@ void batchnorm_forward(const BatchNorm *l, const float *x, float *y, int B, Work
             const float *p = x + ((size_t)b * C + c) * HW;
             float *q = y + ((size_t)b * C + c) * HW;
             for (int i = 0; i < HW; i++) q[i] = p[i] * scale + shift;
+            if (l->relu) relu_in_place(q, (size_t)HW);
         }
     }
 }
@@ -183,7 +184,7 @@ static size_t bn_aux_floats(const Layer *l, int max_batch) {
 }
 
 static void bn_wire(Layer *l, float *w, float *dw, float *buffers) {
-    l->bn = (BatchNorm){.C = l->C, .HW = l->H * l->W, .eps = l->spec.eps,
+    l->bn = (BatchNorm){.C = l->C, .HW = l->H * l->W, .relu = l->relu_out, .eps = l->spec.eps,
                         .momentum = l->spec.momentum, .gamma = w, .beta = w + l->C,
                         .dgamma = dw, .dbeta = dw + l->C, .running_mean = buffers,
                         .running_var = buffers + l->C, .save_mean = l->aux,
@@ -222,7 +223,7 @@ static void bn_backward_row(Layer *l, const float *x, const float *dy, float *dx
 }
 
 const LayerOps batchnorm_layer = {
-    .flags = LAYER_NO_DECAY,
+    .flags = LAYER_NO_DECAY | LAYER_RELU_OUT,
     .name = "batchnorm",
     .aliases = {"bn"},
     .defaults = bn_defaults,

@@ -101,6 +101,7 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
                 src = col;
             }
             output_gemm(l, K, N, src, yi);
+            if (l->relu) relu_in_place(yi, out_size);
         }
     }
 }
@@ -228,7 +229,8 @@ static void conv_format(const LayerSpec *s, char *buf, size_t n) {
 static Conv2d conv_geometry(const Layer *l) {
     const LayerSpec *s = &l->spec;
     return (Conv2d){.C = l->C, .H = l->H, .W = l->W, .OC = l->OC, .KH = s->k_h, .KW = s->k_w,
-                    .S = s->stride, .P = s->pad, .OH = l->OH, .OW = l->OW, .has_bias = s->bias};
+                    .S = s->stride, .P = s->pad, .OH = l->OH, .OW = l->OW, .has_bias = s->bias,
+                    .relu = l->relu_out};
 }
 
 static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
@@ -324,6 +326,7 @@ static int conv_pass_times(Layer *l, const float *x, float *dx_buf, int B, int r
 const LayerOps conv_layer = {
     .name = "conv",
     .aliases = {"conv2d"},
+    .flags = LAYER_RELU_OUT,
     .positional = {"out", "k", "stride", "pad"},
     .defaults = conv_defaults,
     .set_arg = conv_set_arg,

@@ -207,8 +207,11 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
             g.x_image = padded_in(l);
             g.y_image = out_blocked(l);
             k->conv_fwd_blocked(&g, xb, ws->packed, bias, yb);
-            for (int j = 0; j < n; j++)
-                unblock_any(k, yb + j * out_blocked(l), l->OC, l->OH, l->OW, tmp, y + (size_t)(g0 + j) * out_size);
+            for (int j = 0; j < n; j++) {
+                float *yj = y + (size_t)(g0 + j) * out_size;
+                unblock_any(k, yb + j * out_blocked(l), l->OC, l->OH, l->OW, tmp, yj);
+                if (l->relu) relu_in_place(yj, out_size);
+            }
         }
     }
 }

@@ -51,6 +51,7 @@ void conv2d_small_c_forward(const Conv2d *l, const float *x, float *y, int B, Wo
             pad_image(l, x + (size_t)i * in_size, xp);
             k->conv_small_c_fwd(xp, l->C, l->KH, l->KW, l->w, l->has_bias ? l->b : NULL, l->OC, l->OH, l->OW,
                                 y + (size_t)i * out_size);
+            if (l->relu) relu_in_place(y + (size_t)i * out_size, out_size);
         }
     }
 }

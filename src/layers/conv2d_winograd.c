@@ -200,8 +200,11 @@ void conv2d_winograd_forward(const Conv2d *l, const float *x, float *y, int B, W
             for (int j = 0; j < n; j++)
                 k->block_pad(x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, xb + j * xb_size);
             wino_group(k, &s, n, xb, xb_size, ws->packed, l->has_bias ? l->b : NULL, V, yb, yb_size);
-            for (int j = 0; j < n; j++)
-                k->unblock(yb + j * yb_size, l->OC, l->OH, l->OW, y + (size_t)(g0 + j) * out_size);
+            for (int j = 0; j < n; j++) {
+                float *yj = y + (size_t)(g0 + j) * out_size;
+                k->unblock(yb + j * yb_size, l->OC, l->OH, l->OW, yj);
+                if (l->relu) relu_in_place(yj, out_size);
+            }
         }
     }
 }

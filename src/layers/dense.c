@@ -24,6 +24,7 @@ void dense_forward(const Dense *l, const float *x, float *y, int B, const Worksp
             for (int i = 0; i < rows; i++) memcpy(yc + (size_t)i * l->OUT, l->b, sizeof(float) * l->OUT);
         gemm(0, 1, rows, l->OUT, l->IN, 1.0f, x + (size_t)i0 * l->IN, l->IN, l->w, l->IN,
              l->has_bias ? 1.0f : 0.0f, yc, l->OUT);
+        if (l->relu) relu_in_place(yc, (size_t)rows * l->OUT);
     }
 }
 
@@ -112,7 +113,7 @@ static CnnStatus dense_shape(Layer *l, int idx, const char *text) {
 
 static void dense_wire(Layer *l, float *w, float *dw, float *buffers) {
     (void)buffers;
-    l->dense = (Dense){.IN = l->C, .OUT = l->OC, .has_bias = l->spec.bias, .w = w,
+    l->dense = (Dense){.IN = l->C, .OUT = l->OC, .has_bias = l->spec.bias, .relu = l->relu_out, .w = w,
                        .b = l->n_b ? w + l->n_w : NULL, .dw = dw,
                        .db = l->n_b ? dw + l->n_w : NULL};
 }
@@ -147,6 +148,7 @@ static void dense_backward_row(Layer *l, const float *x, const float *dy, float 
 const LayerOps dense_layer = {
     .name = "dense",
     .aliases = {"linear", "fc"},
+    .flags = LAYER_RELU_OUT,
     .positional = {"out"},
     .defaults = dense_defaults,
     .set_arg = dense_set_arg,

@@ -49,6 +49,13 @@ typedef struct {
         BatchNorm bn;
         Dense dense;
     };
+    // ReLU fusions, planned by net.c at build: relu_out, this layer's forward
+    // applies the relu layer that alone reads its output; relu_fused, this
+    // relu layer is one (its output is its input's tensor, its forward does
+    // nothing); relu_grad, this max pool alone reads a relu layer's output
+    // and its backward does that layer's too; relu_grad_done, this relu
+    // layer is one (its backward does nothing: its gradient is in place).
+    unsigned char relu_out, relu_fused, relu_grad, relu_grad_done;
     float *out;  // (max_batch, out_size); a view layer points it at its input
     float *aux;  // ops->aux_floats of per-kind state: argmax, mask, batch statistics
 } Layer;
@@ -79,7 +86,8 @@ enum {
     LAYER_VIEW = 1,          // output is the input reinterpreted (no copy, no memory)
     LAYER_GRAD_IN_PLACE = 2,  // backward writes dx over dy (or leaves dy as dx)
     LAYER_MERGE = 4,          // two inputs: the current tensor and a named one (add, concat)
-    LAYER_NO_DECAY = 8        // its weights are a normalisation's scale and shift (no decay when skipping those)
+    LAYER_NO_DECAY = 8,       // its weights are a normalisation's scale and shift (no decay when skipping those)
+    LAYER_RELU_OUT = 16       // its forward can apply a ReLU to its output (Layer.relu_out); its backward does not read it
 };
 
 struct LayerOps {
@@ -155,6 +163,9 @@ void layer_add_tensor(NetTensor *out, int *n, int idx, const char *what, int ndi
 Layer *net_layer(CnnNet *net, int i);
 float *net_layer_params(CnnNet *net, int i);
 const float *net_tensor_data(const CnnNet *net, int t);
+// Whether nets built after the call fuse ReLUs into their neighbours (see
+// Layer.relu_out; on by default): the tests compare the two.
+void net_set_relu_fusion(int on);
 
 // ---------------------------------------------------------------- descriptions
 // Parses a description into specs; returns the count via *n.

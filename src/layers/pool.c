@@ -59,16 +59,43 @@ void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax,
     }
 }
 
-void maxpool_backward(const Pool2d *l, const float *dy, const int32_t *argmax, float *dx, int B) {
+// The gradient of output p, or 0 where the fused ReLU before the pool
+// stopped it (its output, the pool's input at the argmax, is y[p]).
+static float pool_grad(const float *y, const float *dy, size_t p) {
+    return y && y[p] <= 0.0f ? 0.0f : dy[p];
+}
+
+void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B) {
     // dy, argmax (B,C,OH,OW) -> dx (B,C,H,W); each plane by one thread, in order.
     const size_t planes = (size_t)B * l->C;
-#pragma omp parallel for schedule(static) if (planes * l->H * l->W >= CNN_PAR_MIN_WORK)
+    const int H = l->H, W = l->W, OH = l->OH, OW = l->OW;
+    if (!l->relu_grad) y = NULL;
+#pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
     for (size_t pl = 0; pl < planes; pl++) {
-        float *out = dx + pl * l->H * l->W;
-        const float *g = dy + pl * l->OH * l->OW;
-        const int32_t *am = argmax + pl * l->OH * l->OW;
-        memset(out, 0, sizeof(float) * l->H * l->W);
-        for (int p = 0; p < l->OH * l->OW; p++) out[am[p]] += g[p];
+        float *out = dx + pl * H * W;
+        const float *g = dy + pl * OH * OW, *yp = y ? y + pl * OH * OW : NULL;
+        const int32_t *am = argmax + pl * OH * OW;
+        if (l->K == 2 && l->S == 2) {
+            // Windows tile the plane: each input pixel written once, the
+            // argmax's gradient or 0 (no clearing pass, no scatter).
+            for (int oh = 0; oh < OH; oh++) {
+                float *r0 = out + (size_t)2 * oh * W, *r1 = r0 + W;
+                for (int ow = 0; ow < OW; ow++) {
+                    const size_t p = (size_t)oh * OW + ow;
+                    const float v = pool_grad(yp, g, p) + 0.0f;  // 0 + g, as the scatter below adds: -0 becomes +0
+                    const int i0 = 2 * oh * W + 2 * ow, a = am[p];
+                    r0[2 * ow] = a == i0 ? v : 0.0f;
+                    r0[2 * ow + 1] = a == i0 + 1 ? v : 0.0f;
+                    r1[2 * ow] = a == i0 + W ? v : 0.0f;
+                    r1[2 * ow + 1] = a == i0 + W + 1 ? v : 0.0f;
+                }
+                for (int w = 2 * OW; w < W; w++) r0[w] = r1[w] = 0.0f;  // an odd last column
+            }
+            if (2 * OH < H) memset(out + (size_t)2 * OH * W, 0, sizeof(float) * (size_t)(H - 2 * OH) * W);
+            continue;
+        }
+        memset(out, 0, sizeof(float) * H * W);
+        for (int p = 0; p < OH * OW; p++) out[am[p]] += pool_grad(yp, g, (size_t)p);
     }
 }
 
@@ -178,7 +205,7 @@ static CnnStatus pool_shape(Layer *l, int idx, const char *text) {
 static void pool_wire(Layer *l, float *w, float *dw, float *buffers) {
     (void)w, (void)dw, (void)buffers;
     l->pool = (Pool2d){.C = l->C, .H = l->H, .W = l->W, .K = l->spec.a, .S = l->spec.stride,
-                       .OH = l->OH, .OW = l->OW};
+                       .OH = l->OH, .OW = l->OW, .relu_grad = l->relu_grad};
 }
 
 // One int32 argmax per output, in float-sized slots.
@@ -193,7 +220,7 @@ static void maxpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
 static void maxpool_backward_row(Layer *l, const float *x, const float *dy, float *dx,
                                  const LayerRun *r) {
     (void)x;
-    maxpool_backward(&l->pool, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
+    maxpool_backward(&l->pool, l->out, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
 }
 
 static void avgpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
