@@ -121,6 +121,14 @@ typedef struct {
     int relu;        // the forward pass applies the ReLU after the layer (net.c's fusions)
     float *w, *b;    // w (OC, C*KH*KW), b (OC) or NULL
     float *dw, *db;  // gradients, same shapes
+    // A max pool fused after the layer (and its ReLU; net.c): each image's
+    // output goes to the chunk's scratch and is pooled into pool_out and
+    // pool->argmax at once; the backward pass's dy is the pool's output
+    // gradient, expanded image by image. `pooled` is known before the
+    // pointers (for the scratch's size).
+    int pooled;
+    const struct Pool2d *pool;
+    float *pool_out;
 } Conv2d;
 
 void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
@@ -131,6 +139,12 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
 // (ws->col_size), per-chunk weight-gradient partials (ws->partial_size)
 // and packed weights (ws->packed_size) a layer needs, whichever kernels run it.
 size_t conv2d_col_size(const Conv2d *l, int chunk_images);
+// Where image i (of batch chunk c) of the output goes, what to do once it is
+// there (the fused ReLU and max pool), and image i's output gradient (see
+// Conv2d.pooled): every path of the layer goes through these.
+float *conv2d_image_out(const Conv2d *l, float *y, int i, const Workspace *ws, int c);
+void conv2d_image_done(const Conv2d *l, float *yi, int i);
+const float *conv2d_image_dy(const Conv2d *l, const float *dy, int i, const Workspace *ws, int c);
 size_t conv2d_partial_size(const Conv2d *l);
 size_t conv2d_packed_size(const Conv2d *l);
 // The most images one batch chunk holds at batch B.
@@ -177,7 +191,7 @@ void conv2d_winograd_weight_grad(const Conv2d *l, int n, const float *xb, size_t
 void conv2d_winograd_set_tile(int m);
 int conv2d_winograd_tile(void);
 
-typedef struct {
+typedef struct Pool2d {
     int C, H, W, K, S, OH, OW;
     int relu_grad;    // max pooling: the backward pass also does the ReLU's before it (net.c's fusions)
     int32_t *argmax;  // (B,C,OH,OW) index into the H*W plane, for max pooling
@@ -187,6 +201,9 @@ void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax,
 // With l->relu_grad, y (the forward output) masks the gradient as the
 // ReLU before the pool would: only where y > 0 (or NaN) does it pass.
 void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B);
+// One image, (C,H,W), on the calling thread: for a pool fused into a convolution.
+void maxpool_forward_image(const Pool2d *l, const float *x, float *y, int32_t *argmax);
+void maxpool_backward_image(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx);
 void avgpool_forward(const Pool2d *l, const float *x, float *y, int B);
 void avgpool_backward(const Pool2d *l, const float *dy, float *dx, int B);
 // Global average pooling: x (B,C,H,W) -> y (B,C).

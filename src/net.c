@@ -170,7 +170,7 @@ static int plan_backward(CnnNet *net) {
                             .add_to = {GRAD_NONE, GRAD_NONE}};
         if (!p->run) continue;
         CNN_ASSERT(p->dy != GRAD_NONE);
-        const int in_place = (l->spec.ops->flags & LAYER_GRAD_IN_PLACE) != 0;
+        const int in_place = (l->spec.ops->flags & LAYER_GRAD_IN_PLACE) || l->pool_in_conv;
         int free_dy = 1, temp[2] = {GRAD_NONE, GRAD_NONE};
         for (int s = 0; s < 2; s++) {
             const int t = l->spec.in[s];
@@ -197,23 +197,26 @@ static int plan_backward(CnnNet *net) {
 }
 
 // ---------------------------------------------------------------- fusions
-static int relu_fusion = 1;
+static int fusion_level = NET_FUSE_ALL;
 
-void net_set_relu_fusion(int on) { relu_fusion = on; }
+void net_set_fusion(int level) { fusion_level = level; }
 
 // A relu layer whose input only it reads, from a layer that can apply it
 // (LAYER_RELU_OUT: conv, dense, batch norm), is done in that layer's
 // forward, on each image's output while it is still in cache; a max pool
 // that alone reads a relu layer's output does the relu's backward in its
 // own (the pool's gradient is 0 but at each window's argmax, where the
-// relu's mask is the pool's output > 0). The same numbers, bit for bit,
-// without the relu's passes over memory or its activations.
-static void plan_relu_fusions(Layer *layers, int L) {
+// relu's mask is the pool's output > 0). A max pool that alone reads a
+// convolution's output (or its fused relu's) is done by the convolution
+// (LayerOps.can_pool), image by image from scratch: the full-size output is
+// never written to memory, nor its gradient (the backward expands each
+// image's). The same numbers, bit for bit, without the passes over memory.
+static void plan_fusions(Layer *layers, int L) {
     int readers[CNN_MAX_LAYERS] = {0};
     for (int i = 0; i < L; i++)
         for (int s = 0; s < 2; s++)
             if (layers[i].spec.in[s] >= 0) readers[layers[i].spec.in[s]]++;
-    for (int i = 0; i < L && relu_fusion; i++) {
+    for (int i = 0; i < L && fusion_level >= NET_FUSE_RELU; i++) {
         Layer *l = &layers[i];
         const int t = l->spec.in[0];
         if (t < 0 || readers[t] != 1) continue;
@@ -221,6 +224,16 @@ static void plan_relu_fusions(Layer *layers, int L) {
             layers[t].relu_out = l->relu_fused = 1;
         if (l->spec.ops == &maxpool_layer && layers[t].spec.ops == &relu_layer)
             l->relu_grad = layers[t].relu_grad_done = 1;
+        if (l->spec.ops != &maxpool_layer || fusion_level < NET_FUSE_ALL) continue;
+        Layer *src = &layers[t];
+        if (src->spec.ops == &relu_layer) {
+            if (!src->relu_fused) continue;
+            src = &layers[src->spec.in[0]];
+        }
+        if (src->spec.ops->can_pool && !src->pool_after && src->spec.ops->can_pool(src, l)) {
+            src->pool_after = i;
+            l->pool_in_conv = 1;
+        }
     }
 }
 
@@ -258,7 +271,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     size_t act_total = 0, gmax = 0, extra = 0;
     Workspace need = {0};  // largest scratch of any layer
     for (int i = 0; i < L; i++) net->layers[i].spec = specs[i];
-    plan_relu_fusions(net->layers, L);
+    plan_fusions(net->layers, L);
     for (int i = 0; i < L; i++) {
         Layer *l = &net->layers[i];
         tensor_shape(net, l->spec.in[0], &l->C, &l->H, &l->W);
@@ -336,6 +349,11 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
         // Weight decay, when it skips normalisation and biases: conv and dense weights only.
         if (ok && !(ops->flags & LAYER_NO_DECAY)) memset(net->decay + l->p_off, 1, l->n_w);
     }
+    for (int i = 0; i < L && ok; i++)
+        if (net->layers[i].pool_after) {
+            Layer *l = &net->layers[i];
+            l->spec.ops->wire_pool(l, &net->layers[l->pool_after]);
+        }
     // Learning-rate multipliers, where a layer sets one.
     for (int i = 0; i < L && ok; i++) {
         const Layer *l = &net->layers[i];

@@ -523,53 +523,68 @@ START_TEST(test_tfcnn_bit_identical_across_thread_counts) {
 }
 END_TEST
 
-// ReLUs fused into the layers around them (net.c) change no bit: 3 training
-// steps with and without the fusions end with the same parameters and
-// statistics, under every backend and both algorithms of 3x3 convolutions.
-// The nets cover every path that applies a ReLU to its output (small-channel,
-// direct, Winograd, im2col and pointwise convolutions, batch norm, dense),
-// max pools after a ReLU (2x2 and overlapping 3x3 windows), and ReLUs that
-// cannot be fused (outputs read twice, a ReLU after an add).
-START_TEST(test_relu_fusion_changes_no_bit) {
+// Fusions (net.c: ReLUs into the layers around them, max pools into the
+// convolutions before them) change no bit: 3 training steps without
+// fusions, with the ReLUs' alone and with all end with the same parameters
+// and statistics, under every backend and both algorithms of 3x3
+// convolutions. The nets cover every path that applies a ReLU to its output
+// or pools it (small-channel, direct, Winograd, im2col and pointwise
+// convolutions, batch norm, dense), max pools after a ReLU or straight
+// after a convolution (2x2 and overlapping 3x3 windows), and what cannot be
+// fused (outputs read twice, a ReLU after an add or a pool, a pool after
+// batch norm).
+static int count_flags(CnnNet *net, int which) {
+    int n = 0;
+    for (int i = 0; i < cnn_net_num_layers(net); i++) {
+        const Layer *l = net_layer(net, i);
+        n += which == 0 ? l->relu_fused : which == 1 ? l->relu_grad_done : l->pool_in_conv;
+    }
+    return n;
+}
+
+START_TEST(test_fusions_change_no_bit) {
     static const struct {
         const char *desc;
-        int fused[CNN_MAX_LAYERS];  // relu layers done by their input layer
-        int pooled[CNN_MAX_LAYERS];  // relu layers whose backward a max pool does
+        int want[3][CNN_MAX_LAYERS];  // relu layers done by their input, relu layers whose backward
+                                      // a max pool does, max pools done by a convolution; -1 ends
     } nets[] = {
         {"conv(8,3,pad=1) relu maxpool(2) conv(16,3,pad=1) relu maxpool(3,stride=2) flatten dense(16) relu dense(5)",
-         {1, 4, 8, -1}, {1, 4, -1}},
-        {"conv(6,3,pad=1) bn relu maxpool(2) conv(12,3) relu conv(12,1) relu flatten dense(5)",
-         {2, 5, 7, -1}, {2, -1}},
+         {{1, 4, 8, -1}, {1, 4, -1}, {2, 5, -1}}},
+        {"conv(6,3,pad=1) bn relu maxpool(2) conv(12,3) relu maxpool(2) conv(12,1) relu flatten dense(5)",
+         {{2, 5, 8, -1}, {2, 5, -1}, {6, -1}}},
         {"conv(8,3,pad=1,bias=0) bn relu @x conv(8,3,pad=1,bias=0) bn add(x) relu maxpool(2) flatten dense(5)",
-         {2, -1}, {6, -1}},
+         {{2, -1}, {6, -1}, {-1}}},
+        {"conv(8,3,pad=1) maxpool(2) bn relu conv(16,3) maxpool(3,stride=1) relu flatten dense(5)",
+         {{3, -1}, {-1}, {1, 5, -1}}},
     };
     static const char *algos[] = {"direct", "winograd"};
     for (size_t t = 0; t < sizeof nets / sizeof nets[0]; t++) {
         CnnNet *probe;
         ck_assert_int_eq(cnn_net_create(&probe, nets[t].desc, 3, 12, 10, 1, 11), CNN_OK);
         const size_t n = cnn_net_num_params(probe) + cnn_net_num_buffers(probe);
-        int want_fused = 0, want_pooled = 0, fused = 0, pooled = 0;
-        for (int i = 0; nets[t].fused[i] >= 0; i++) ck_assert(net_layer(probe, nets[t].fused[i])->relu_fused), want_fused++;
-        for (int i = 0; nets[t].pooled[i] >= 0; i++)
-            ck_assert(net_layer(probe, nets[t].pooled[i])->relu_grad_done), want_pooled++;
-        for (int i = 0; i < cnn_net_num_layers(probe); i++) {
-            fused += net_layer(probe, i)->relu_fused;
-            pooled += net_layer(probe, i)->relu_grad_done;
+        for (int w = 0; w < 3; w++) {
+            int count = 0;
+            for (int i = 0; nets[t].want[w][i] >= 0; i++, count++) {
+                const Layer *l = net_layer(probe, nets[t].want[w][i]);
+                ck_assert(w == 0 ? l->relu_fused : w == 1 ? l->relu_grad_done : l->pool_in_conv);
+            }
+            ck_assert_int_eq(count_flags(probe, w), count);
         }
-        ck_assert_int_eq(fused, want_fused);
-        ck_assert_int_eq(pooled, want_pooled);
         cnn_net_free(probe);
         for (int kb = 0; kernels_next(&kb);)
             for (int a = 0; a < 2; a++) {
                 ck_assert_int_eq(cnn_conv_select(algos[a]), CNN_OK);
-                net_set_relu_fusion(0);
+                net_set_fusion(NET_FUSE_NONE);
                 float *ref = train_with_threads(nets[t].desc, 2, 3, 37);
-                net_set_relu_fusion(1);
-                float *p = train_with_threads(nets[t].desc, 2, 3, 37);
-                ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0, "kernels %s, %s, net %zu: fused ReLUs changed the parameters",
-                              cnn_kernels_name(), algos[a], t);
+                for (int level = NET_FUSE_RELU; level <= NET_FUSE_ALL; level++) {
+                    net_set_fusion(level);
+                    float *p = train_with_threads(nets[t].desc, 2, 3, 37);
+                    ck_assert_msg(memcmp(ref, p, n * sizeof(float)) == 0,
+                                  "kernels %s, %s, net %zu: fusions (level %d) changed the parameters",
+                                  cnn_kernels_name(), algos[a], t, level);
+                    free(p);
+                }
                 free(ref);
-                free(p);
             }
     }
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
@@ -631,7 +646,7 @@ static Suite *net_suite(void) {
     tcase_add_test(tc, test_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_tfcnn_bit_identical_across_thread_counts);
     tcase_add_test(tc, test_winograd_bit_identical_across_thread_counts);
-    tcase_add_test(tc, test_relu_fusion_changes_no_bit);
+    tcase_add_test(tc, test_fusions_change_no_bit);
     tcase_add_test(tc, test_end_to_end_learns_synthetic_data);
     suite_add_tcase(s, tc);
     return s;

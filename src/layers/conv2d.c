@@ -10,11 +10,48 @@ static int is_pointwise(const Conv2d *l) {
     return l->KH == 1 && l->KW == 1 && l->S == 1 && l->P == 0;
 }
 
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t out_floats(const Conv2d *l) { return (size_t)l->OC * l->OH * l->OW; }
+static size_t pooled_floats(const Conv2d *l) { return (size_t)l->pool->C * l->pool->OH * l->pool->OW; }
+
+// With a fused max pool, an image's output and output gradient at full size
+// in the chunk's scratch, after what the layer's path uses.
+static size_t pool_scratch_size(const Conv2d *l) { return l->pooled ? 2 * round16(out_floats(l)) : 0; }
+
 size_t conv2d_col_size(const Conv2d *l, int chunk_images) {
     const size_t col = is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
     const size_t direct = conv2d_direct_scratch_size(l, chunk_images), small = conv2d_small_c_scratch_size(l);
     const size_t most = col > direct ? col : direct;
-    return most > small ? most : small;
+    return round16(most > small ? most : small) + pool_scratch_size(l);
+}
+
+static float *pool_scratch(const Conv2d *l, const Workspace *ws, int chunk) {
+    return ws->col + (size_t)(chunk + 1) * ws->col_size - pool_scratch_size(l);
+}
+
+// ---------------------------------------------------------------- each image's output
+// Every path writes image i of chunk c where conv2d_image_out says, then
+// calls conv2d_image_done while the image is still in cache: the fused
+// ReLU, then the fused pool. Its backward reads image i's output gradient
+// from conv2d_image_dy: dy itself, or the pool's gradient expanded (with
+// the ReLU's mask) into the chunk's scratch.
+float *conv2d_image_out(const Conv2d *l, float *y, int i, const Workspace *ws, int c) {
+    return l->pooled ? pool_scratch(l, ws, c) : y + (size_t)i * out_floats(l);
+}
+
+void conv2d_image_done(const Conv2d *l, float *yi, int i) {
+    if (l->relu) relu_in_place(yi, out_floats(l));
+    if (l->pooled)
+        maxpool_forward_image(l->pool, yi, l->pool_out + (size_t)i * pooled_floats(l),
+                              l->pool->argmax + (size_t)i * pooled_floats(l));
+}
+
+const float *conv2d_image_dy(const Conv2d *l, const float *dy, int i, const Workspace *ws, int c) {
+    if (!l->pooled) return dy + (size_t)i * out_floats(l);
+    const size_t at = (size_t)i * pooled_floats(l);
+    float *d = pool_scratch(l, ws, c) + round16(out_floats(l));
+    maxpool_backward_image(l->pool, l->pool_out + at, dy + at, l->pool->argmax + at, d);
+    return d;
 }
 
 size_t conv2d_partial_size(const Conv2d *l) {
@@ -87,21 +124,21 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
         return;
     }
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
-    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
+    const size_t in_size = (size_t)l->C * l->H * l->W;
     const int nchunks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *col = ws->col + (size_t)c * ws->col_size;
         for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {
             const float *xi = x + (size_t)i * in_size;
-            float *yi = y + (size_t)i * out_size;
+            float *yi = conv2d_image_out(l, y, i, ws, c);
             const float *src = xi;
             if (!is_pointwise(l)) {
                 im2col(xi, l->C, l->H, l->W, l->KH, l->KW, l->S, l->P, l->OH, l->OW, col);
                 src = col;
             }
             output_gemm(l, K, N, src, yi);
-            if (l->relu) relu_in_place(yi, out_size);
+            conv2d_image_done(l, yi, i);
         }
     }
 }
@@ -114,7 +151,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
         return;
     }
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
-    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * N;
+    const size_t in_size = (size_t)l->C * l->H * l->W;
     const size_t nw = (size_t)l->OC * K, stride = ws->partial_size;
     const int nchunks = ws_chunks(ws, B);
     const int pointwise = is_pointwise(l), small_c = use_small_c(l);
@@ -128,7 +165,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
         if (i1 == i0) memset(pdw, 0, sizeof(float) * nw);
         for (int i = i0; i < i1; i++) {
             const float *xi = x + (size_t)i * in_size;
-            const float *dyi = dy + (size_t)i * out_size;
+            const float *dyi = conv2d_image_dy(l, dy, i, ws, c);
             if (small_c) {
                 conv2d_small_c_weight_grad(l, xi, dyi, col, i == i0, pdw);
             } else {
@@ -230,7 +267,18 @@ static Conv2d conv_geometry(const Layer *l) {
     const LayerSpec *s = &l->spec;
     return (Conv2d){.C = l->C, .H = l->H, .W = l->W, .OC = l->OC, .KH = s->k_h, .KW = s->k_w,
                     .S = s->stride, .P = s->pad, .OH = l->OH, .OW = l->OW, .has_bias = s->bias,
-                    .relu = l->relu_out};
+                    .relu = l->relu_out, .pooled = l->pool_after > 0};
+}
+
+// Any max pool: each image is pooled from the chunk's scratch.
+static int conv_can_pool(const Layer *l, const Layer *pool) {
+    (void)l;
+    return pool->spec.ops == &maxpool_layer;
+}
+
+static void conv_wire_pool(Layer *l, Layer *pool) {
+    l->conv.pool = &pool->pool;
+    l->conv.pool_out = pool->out;
 }
 
 static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
@@ -335,6 +383,8 @@ const LayerOps conv_layer = {
     .shape = conv_shape,
     .scratch = conv_scratch,
     .wire = conv_wire,
+    .can_pool = conv_can_pool,
+    .wire_pool = conv_wire_pool,
     .init = conv_init,
     .flops = layer_weight_flops,
     .tensors = conv_tensors,

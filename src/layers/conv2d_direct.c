@@ -180,7 +180,7 @@ static int group_size(size_t floats_per_image, int most) {
 void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C,KH,KW), b (OC), y (B,OC,OH,OW)
     const Kernels *k = kernels();
-    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
+    const size_t in_size = (size_t)l->C * l->H * l->W;
     const int nchunks = ws_chunks(ws, B), most = ws_chunk_images_max(ws, B);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
     blocked_weights(l, l->w, ws->packed, 0);
@@ -208,9 +208,9 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
             g.y_image = out_blocked(l);
             k->conv_fwd_blocked(&g, xb, ws->packed, bias, yb);
             for (int j = 0; j < n; j++) {
-                float *yj = y + (size_t)(g0 + j) * out_size;
+                float *yj = conv2d_image_out(l, y, g0 + j, ws, c);
                 unblock_any(k, yb + j * out_blocked(l), l->OC, l->OH, l->OW, tmp, yj);
-                if (l->relu) relu_in_place(yj, out_size);
+                conv2d_image_done(l, yj, g0 + j);
             }
         }
     }
@@ -221,7 +221,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     // x (B,C,H,W), dy (B,OC,OH,OW), dx (B,C,H,W) or NULL; dw (OC,C,KH,KW) +=, db (OC) +=
     const Kernels *k = kernels();
     const int ph = pad_h(l), pw = pad_w(l), OHp = l->OH + 2 * ph, OWp = l->OW + 2 * pw;
-    const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
+    const size_t in_size = (size_t)l->C * l->H * l->W;
     const size_t nwb = blocked_weight_size(l), stride = ws->partial_size;
     const int nchunks = ws_chunks(ws, B), most = ws_chunk_images_max(ws, B);
     CNN_ASSERT(conv2d_direct_partial_size(l) <= stride);
@@ -244,7 +244,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
         for (int g0 = i0; g0 < i1; g0 += group) {
             const int n = i1 - g0 < group ? i1 - g0 : group;
             for (int j = 0; j < n; j++) {
-                const float *dyi = dy + (size_t)(g0 + j) * out_size;
+                const float *dyi = conv2d_image_dy(l, dy, g0 + j, ws, c);
                 block_pad_any(k, x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, tmp,
                               xb + j * padded_in(l));
                 block_pad_any(k, dyi, l->OC, l->OH, l->OW, ph, pw, tmp, dyb + j * padded_dy(l));

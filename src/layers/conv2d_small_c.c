@@ -49,9 +49,9 @@ void conv2d_small_c_forward(const Conv2d *l, const float *x, float *y, int B, Wo
         float *xp = ws->col + (size_t)c * ws->col_size;
         for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {
             pad_image(l, x + (size_t)i * in_size, xp);
-            k->conv_small_c_fwd(xp, l->C, l->KH, l->KW, l->w, l->has_bias ? l->b : NULL, l->OC, l->OH, l->OW,
-                                y + (size_t)i * out_size);
-            if (l->relu) relu_in_place(y + (size_t)i * out_size, out_size);
+            float *yi = conv2d_image_out(l, y, i, ws, c);
+            k->conv_small_c_fwd(xp, l->C, l->KH, l->KW, l->w, l->has_bias ? l->b : NULL, l->OC, l->OH, l->OW, yi);
+            conv2d_image_done(l, yi, i);
         }
     }
 }

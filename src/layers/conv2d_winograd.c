@@ -201,9 +201,9 @@ void conv2d_winograd_forward(const Conv2d *l, const float *x, float *y, int B, W
                 k->block_pad(x + (size_t)(g0 + j) * in_size, l->C, l->H, l->W, l->P, l->P, xb + j * xb_size);
             wino_group(k, &s, n, xb, xb_size, ws->packed, l->has_bias ? l->b : NULL, V, yb, yb_size);
             for (int j = 0; j < n; j++) {
-                float *yj = y + (size_t)(g0 + j) * out_size;
+                float *yj = conv2d_image_out(l, y, g0 + j, ws, c);
                 k->unblock(yb + j * yb_size, l->OC, l->OH, l->OW, yj);
-                if (l->relu) relu_in_place(yj, out_size);
+                conv2d_image_done(l, yj, g0 + j);
             }
         }
     }

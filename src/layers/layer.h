@@ -56,6 +56,12 @@ typedef struct {
     // and its backward does that layer's too; relu_grad_done, this relu
     // layer is one (its backward does nothing: its gradient is in place).
     unsigned char relu_out, relu_fused, relu_grad, relu_grad_done;
+    // Max-pool fusion (net.c): pool_after, the index of the max pool that
+    // this layer's forward does (0: none), through a fused relu or alone
+    // reading this layer's output; pool_in_conv, this pool is one (its
+    // passes do nothing; its gradient stays pooled, in place).
+    int pool_after;
+    unsigned char pool_in_conv;
     float *out;  // (max_batch, out_size); a view layer points it at its input
     float *aux;  // ops->aux_floats of per-kind state: argmax, mask, batch statistics
 } Layer;
@@ -107,6 +113,10 @@ struct LayerOps {
     size_t (*aux_floats)(const Layer *l, int max_batch);      // NULL: none
     void (*scratch)(const Layer *l, int max_batch, Workspace *need);  // raises col/partial/packed sizes
     void (*wire)(Layer *l, float *w, float *dw, float *buffers);  // point the kernel struct at arenas
+    // Whether the layer can do the max pool after it (Layer.pool_after),
+    // and, once every layer is wired, to take the pool's tensors. NULL: it cannot.
+    int (*can_pool)(const Layer *l, const Layer *pool);
+    void (*wire_pool)(Layer *l, Layer *pool);
     void (*init)(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init);  // params already zeroed
     double (*flops)(const Layer *l);                              // forward FLOPs per sample
     // The layer's tensors under PyTorch names and layouts; returns the count.
@@ -163,9 +173,10 @@ void layer_add_tensor(NetTensor *out, int *n, int idx, const char *what, int ndi
 Layer *net_layer(CnnNet *net, int i);
 float *net_layer_params(CnnNet *net, int i);
 const float *net_tensor_data(const CnnNet *net, int t);
-// Whether nets built after the call fuse ReLUs into their neighbours (see
-// Layer.relu_out; on by default): the tests compare the two.
-void net_set_relu_fusion(int on);
+// Which fusions nets built after the call make (see Layer.relu_out and
+// pool_after; all by default): the tests compare them.
+enum { NET_FUSE_NONE, NET_FUSE_RELU, NET_FUSE_ALL };
+void net_set_fusion(int level);
 
 // ---------------------------------------------------------------- descriptions
 // Parses a description into specs; returns the count via *n.

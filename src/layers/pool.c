@@ -5,98 +5,126 @@
 
 #include "layers/layer.h"
 
-void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
-    // x (B,C,H,W), y and argmax (B,C,OH,OW); argmax indexes the H*W plane, ties -> first.
-    const size_t planes = (size_t)B * l->C;
+// One (H,W) plane into y and argmax (OH,OW); argmax indexes the plane, ties -> first.
+static void maxpool_plane(const Pool2d *l, const float *in, float *restrict y, int32_t *restrict argmax) {
     const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
-#pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *in = x + pl * H * W;
-        if (K == 2 && S == 2) {  // the common case: one pass, four loads per output
-            for (int oh = 0; oh < OH; oh++) {
-                const float *r0 = in + (size_t)2 * oh * W, *r1 = r0 + W;
-                float *restrict out = y + (pl * OH + oh) * OW;
-                int32_t *restrict best = argmax + (pl * OH + oh) * OW;
-                for (int ow = 0; ow < OW; ow++) {
-                    const int i0 = 2 * oh * W + 2 * ow;
-                    const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-                    float m = r0[2 * ow];
-                    int bi = i0, t;
-                    t = (b > m) | (b != b); m = t ? b : m; bi = t ? i0 + 1 : bi;
-                    t = (c > m) | (c != c); m = t ? c : m; bi = t ? i0 + W : bi;
-                    t = (d > m) | (d != d); m = t ? d : m; bi = t ? i0 + W + 1 : bi;
-                    out[ow] = m;
-                    best[ow] = bi;
-                }
-            }
-            continue;
-        }
+    (void)H;
+    if (K == 2 && S == 2) {  // the common case: one pass, four loads per output
         for (int oh = 0; oh < OH; oh++) {
-            float *restrict m = y + (pl * OH + oh) * OW;
-            int32_t *restrict best = argmax + (pl * OH + oh) * OW;
-            // Window elements are visited in row-major order for a whole output
-            // row at a time: the loop over ow vectorises, and a strict '>' keeps
-            // the first of equal values. Branch-free selects avoid mispredictions
-            // on random data; a NaN wins, as in PyTorch, so divergence shows.
-            const float *row0 = in + (size_t)oh * S * W;
+            const float *r0 = in + (size_t)2 * oh * W, *r1 = r0 + W;
+            float *restrict out = y + (size_t)oh * OW;
+            int32_t *restrict best = argmax + (size_t)oh * OW;
             for (int ow = 0; ow < OW; ow++) {
-                m[ow] = row0[ow * S];
-                best[ow] = oh * S * W + ow * S;
+                const int i0 = 2 * oh * W + 2 * ow;
+                const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                float m = r0[2 * ow];
+                int bi = i0, t;
+                t = (b > m) | (b != b); m = t ? b : m; bi = t ? i0 + 1 : bi;
+                t = (c > m) | (c != c); m = t ? c : m; bi = t ? i0 + W : bi;
+                t = (d > m) | (d != d); m = t ? d : m; bi = t ? i0 + W + 1 : bi;
+                out[ow] = m;
+                best[ow] = bi;
             }
-            for (int kh = 0; kh < K; kh++)
-                for (int kw = 0; kw < K; kw++) {
-                    if (kh == 0 && kw == 0) continue;
-                    const float *r = in + (size_t)(oh * S + kh) * W + kw;
-                    const int base = (oh * S + kh) * W + kw;
-                    for (int ow = 0; ow < OW; ow++) {
-                        const float v = r[ow * S];
-                        const int take = (v > m[ow]) | (v != v);
-                        m[ow] = take ? v : m[ow];
-                        best[ow] = take ? base + ow * S : best[ow];
-                    }
-                }
         }
+        return;
+    }
+    for (int oh = 0; oh < OH; oh++) {
+        float *restrict m = y + (size_t)oh * OW;
+        int32_t *restrict best = argmax + (size_t)oh * OW;
+        // Window elements are visited in row-major order for a whole output
+        // row at a time: the loop over ow vectorises, and a strict '>' keeps
+        // the first of equal values. Branch-free selects avoid mispredictions
+        // on random data; a NaN wins, as in PyTorch, so divergence shows.
+        const float *row0 = in + (size_t)oh * S * W;
+        for (int ow = 0; ow < OW; ow++) {
+            m[ow] = row0[ow * S];
+            best[ow] = oh * S * W + ow * S;
+        }
+        for (int kh = 0; kh < K; kh++)
+            for (int kw = 0; kw < K; kw++) {
+                if (kh == 0 && kw == 0) continue;
+                const float *r = in + (size_t)(oh * S + kh) * W + kw;
+                const int base = (oh * S + kh) * W + kw;
+                for (int ow = 0; ow < OW; ow++) {
+                    const float v = r[ow * S];
+                    const int take = (v > m[ow]) | (v != v);
+                    m[ow] = take ? v : m[ow];
+                    best[ow] = take ? base + ow * S : best[ow];
+                }
+            }
     }
 }
 
-// The gradient of output p, or 0 where the fused ReLU before the pool
-// stopped it (its output, the pool's input at the argmax, is y[p]).
-static float pool_grad(const float *y, const float *dy, size_t p) {
-    return y && y[p] <= 0.0f ? 0.0f : dy[p];
+void maxpool_forward(const Pool2d *l, const float *x, float *y, int32_t *argmax, int B) {
+    // x (B,C,H,W), y and argmax (B,C,OH,OW)
+    const size_t planes = (size_t)B * l->C, in = (size_t)l->H * l->W, out = (size_t)l->OH * l->OW;
+#pragma omp parallel for schedule(static) if (planes * in >= CNN_PAR_MIN_WORK)
+    for (size_t pl = 0; pl < planes; pl++) maxpool_plane(l, x + pl * in, y + pl * out, argmax + pl * out);
+}
+
+void maxpool_forward_image(const Pool2d *l, const float *x, float *y, int32_t *argmax) {
+    const size_t in = (size_t)l->H * l->W, out = (size_t)l->OH * l->OW;
+    for (int c = 0; c < l->C; c++) maxpool_plane(l, x + c * in, y + c * out, argmax + c * out);
+}
+
+// The gradient of output p as bits, or 0 where the fused ReLU before the
+// pool stopped it (its output, the pool's input at the argmax, is y[p]).
+// Bit masks, not selects: on random signs a compiler's branch mispredicts
+// (the 2x2 backward ran 2.5x slower with one). g + 0 is the 0 + g of the
+// scatter below: -0 becomes +0.
+static uint32_t pool_grad_bits(const float *y, const float *dy, size_t p) {
+    uint32_t v;
+    const float g = dy[p] + 0.0f;
+    memcpy(&v, &g, sizeof v);
+    return y ? v & -(uint32_t)!(y[p] <= 0.0f) : v;
+}
+
+static float bits_float(uint32_t v) {
+    float f;
+    memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+// One plane's input gradient from its outputs' (and, with relu_grad, y).
+static void maxpool_backward_plane(const Pool2d *l, const float *yp, const float *g, const int32_t *am,
+                                   float *out) {
+    const int H = l->H, W = l->W, OH = l->OH, OW = l->OW;
+    if (!l->relu_grad) yp = NULL;
+    if (l->K == 2 && l->S == 2) {
+        // Windows tile the plane: each input pixel written once, the
+        // argmax's gradient or 0 (no clearing pass, no scatter).
+        for (int oh = 0; oh < OH; oh++) {
+            float *r0 = out + (size_t)2 * oh * W, *r1 = r0 + W;
+            for (int ow = 0; ow < OW; ow++) {
+                const size_t p = (size_t)oh * OW + ow;
+                const uint32_t v = pool_grad_bits(yp, g, p);
+                const int a = am[p] - (2 * oh * W + 2 * ow);  // 0, 1, W or W + 1
+                r0[2 * ow] = bits_float(v & -(uint32_t)(a == 0));
+                r0[2 * ow + 1] = bits_float(v & -(uint32_t)(a == 1));
+                r1[2 * ow] = bits_float(v & -(uint32_t)(a == W));
+                r1[2 * ow + 1] = bits_float(v & -(uint32_t)(a == W + 1));
+            }
+            for (int w = 2 * OW; w < W; w++) r0[w] = r1[w] = 0.0f;  // an odd last column
+        }
+        if (2 * OH < H) memset(out + (size_t)2 * OH * W, 0, sizeof(float) * (size_t)(H - 2 * OH) * W);
+        return;
+    }
+    memset(out, 0, sizeof(float) * H * W);
+    for (int p = 0; p < OH * OW; p++) out[am[p]] += bits_float(pool_grad_bits(yp, g, (size_t)p));
 }
 
 void maxpool_backward(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx, int B) {
     // dy, argmax (B,C,OH,OW) -> dx (B,C,H,W); each plane by one thread, in order.
-    const size_t planes = (size_t)B * l->C;
-    const int H = l->H, W = l->W, OH = l->OH, OW = l->OW;
-    if (!l->relu_grad) y = NULL;
-#pragma omp parallel for schedule(static) if (planes * H * W >= CNN_PAR_MIN_WORK)
-    for (size_t pl = 0; pl < planes; pl++) {
-        float *out = dx + pl * H * W;
-        const float *g = dy + pl * OH * OW, *yp = y ? y + pl * OH * OW : NULL;
-        const int32_t *am = argmax + pl * OH * OW;
-        if (l->K == 2 && l->S == 2) {
-            // Windows tile the plane: each input pixel written once, the
-            // argmax's gradient or 0 (no clearing pass, no scatter).
-            for (int oh = 0; oh < OH; oh++) {
-                float *r0 = out + (size_t)2 * oh * W, *r1 = r0 + W;
-                for (int ow = 0; ow < OW; ow++) {
-                    const size_t p = (size_t)oh * OW + ow;
-                    const float v = pool_grad(yp, g, p) + 0.0f;  // 0 + g, as the scatter below adds: -0 becomes +0
-                    const int i0 = 2 * oh * W + 2 * ow, a = am[p];
-                    r0[2 * ow] = a == i0 ? v : 0.0f;
-                    r0[2 * ow + 1] = a == i0 + 1 ? v : 0.0f;
-                    r1[2 * ow] = a == i0 + W ? v : 0.0f;
-                    r1[2 * ow + 1] = a == i0 + W + 1 ? v : 0.0f;
-                }
-                for (int w = 2 * OW; w < W; w++) r0[w] = r1[w] = 0.0f;  // an odd last column
-            }
-            if (2 * OH < H) memset(out + (size_t)2 * OH * W, 0, sizeof(float) * (size_t)(H - 2 * OH) * W);
-            continue;
-        }
-        memset(out, 0, sizeof(float) * H * W);
-        for (int p = 0; p < OH * OW; p++) out[am[p]] += pool_grad(yp, g, (size_t)p);
-    }
+    const size_t planes = (size_t)B * l->C, in = (size_t)l->H * l->W, out = (size_t)l->OH * l->OW;
+#pragma omp parallel for schedule(static) if (planes * in >= CNN_PAR_MIN_WORK)
+    for (size_t pl = 0; pl < planes; pl++)
+        maxpool_backward_plane(l, y + pl * out, dy + pl * out, argmax + pl * out, dx + pl * in);
+}
+
+void maxpool_backward_image(const Pool2d *l, const float *y, const float *dy, const int32_t *argmax, float *dx) {
+    const size_t in = (size_t)l->H * l->W, out = (size_t)l->OH * l->OW;
+    for (int c = 0; c < l->C; c++)
+        maxpool_backward_plane(l, y + c * out, dy + c * out, argmax + c * out, dx + c * in);
 }
 
 void avgpool_forward(const Pool2d *l, const float *x, float *y, int B) {
@@ -205,7 +233,8 @@ static CnnStatus pool_shape(Layer *l, int idx, const char *text) {
 static void pool_wire(Layer *l, float *w, float *dw, float *buffers) {
     (void)w, (void)dw, (void)buffers;
     l->pool = (Pool2d){.C = l->C, .H = l->H, .W = l->W, .K = l->spec.a, .S = l->spec.stride,
-                       .OH = l->OH, .OW = l->OW, .relu_grad = l->relu_grad};
+                       .OH = l->OH, .OW = l->OW, .relu_grad = l->relu_grad,
+                       .argmax = l->spec.ops == &maxpool_layer ? (int32_t *)(void *)l->aux : NULL};
 }
 
 // One int32 argmax per output, in float-sized slots.
@@ -213,13 +242,21 @@ static size_t maxpool_aux_floats(const Layer *l, int max_batch) {
     return (size_t)max_batch * l->out_size;
 }
 
+// A pool fused into the convolution before it (net.c) has its output and
+// argmax written by the convolution's forward, and its gradient expanded
+// image by image in the convolution's backward.
 static void maxpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
+    if (l->pool_in_conv) return;
     maxpool_forward(&l->pool, x, l->out, (int32_t *)(void *)l->aux, r->B);
 }
 
 static void maxpool_backward_row(Layer *l, const float *x, const float *dy, float *dx,
                                  const LayerRun *r) {
     (void)x;
+    if (l->pool_in_conv) {
+        CNN_ASSERT(dx == dy);
+        return;
+    }
     maxpool_backward(&l->pool, l->out, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
 }
 
