@@ -653,12 +653,17 @@ int net_conv_pass_times(CnnNet *net, int i, int B, int reps, double t[3]) {
     if (i < 0 || i >= net->L || !net->layers[i].spec.ops->pass_times || !net->input) return 0;
     Layer *l = &net->layers[i];
     const float *x = tensor_data(net, l->spec.in[0]);
-    float *saved = malloc(sizeof(float) * net->n_params);
-    if (!saved) return 0;
-    memcpy(saved, net->grads, sizeof(float) * net->n_params);
-    int ok = l->spec.ops->pass_times(l, x, net->gbuf[0], B, reps, &net->ws, t);
-    memcpy(net->grads, saved, sizeof(float) * net->n_params);  // leave gradients as they were
+    // The input gradient's own buffer: the net's gradient buffers hold the
+    // largest output, which a first layer's input may exceed.
+    float *saved = malloc(sizeof(float) * net->n_params), *dx = cnn_alloc_floats((size_t)B * l->in_size);
+    int ok = 0;
+    if (saved && dx) {
+        memcpy(saved, net->grads, sizeof(float) * net->n_params);
+        ok = l->spec.ops->pass_times(l, x, dx, B, reps, &net->ws, t);
+        memcpy(net->grads, saved, sizeof(float) * net->n_params);  // leave gradients as they were
+    }
     free(saved);
+    cnn_free(dx);
     return ok;
 }
 
