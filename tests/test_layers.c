@@ -574,7 +574,9 @@ static double dense_objective(void *p) {
 START_TEST(test_dense) {
     static const int cases[][4] = {{3, 7, 5, 1}, {1, 13, 3, 1}, {19, 6, 4, 0}, {2, 1, 9, 1},
                                      {35, 9, 37, 1},   // several batch-row and weight-gradient blocks
-                                     {21, 37, 11, 1}}; // the AVX2 kernel's 4x16 blocks, and its column and row edges
+                                     {21, 37, 11, 1},  // the AVX2 kernel's 4x16 blocks, and its column and row edges
+                                     {7, 29, 3, 0}};   // forward and input gradient: 16 + 8 + 5 columns, an odd output
+    for (int kb = 0; kernels_next(&kb);)
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         CnnRng r;
         cnn_rng_seed(&r, 700 + t);

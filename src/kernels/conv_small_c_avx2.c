@@ -21,6 +21,8 @@
 // Compiled with -mavx2 -mfma alone; called only where the CPU has both.
 #include <immintrin.h>
 
+#include "kernels/avx2_lanes.h"
+
 #include "internal.h"
 
 // Lanes 0..n-1 on (n may be <= 0 or >= 8).
@@ -98,14 +100,6 @@ void conv_small_c_fwd_avx2(const float *xp, int C, int KH, int KW, const float *
                 }
             }
     }
-}
-
-// The 8 lanes of v, summed in a fixed order: (0+4, 1+5, 2+6, 3+7), then pairs.
-static inline float lane_sum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
 }
 
 // dw[o][kt] += sum over pixels of dy[o] x (the plane shifted by tap kt),

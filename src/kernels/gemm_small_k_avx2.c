@@ -15,6 +15,8 @@
 // Compiled with -mavx2 -mfma alone; called only where the CPU has both.
 #include <immintrin.h>
 
+#include "kernels/avx2_lanes.h"
+
 #include "internal.h"
 
 // Lanes 0..n-1 on (n may be <= 0 or >= 8).
@@ -65,14 +67,6 @@ void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, cons
     for (; i + 4 <= M; i += 4)
         rows(4, A + (size_t)i * K, N, K, B, bias ? bias + i : NULL, C + (size_t)i * N);
     for (; i < M; i++) rows(1, A + (size_t)i * K, N, K, B, bias ? bias + i : NULL, C + (size_t)i * N);
-}
-
-// (l0 + l4) + (l1 + l5) ... : one fixed order for the 8 lanes.
-static inline float lane_sum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 // C[r][q] = beta C[r][q] + sum_p A[r][p] B[q][p] for RA rows of A (1..4) and

@@ -105,6 +105,11 @@ typedef struct {
     // V[pos][cb][t][i] dM[pos][ob][t][o]).
     void (*wino_wgrad)(const WinoTransform *f, const float *V, const float *dM, int CB, int OCB, size_t T,
                        int accumulate, float *dw);
+    // The dense layer's forward pass and input gradient for a chunk of rows
+    // (NULL: OpenBLAS): y (rows, OUT) = x (rows, IN) w (OUT, IN)^T + bias
+    // (none if NULL); dx (rows, IN) = dy (rows, OUT) w.
+    void (*dense_fwd)(const float *x, int rows, int IN, const float *w, int OUT, const float *bias, float *y);
+    void (*dense_dx)(const float *dy, int rows, int OUT, const float *w, int IN, float *dx);
     // The dense layer's weight gradient (dense_wgrad_impl.h; NULL: the
     // portable build of the same code).
     void (*dense_wgrad_tree)(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks,
@@ -128,6 +133,8 @@ int cpu_has_avx512(void);  // F, BW, DQ and VL: what AVX-512 kernels assume
 // ---------------------------------------------------------------- x86-64 AVX2 + FMA
 void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, const float *bias,
                        float *C);
+void dense_forward_avx2(const float *x, int rows, int IN, const float *w, int OUT, const float *bias, float *y);
+void dense_input_grad_avx2(const float *dy, int rows, int OUT, const float *w, int IN, float *dx);
 void dense_wgrad_tree_avx2(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks, int o0,
                            int n, float *dw);
 void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta,

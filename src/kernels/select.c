@@ -47,6 +47,8 @@ static const Kernels backends[] = {
      .wino_products = wino_products_avx2,
      .wino_dy = wino_dy_avx2,
      .wino_wgrad = wino_wgrad_avx2,
+     .dense_fwd = dense_forward_avx2,
+     .dense_dx = dense_input_grad_avx2,
      .dense_wgrad_tree = dense_wgrad_tree_avx2},
 #endif
     {.name = "reference",

@@ -14,16 +14,21 @@
 
 void dense_forward(const Dense *l, const float *x, float *y, int B, const Workspace *ws) {
     // x (B,IN), w (OUT,IN), b (OUT), y (B,OUT)
+    const Kernels *k = kernels();
     const int nblocks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nblocks; c++) {
         const int i0 = ws_chunk_begin(ws, B, c), rows = ws_chunk_begin(ws, B, c + 1) - i0;
         if (rows == 0) continue;
         float *yc = y + (size_t)i0 * l->OUT;
-        if (l->has_bias)
-            for (int i = 0; i < rows; i++) memcpy(yc + (size_t)i * l->OUT, l->b, sizeof(float) * l->OUT);
-        gemm(0, 1, rows, l->OUT, l->IN, 1.0f, x + (size_t)i0 * l->IN, l->IN, l->w, l->IN,
-             l->has_bias ? 1.0f : 0.0f, yc, l->OUT);
+        if (k->dense_fwd) {
+            k->dense_fwd(x + (size_t)i0 * l->IN, rows, l->IN, l->w, l->OUT, l->has_bias ? l->b : NULL, yc);
+        } else {
+            if (l->has_bias)
+                for (int i = 0; i < rows; i++) memcpy(yc + (size_t)i * l->OUT, l->b, sizeof(float) * l->OUT);
+            gemm(0, 1, rows, l->OUT, l->IN, 1.0f, x + (size_t)i0 * l->IN, l->IN, l->w, l->IN,
+                 l->has_bias ? 1.0f : 0.0f, yc, l->OUT);
+        }
         if (l->relu) relu_in_place(yc, (size_t)rows * l->OUT);
     }
 }
@@ -65,8 +70,11 @@ void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, 
             for (int c = 0; c < nchunks; c++) {
                 const int rows = start[c + 1] - start[c];
                 if (rows == 0) continue;
-                gemm(0, 0, rows, l->IN, l->OUT, 1.0f, dy + (size_t)start[c] * l->OUT, l->OUT, l->w, l->IN, 0.0f,
-                     dx + (size_t)start[c] * l->IN, l->IN);
+                if (k->dense_dx)
+                    k->dense_dx(dy + (size_t)start[c] * l->OUT, rows, l->OUT, l->w, l->IN, dx + (size_t)start[c] * l->IN);
+                else
+                    gemm(0, 0, rows, l->IN, l->OUT, 1.0f, dy + (size_t)start[c] * l->OUT, l->OUT, l->w, l->IN, 0.0f,
+                         dx + (size_t)start[c] * l->IN, l->IN);
             }
         }
     }
