@@ -359,6 +359,16 @@ START_TEST(test_maxpool_ties_go_to_first) {
     maxpool_backward(&l, y, dy, am, dx, 1);
     const float want[8] = {1, 0, 2, 0, 0, 0, 0, 0};
     for (int i = 0; i < 8; i++) ck_assert_float_eq(dx[i], want[i]);
+    // Four windows in a row (the vector path): ties, a NaN, two NaNs (each NaN is taken: the last wins).
+    Pool2d w4 = {.C = 1, .H = 2, .W = 8, .K = 2, .S = 2, .OH = 1, .OW = 4};
+    float x4[16] = {1, 1, 3, 2, 5, 1, 0, NAN, 1, 1, 3, 3, NAN, 9, 4, NAN}, y4[4], dy4[4] = {1, 2, 3, 4}, dx4[16];
+    int32_t am4[4];
+    maxpool_forward(&w4, x4, y4, am4, 1);
+    const int32_t want_am[4] = {0, 2, 12, 15};
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(am4[i], want_am[i]);
+    ck_assert(y4[0] == 1 && y4[1] == 3 && isnan(y4[2]) && isnan(y4[3]));
+    maxpool_backward(&w4, y4, dy4, am4, dx4, 1);
+    for (int i = 0; i < 16; i++) ck_assert_float_eq(dx4[i], i == 0 ? 1 : i == 2 ? 2 : i == 12 ? 3 : i == 15 ? 4 : 0);
 }
 END_TEST
 
