@@ -39,11 +39,17 @@ float *conv2d_image_out(const Conv2d *l, float *y, int i, const Workspace *ws, i
     return l->pooled ? pool_scratch(l, ws, c) : y + (size_t)i * out_floats(l);
 }
 
+// With a pool, the ReLU goes after it, on a quarter of the values (2x2):
+// max and ReLU commute, and where they pick another argmax (a window of
+// values <= 0) the ReLU's mask makes the gradient 0 either way.
 void conv2d_image_done(const Conv2d *l, float *yi, int i) {
-    if (l->relu) relu_in_place(yi, out_floats(l));
-    if (l->pooled)
-        maxpool_forward_image(l->pool, yi, l->pool_out + (size_t)i * pooled_floats(l),
-                              l->pool->argmax + (size_t)i * pooled_floats(l));
+    if (!l->pooled) {
+        if (l->relu) relu_in_place(yi, out_floats(l));
+        return;
+    }
+    float *pooled = l->pool_out + (size_t)i * pooled_floats(l);
+    maxpool_forward_image(l->pool, yi, pooled, l->pool->argmax + (size_t)i * pooled_floats(l));
+    if (l->relu) relu_in_place(pooled, pooled_floats(l));
 }
 
 const float *conv2d_image_dy(const Conv2d *l, const float *dy, int i, const Workspace *ws, int c) {
