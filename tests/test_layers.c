@@ -318,7 +318,9 @@ static double pool_objective(void *p) {
 START_TEST(test_pool) {
     static const int cases[][6] = {  // B C H W K S
         {2, 3, 8, 8, 2, 2}, {2, 2, 7, 9, 2, 2}, {3, 1, 7, 7, 3, 2}, {1, 4, 6, 5, 3, 1}, {2, 2, 5, 5, 1, 1},
+        {2, 3, 30, 30, 2, 2}, {1, 2, 4, 35, 2, 2},  // tfcnn's first pool's rows, and an odd width
     };
+    for (int kb = 0; kernels_next(&kb);)
     for (int avg = 0; avg < 2; avg++)
         for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
             CnnRng r;
@@ -359,7 +361,7 @@ START_TEST(test_maxpool_ties_go_to_first) {
     maxpool_backward(&l, y, dy, am, dx, 1);
     const float want[8] = {1, 0, 2, 0, 0, 0, 0, 0};
     for (int i = 0; i < 8; i++) ck_assert_float_eq(dx[i], want[i]);
-    // Four windows in a row (the vector path): ties, a NaN, two NaNs (each NaN is taken: the last wins).
+    // Four windows in a row: ties, a NaN, two NaNs (each NaN is taken: the last wins).
     Pool2d w4 = {.C = 1, .H = 2, .W = 8, .K = 2, .S = 2, .OH = 1, .OW = 4};
     float x4[16] = {1, 1, 3, 2, 5, 1, 0, NAN, 1, 1, 3, 3, NAN, 9, 4, NAN}, y4[4], dy4[4] = {1, 2, 3, 4}, dx4[16];
     int32_t am4[4];
@@ -377,7 +379,9 @@ END_TEST
 // 2x2 windows (their own path) and overlapping 3x3 ones; inputs with
 // negatives, exact zeros after the ReLU, a NaN; gradients with -0 and NaN.
 START_TEST(test_maxpool_relu_grad) {
-    static const int cases[][6] = {{2, 3, 8, 8, 2, 2}, {2, 2, 7, 9, 2, 2}, {3, 2, 7, 7, 3, 2}, {1, 2, 6, 5, 3, 1}};
+    static const int cases[][6] = {{2, 3, 8, 8, 2, 2}, {2, 2, 7, 9, 2, 2}, {3, 2, 7, 7, 3, 2}, {1, 2, 6, 5, 3, 1},
+                                   {2, 3, 30, 30, 2, 2}, {1, 2, 4, 35, 2, 2}};
+    for (int kb = 0; kernels_next(&kb);)
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         CnnRng r;
         cnn_rng_seed(&r, 700 + t);
@@ -405,6 +409,44 @@ START_TEST(test_maxpool_relu_grad) {
         ck_assert_msg(!memcmp(dx, dx2, nx * sizeof *dx), "case %zu: fused gradient differs", t);
         cnn_free(x); cnn_free(dx); cnn_free(dx2); cnn_free(y); cnn_free(dy); free(am);
     }
+}
+END_TEST
+
+// 2x2 windows of values from {0, 1, 2, NaN} (ties everywhere) in rows of 1
+// to 20 windows, under every backend, against the rule written out: visit the window in row-major
+// order, take a value that is greater or NaN; the backward pass puts each
+// output's gradient at its argmax.
+START_TEST(test_maxpool_ties_every_width) {
+    CnnRng r;
+    cnn_rng_seed(&r, 4242);
+    for (int kb = 0; kernels_next(&kb);)
+        for (int OW = 1; OW <= 20; OW++) {
+            const int W = 2 * OW + (OW % 3 == 0), H = 4;  // sometimes an odd last column
+            Pool2d l = {.C = 1, .H = H, .W = W, .K = 2, .S = 2, .OH = 2, .OW = OW};
+            float x[4 * 41], y[2 * 20], dy[2 * 20], dx[4 * 41];
+            int32_t am[2 * 20];
+            for (int i = 0; i < H * W; i++) {
+                const int v = (int)(cnn_rng_uniform(&r) * 7.0f);
+                x[i] = v < 2 ? 0.0f : v < 4 ? 1.0f : v < 6 ? 2.0f : NAN;
+            }
+            for (int i = 0; i < 2 * OW; i++) dy[i] = (float)(i + 1);
+            maxpool_forward(&l, x, y, am, 1);
+            maxpool_backward(&l, y, dy, am, dx, 1);
+            float want_dx[4 * 41] = {0};
+            for (int oh = 0; oh < 2; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    const int base = 2 * oh * W + 2 * ow, at[4] = {base, base + 1, base + W, base + W + 1};
+                    int best = at[0];
+                    for (int k = 1; k < 4; k++)
+                        if (x[at[k]] > x[best] || isnan(x[at[k]])) best = at[k];
+                    ck_assert_msg(am[oh * OW + ow] == best, "kernels %s, %d windows: output (%d,%d) took %d, not %d",
+                                  cnn_kernels_name(), OW, oh, ow, am[oh * OW + ow], best);
+                    ck_assert(memcmp(&y[oh * OW + ow], &x[best], sizeof(float)) == 0);
+                    want_dx[best] = dy[oh * OW + ow];
+                }
+            ck_assert_msg(memcmp(dx, want_dx, sizeof(float) * H * W) == 0, "kernels %s, %d windows: gradient",
+                          cnn_kernels_name(), OW);
+        }
 }
 END_TEST
 
@@ -869,6 +911,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_maxpool_ties_go_to_first);
     tcase_add_test(tc, test_maxpool_relu_grad);
+    tcase_add_test(tc, test_maxpool_ties_every_width);
     tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_gelu);

@@ -5,108 +5,6 @@
 
 #include "layers/layer.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-
-// t ? a : b, lane by lane (t all ones or zeros); SSE2 has no blend.
-static inline __m128 select_ps(__m128 t, __m128 a, __m128 b) { return _mm_or_ps(_mm_and_ps(t, a), _mm_andnot_ps(t, b)); }
-static inline __m128i select_epi32(__m128 t, __m128i a, __m128i b) {
-    const __m128i m = _mm_castps_si128(t);
-    return _mm_or_si128(_mm_and_si128(m, a), _mm_andnot_si128(m, b));
-}
-
-// Four 2x2 windows at a time of one output row (r0, r1: its two input rows;
-// i0: r0's index in the plane), as the scalar loop below computes them: the
-// same comparisons in the same order (a NaN wins, ties keep the first).
-// Returns how many outputs it did. Each lane's argmax is an int32 index.
-static int pool2_row(const float *r0, const float *r1, int i0, int W, int OW, float *out, int32_t *best) {
-    const __m128i lane = _mm_setr_epi32(0, 2, 4, 6), one = _mm_set1_epi32(1), w = _mm_set1_epi32(W);
-    int ow = 0;
-    for (; ow + 4 <= OW; ow += 4) {
-        const __m128 a0 = _mm_loadu_ps(r0 + 2 * ow), a1 = _mm_loadu_ps(r0 + 2 * ow + 4);
-        const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
-        const __m128 tr = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
-        const __m128 bl = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
-        const __m128 br = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
-        __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
-        const __m128i tl_i = _mm_add_epi32(_mm_set1_epi32(i0 + 2 * ow), lane), bl_i = _mm_add_epi32(tl_i, w);
-        __m128i bi = tl_i;
-        __m128 t = _mm_or_ps(_mm_cmpgt_ps(tr, m), _mm_cmpunord_ps(tr, tr));
-        m = select_ps(t, tr, m);
-        bi = select_epi32(t, _mm_add_epi32(tl_i, one), bi);
-        t = _mm_or_ps(_mm_cmpgt_ps(bl, m), _mm_cmpunord_ps(bl, bl));
-        m = select_ps(t, bl, m);
-        bi = select_epi32(t, bl_i, bi);
-        t = _mm_or_ps(_mm_cmpgt_ps(br, m), _mm_cmpunord_ps(br, br));
-        m = select_ps(t, br, m);
-        bi = select_epi32(t, _mm_add_epi32(bl_i, one), bi);
-        _mm_storeu_ps(out + ow, m);
-        _mm_storeu_si128((__m128i *)(void *)(best + ow), bi);
-    }
-    return ow;
-}
-
-// Four outputs at a time of the 2x2 backward below (g, y, am: the row's
-// gradient, pool output or NULL, argmax; r0, r1 the two input rows).
-static int pool2_grad_row(const float *y, const float *g, const int32_t *am, int i0, int W, int OW, float *r0,
-                          float *r1) {
-    const __m128i lane = _mm_setr_epi32(0, 2, 4, 6), one = _mm_set1_epi32(1), w = _mm_set1_epi32(W);
-    const __m128 zero = _mm_setzero_ps();
-    int ow = 0;
-    for (; ow + 4 <= OW; ow += 4) {
-        __m128 v = _mm_add_ps(_mm_loadu_ps(g + ow), zero);  // -0 becomes +0, as below
-        if (y) v = _mm_andnot_ps(_mm_cmple_ps(_mm_loadu_ps(y + ow), zero), v);
-        const __m128i a = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(const void *)(am + ow)),
-                                        _mm_add_epi32(_mm_set1_epi32(i0 + 2 * ow), lane));
-        const __m128 v0 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(a, _mm_setzero_si128())));
-        const __m128 v1 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(a, one)));
-        const __m128 v2 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(a, w)));
-        const __m128 v3 = _mm_and_ps(v, _mm_castsi128_ps(_mm_cmpeq_epi32(a, _mm_add_epi32(w, one))));
-        _mm_storeu_ps(r0 + 2 * ow, _mm_unpacklo_ps(v0, v1));
-        _mm_storeu_ps(r0 + 2 * ow + 4, _mm_unpackhi_ps(v0, v1));
-        _mm_storeu_ps(r1 + 2 * ow, _mm_unpacklo_ps(v2, v3));
-        _mm_storeu_ps(r1 + 2 * ow + 4, _mm_unpackhi_ps(v2, v3));
-    }
-    return ow;
-}
-
-// The whole row: the last windows one at a time through the same
-// operations on one lane (a scalar tail's data-dependent branches cost as
-// much as the rest of a 15-window row, measured on tfcnn's first pool).
-static int pool2_row_all(const float *r0, const float *r1, int i0, int W, int OW, float *out, int32_t *best) {
-    const __m128i one = _mm_set1_epi32(1), w = _mm_set1_epi32(W);
-    for (int ow = pool2_row(r0, r1, i0, W, OW, out, best); ow < OW; ow++) {
-        const float *a = r0 + 2 * ow, *b = r1 + 2 * ow;
-        const __m128 tr = _mm_load_ss(a + 1), bl = _mm_load_ss(b), br = _mm_load_ss(b + 1);
-        __m128 m = _mm_load_ss(a);
-        const __m128i tl_i = _mm_cvtsi32_si128(i0 + 2 * ow), bl_i = _mm_add_epi32(tl_i, w);
-        __m128i bi = tl_i;
-        __m128 t = _mm_or_ps(_mm_cmpgt_ss(tr, m), _mm_cmpunord_ss(tr, tr));
-        m = select_ps(t, tr, m);
-        bi = select_epi32(t, _mm_add_epi32(tl_i, one), bi);
-        t = _mm_or_ps(_mm_cmpgt_ss(bl, m), _mm_cmpunord_ss(bl, bl));
-        m = select_ps(t, bl, m);
-        bi = select_epi32(t, bl_i, bi);
-        t = _mm_or_ps(_mm_cmpgt_ss(br, m), _mm_cmpunord_ss(br, br));
-        m = select_ps(t, br, m);
-        bi = select_epi32(t, _mm_add_epi32(bl_i, one), bi);
-        out[ow] = _mm_cvtss_f32(m);
-        best[ow] = _mm_cvtsi128_si32(bi);
-    }
-    return OW;
-}
-#else
-static int pool2_row_all(const float *r0, const float *r1, int i0, int W, int OW, float *out, int32_t *best) {
-    (void)r0, (void)r1, (void)i0, (void)W, (void)OW, (void)out, (void)best;
-    return 0;
-}
-static int pool2_grad_row(const float *y, const float *g, const int32_t *am, int i0, int W, int OW, float *r0,
-                          float *r1) {
-    (void)y, (void)g, (void)am, (void)i0, (void)W, (void)OW, (void)r0, (void)r1;
-    return 0;
-}
-#endif
-
 // One (H,W) plane into y and argmax (OH,OW); argmax indexes the plane, ties -> first.
 static void maxpool_plane(const Pool2d *l, const float *in, float *restrict y, int32_t *restrict argmax) {
     const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
@@ -116,7 +14,7 @@ static void maxpool_plane(const Pool2d *l, const float *in, float *restrict y, i
             const float *r0 = in + (size_t)2 * oh * W, *r1 = r0 + W;
             float *restrict out = y + (size_t)oh * OW;
             int32_t *restrict best = argmax + (size_t)oh * OW;
-            for (int ow = pool2_row_all(r0, r1, 2 * oh * W, W, OW, out, best); ow < OW; ow++) {
+            for (int ow = 0; ow < OW; ow++) {
                 const int i0 = 2 * oh * W + 2 * ow;
                 const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
                 float m = r0[2 * ow];
@@ -197,10 +95,8 @@ static void maxpool_backward_plane(const Pool2d *l, const float *yp, const float
         // argmax's gradient or 0 (no clearing pass, no scatter).
         for (int oh = 0; oh < OH; oh++) {
             float *r0 = out + (size_t)2 * oh * W, *r1 = r0 + W;
-            const size_t row = (size_t)oh * OW;
-            for (int ow = pool2_grad_row(yp ? yp + row : NULL, g + row, am + row, 2 * oh * W, W, OW, r0, r1); ow < OW;
-                 ow++) {
-                const size_t p = row + ow;
+            for (int ow = 0; ow < OW; ow++) {
+                const size_t p = (size_t)oh * OW + ow;
                 const uint32_t v = pool_grad_bits(yp, g, p);
                 const int a = am[p] - (2 * oh * W + 2 * ow);  // 0, 1, W or W + 1
                 r0[2 * ow] = bits_float(v & -(uint32_t)(a == 0));
