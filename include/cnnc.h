@@ -192,6 +192,7 @@ typedef struct {
     size_t n_weight, n_bias, n_buffer;  // trainable weight/bias floats, BN buffers
     double flops;      // forward FLOPs per image (2 x MACs)
     int input, input2; // tensors read: -1 the net's input, k layer k's output; input2 -2 if none
+    int done_by;       // -1, or the layer whose passes do this one's (a ReLU or max pool fused into it)
 } CnnLayerInfo;
 void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info);
 

@@ -694,4 +694,10 @@ void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info) {
     info->input = l->spec.in[0];
     info->input2 = l->spec.in[1];
     info->flops = layer_flops(l);
+    info->done_by = -1;
+    for (int j = i; j >= 0; j = net->layers[j].spec.in[0]) {  // down the chain of fused layers
+        const Layer *f = &net->layers[j];
+        if (f != l && (f->relu_out || f->pool_after)) info->done_by = j;
+        if (!(f->relu_fused || f->pool_in_conv) || f->spec.in[0] < 0) break;
+    }
 }

@@ -570,6 +570,14 @@ START_TEST(test_fusions_change_no_bit) {
             }
             ck_assert_int_eq(count_flags(probe, w), count);
         }
+        if (t == 0) {  // what cnn_net_layer_info tells (bench prints it)
+            static const int done_by[10] = {-1, 0, 0, -1, 3, 3, -1, -1, 7, -1};
+            for (int i = 0; i < 10; i++) {
+                CnnLayerInfo li;
+                cnn_net_layer_info(probe, i, &li);
+                ck_assert_msg(li.done_by == done_by[i], "layer %d done by %d, not %d", i, li.done_by, done_by[i]);
+            }
+        }
         cnn_net_free(probe);
         for (int kb = 0; kernels_next(&kb);)
             for (int a = 0; a < 2; a++) {

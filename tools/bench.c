@@ -279,6 +279,7 @@ int main(int argc, char **argv) {
                 snprintf(shape, sizeof shape, "%dx%dx%d", li.OC, li.OH, li.OW);
                 printf(" %2d  %-34s %-12s %8.3f %8.3f %5.1f%%", i, li.text, shape, 1e3 * fwd[i] / steps,
                        1e3 * bwd[i] / steps, 100.0 * (fwd[i] + bwd[i]) / total);
+                if (li.done_by >= 0) printf("  (fused into layer %d)", li.done_by);
                 if (li.flops > 0 && bwd[i] > 0) {
                     // Backward: dW and dx each cost a forward's FLOPs (dx is skipped for the first layer).
                     const double f = li.flops * B * (i == 0 ? 2.0 : 3.0) * steps / (fwd[i] + bwd[i]) / 1e9;
