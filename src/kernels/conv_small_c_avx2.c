@@ -102,6 +102,104 @@ void conv_small_c_fwd_avx2(const float *xp, int C, int KH, int KW, const float *
     }
 }
 
+// ---------------------------------------------------------------- with a 2x2 max pool
+// Even and odd lanes of the 16 values (lo, hi): [0 2 .. 14] and [1 3 .. 15].
+static inline void deinterleave(__m256 lo, __m256 hi, __m256 *even, __m256 *odd) {
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+}
+
+static inline __m256 takes(__m256 v, __m256 m) {  // v > m, or v is NaN: maxpool_forward's rule
+    return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+static inline __m256i blend_epi32(__m256i a, __m256i b, __m256 t) {
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), t));
+}
+
+// 2 output channels x 16 pixels of conv rows 2 r and 2 r + 1 (8 accumulators,
+// each sum as fwd_tile's), then their 8 windows of 2x2 pooled in registers:
+// the first window's top-left is conv pixel (2 r, 2 pw0), i0 its index in the
+// OH x OW plane; np of the 8 pooled values (and argmaxes) are stored.
+static inline __attribute__((always_inline)) void fwd_pool_tile(const int OT, const float *xt, size_t Wp,
+                                                                const int *off, int T, const float *w,
+                                                                size_t w_oc, const float *bias, int i0, int OW,
+                                                                int relu, float *y, int32_t *am,
+                                                                size_t p_plane, int np) {
+    __m256 t0[2], t1[2], b0[2], b1[2];
+#pragma GCC unroll 2
+    for (int o = 0; o < OT; o++) t0[o] = t1[o] = b0[o] = b1[o] = _mm256_set1_ps(bias ? bias[o] : 0.0f);
+    for (int t = 0; t < T; t++) {
+        const float *r = xt + off[t];
+        const __m256 x0 = _mm256_loadu_ps(r), x1 = _mm256_loadu_ps(r + 8);
+        const __m256 x2 = _mm256_loadu_ps(r + Wp), x3 = _mm256_loadu_ps(r + Wp + 8);
+#pragma GCC unroll 2
+        for (int o = 0; o < OT; o++) {
+            const __m256 wv = _mm256_broadcast_ss(w + o * w_oc + t);
+            t0[o] = _mm256_fmadd_ps(wv, x0, t0[o]);
+            t1[o] = _mm256_fmadd_ps(wv, x1, t1[o]);
+            b0[o] = _mm256_fmadd_ps(wv, x2, b0[o]);
+            b1[o] = _mm256_fmadd_ps(wv, x3, b1[o]);
+        }
+    }
+    const __m256i tl_i = _mm256_add_epi32(_mm256_set1_epi32(i0), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+    const __m256i one = _mm256_set1_epi32(1), bl_i = _mm256_add_epi32(tl_i, _mm256_set1_epi32(OW));
+#pragma GCC unroll 2
+    for (int o = 0; o < OT; o++) {
+        __m256 m, tr, bl, br;
+        deinterleave(t0[o], t1[o], &m, &tr);
+        deinterleave(b0[o], b1[o], &bl, &br);
+        __m256 t = takes(tr, m);
+        m = _mm256_blendv_ps(m, tr, t);
+        __m256i bi = blend_epi32(tl_i, _mm256_add_epi32(tl_i, one), t);
+        t = takes(bl, m);
+        m = _mm256_blendv_ps(m, bl, t);
+        bi = blend_epi32(bi, bl_i, t);
+        t = takes(br, m);
+        m = _mm256_blendv_ps(m, br, t);
+        bi = blend_epi32(bi, _mm256_add_epi32(bl_i, one), t);
+        if (relu) m = _mm256_max_ps(_mm256_setzero_ps(), m);  // relu_in_place's y < 0 ? 0 : y, NaN and -0 kept
+        float *yo = y + o * p_plane;
+        int32_t *ao = am + o * p_plane;
+        if (np == 8) {
+            _mm256_storeu_ps(yo, m);
+            _mm256_storeu_si256((__m256i *)(void *)ao, bi);
+        } else {
+            float mv[8];
+            int32_t iv[8];
+            _mm256_storeu_ps(mv, m);
+            _mm256_storeu_si256((__m256i *)(void *)iv, bi);
+            for (int j = 0; j < np; j++) {
+                yo[j] = mv[j];
+                ao[j] = iv[j];
+            }
+        }
+    }
+}
+
+void conv_small_c_fwd_pool2_avx2(const float *xp, int C, int KH, int KW, const float *w, const float *bias, int OC,
+                                 int OH, int OW, int relu, float *y, int32_t *argmax) {
+    const int Hp = OH + KH - 1, Wp = round16(OW) + KW - 1, T = C * KH * KW, POH = OH / 2, POW = OW / 2;
+    const size_t w_oc = (size_t)T, p_plane = (size_t)POH * POW;
+    int off[CNN_SMALL_C_TAPS_MAX];
+    for (int c = 0, t = 0; c < C; c++)
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) off[t++] = (c * Hp + kh) * Wp + kw;
+    for (int oc = 0; oc < OC; oc += 2) {
+        const float *wt = w + oc * w_oc, *bt = bias ? bias + oc : NULL;
+        for (int r = 0; r < POH; r++)
+            for (int pw = 0; pw < POW; pw += 8) {
+                const float *xt = xp + (size_t)2 * r * Wp + 2 * pw;
+                const size_t at = oc * p_plane + (size_t)r * POW + pw;
+                const int np = POW - pw < 8 ? POW - pw : 8, i0 = 2 * r * OW + 2 * pw;
+                if (OC - oc >= 2)
+                    fwd_pool_tile(2, xt, (size_t)Wp, off, T, wt, w_oc, bt, i0, OW, relu, y + at, argmax + at, p_plane, np);
+                else
+                    fwd_pool_tile(1, xt, (size_t)Wp, off, T, wt, w_oc, bt, i0, OW, relu, y + at, argmax + at, p_plane, np);
+            }
+    }
+}
+
 // dw[o][kt] += sum over pixels of dy[o] x (the plane shifted by tap kt),
 // for OT output channels (dy planes dy_plane apart, dw rows dw_oc apart) and
 // KT consecutive taps of one tap row (xp at that row's first tap).

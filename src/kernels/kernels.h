@@ -13,6 +13,7 @@
 #define CNNC_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 // A convolution on channel-blocked tensors: 8 channels a block, the block's
 // channels innermost ([block][row][column][8]). The input plane is already
@@ -63,6 +64,12 @@ typedef struct {
                              int OH, int OW, float *y);
     void (*conv_small_c_wgrad)(const float *xp, int C, int KH, int KW, const float *dy, int OC, int OH, int OW,
                                float *dw);
+    // conv_small_c_fwd with a 2x2, stride-2 max pool of each output plane
+    // (then a ReLU of the pooled values if relu): y and argmax (OC, OH/2,
+    // OW/2), argmax indexing the OH x OW plane as maxpool_forward's; the
+    // convolution's own output is never stored. NULL: the two apart.
+    void (*conv_small_c_fwd_pool2)(const float *xp, int C, int KH, int KW, const float *w, const float *bias, int OC,
+                                   int OH, int OW, int relu, float *y, int32_t *argmax);
     // Direct convolution on blocked tensors (NULL: im2col + GEMM instead).
     // y[ob][oh][ow][o] = bias[8 ob + o] (0 if NULL)
     //     + sum over cb, kh, kw, i of x[cb][oh S + kh][ow S + kw][i] w[ob][cb][kh][kw][i][o],
@@ -142,6 +149,8 @@ void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, f
 
 void conv_small_c_fwd_avx2(const float *xp, int C, int KH, int KW, const float *w, const float *bias, int OC,
                            int OH, int OW, float *y);
+void conv_small_c_fwd_pool2_avx2(const float *xp, int C, int KH, int KW, const float *w, const float *bias, int OC,
+                                 int OH, int OW, int relu, float *y, int32_t *argmax);
 void conv_small_c_wgrad_avx2(const float *xp, int C, int KH, int KW, const float *dy, int OC, int OH, int OW,
                              float *dw);
 void conv_fwd_blocked_avx2(const BlockedConv *g, const float *x, const float *w, const float *bias,

@@ -37,6 +37,7 @@ static const Kernels backends[] = {
      .gemm_small_k = gemm_small_k_avx2,
      .gemm_small_k_nt = gemm_small_k_nt_avx2,
      .conv_small_c_fwd = conv_small_c_fwd_avx2,
+     .conv_small_c_fwd_pool2 = conv_small_c_fwd_pool2_avx2,
      .conv_small_c_wgrad = conv_small_c_wgrad_avx2,
      .conv_fwd_blocked = conv_fwd_blocked_avx2,
      .conv_wgrad_blocked = conv_wgrad_blocked_avx2,

@@ -43,12 +43,19 @@ void conv2d_small_c_forward(const Conv2d *l, const float *x, float *y, int B, Wo
     const Kernels *k = kernels();
     const size_t in_size = (size_t)l->C * l->H * l->W, out_size = (size_t)l->OC * l->OH * l->OW;
     const int nchunks = ws_chunks(ws, B);
+    const int pool2 = l->pooled && l->pool->K == 2 && l->pool->S == 2 && k->conv_small_c_fwd_pool2;
     CNN_ASSERT(conv2d_small_c_scratch_size(l) <= ws->col_size);
 #pragma omp parallel for schedule(static) if ((size_t)B * out_size * l->C * l->KH * l->KW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *xp = ws->col + (size_t)c * ws->col_size;
         for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {
             pad_image(l, x + (size_t)i * in_size, xp);
+            if (pool2) {  // the fused 2x2 pool in the kernel's registers: no full-size output at all
+                const size_t at = (size_t)i * l->pool->C * l->pool->OH * l->pool->OW;
+                k->conv_small_c_fwd_pool2(xp, l->C, l->KH, l->KW, l->w, l->has_bias ? l->b : NULL, l->OC, l->OH,
+                                          l->OW, l->relu, l->pool_out + at, l->pool->argmax + at);
+                continue;
+            }
             float *yi = conv2d_image_out(l, y, i, ws, c);
             k->conv_small_c_fwd(xp, l->C, l->KH, l->KW, l->w, l->has_bias ? l->b : NULL, l->OC, l->OH, l->OW, yi);
             conv2d_image_done(l, yi, i);
