@@ -208,7 +208,7 @@ void net_set_fusion(int level) { fusion_level = level; }
 // own (the pool's gradient is 0 but at each window's argmax, where the
 // relu's mask is the pool's output > 0). A max pool that alone reads a
 // convolution's output (or its fused relu's) is done by the convolution
-// (LayerOps.can_pool), image by image from scratch: the full-size output is
+// (LAYER_POOL_OUT), image by image from scratch: the full-size output is
 // never written to memory, nor its gradient (the backward expands each
 // image's). The same numbers, bit for bit, without the passes over memory.
 static void plan_fusions(Layer *layers, int L) {
@@ -230,7 +230,7 @@ static void plan_fusions(Layer *layers, int L) {
             if (!src->relu_fused) continue;
             src = &layers[src->spec.in[0]];
         }
-        if (src->spec.ops->can_pool && !src->pool_after && src->spec.ops->can_pool(src, l)) {
+        if (src->spec.ops->flags & LAYER_POOL_OUT) {  // its only reader: no other pool claims it
             src->pool_after = i;
             l->pool_in_conv = 1;
         }

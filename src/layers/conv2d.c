@@ -277,11 +277,6 @@ static Conv2d conv_geometry(const Layer *l) {
 }
 
 // Any max pool: each image is pooled from the chunk's scratch.
-static int conv_can_pool(const Layer *l, const Layer *pool) {
-    (void)l;
-    return pool->spec.ops == &maxpool_layer;
-}
-
 static void conv_wire_pool(Layer *l, Layer *pool) {
     l->conv.pool = &pool->pool;
     l->conv.pool_out = pool->out;
@@ -380,7 +375,7 @@ static int conv_pass_times(Layer *l, const float *x, float *dx_buf, int B, int r
 const LayerOps conv_layer = {
     .name = "conv",
     .aliases = {"conv2d"},
-    .flags = LAYER_RELU_OUT,
+    .flags = LAYER_RELU_OUT | LAYER_POOL_OUT,
     .positional = {"out", "k", "stride", "pad"},
     .defaults = conv_defaults,
     .set_arg = conv_set_arg,
@@ -389,7 +384,6 @@ const LayerOps conv_layer = {
     .shape = conv_shape,
     .scratch = conv_scratch,
     .wire = conv_wire,
-    .can_pool = conv_can_pool,
     .wire_pool = conv_wire_pool,
     .init = conv_init,
     .flops = layer_weight_flops,

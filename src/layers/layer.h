@@ -93,7 +93,8 @@ enum {
     LAYER_GRAD_IN_PLACE = 2,  // backward writes dx over dy (or leaves dy as dx)
     LAYER_MERGE = 4,          // two inputs: the current tensor and a named one (add, concat)
     LAYER_NO_DECAY = 8,       // its weights are a normalisation's scale and shift (no decay when skipping those)
-    LAYER_RELU_OUT = 16       // its forward can apply a ReLU to its output (Layer.relu_out); its backward does not read it
+    LAYER_RELU_OUT = 16,      // its forward can apply a ReLU to its output (Layer.relu_out); its backward does not read it
+    LAYER_POOL_OUT = 32       // its forward can do the max pool after it (Layer.pool_after; see wire_pool)
 };
 
 struct LayerOps {
@@ -113,9 +114,7 @@ struct LayerOps {
     size_t (*aux_floats)(const Layer *l, int max_batch);      // NULL: none
     void (*scratch)(const Layer *l, int max_batch, Workspace *need);  // raises col/partial/packed sizes
     void (*wire)(Layer *l, float *w, float *dw, float *buffers);  // point the kernel struct at arenas
-    // Whether the layer can do the max pool after it (Layer.pool_after),
-    // and, once every layer is wired, to take the pool's tensors. NULL: it cannot.
-    int (*can_pool)(const Layer *l, const Layer *pool);
+    // LAYER_POOL_OUT: once every layer is wired, take the fused max pool's tensors.
     void (*wire_pool)(Layer *l, Layer *pool);
     void (*init)(Layer *l, float *w, float *buffers, CnnRng *r, CnnInit init);  // params already zeroed
     double (*flops)(const Layer *l);                              // forward FLOPs per sample

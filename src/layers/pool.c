@@ -7,8 +7,7 @@
 
 // One (H,W) plane into y and argmax (OH,OW); argmax indexes the plane, ties -> first.
 static void maxpool_plane(const Pool2d *l, const float *in, float *restrict y, int32_t *restrict argmax) {
-    const int H = l->H, W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
-    (void)H;
+    const int W = l->W, K = l->K, S = l->S, OH = l->OH, OW = l->OW;
     if (K == 2 && S == 2) {  // the common case: one pass, four loads per output
         for (int oh = 0; oh < OH; oh++) {
             const float *r0 = in + (size_t)2 * oh * W, *r1 = r0 + W;
@@ -247,7 +246,7 @@ static size_t maxpool_aux_floats(const Layer *l, int max_batch) {
 // image by image in the convolution's backward.
 static void maxpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
     if (l->pool_in_conv) return;
-    maxpool_forward(&l->pool, x, l->out, (int32_t *)(void *)l->aux, r->B);
+    maxpool_forward(&l->pool, x, l->out, l->pool.argmax, r->B);
 }
 
 static void maxpool_backward_row(Layer *l, const float *x, const float *dy, float *dx,
@@ -257,7 +256,7 @@ static void maxpool_backward_row(Layer *l, const float *x, const float *dy, floa
         CNN_ASSERT(dx == dy);
         return;
     }
-    maxpool_backward(&l->pool, l->out, dy, (const int32_t *)(const void *)l->aux, dx, r->B);
+    maxpool_backward(&l->pool, l->out, dy, l->pool.argmax, dx, r->B);
 }
 
 static void avgpool_forward_row(Layer *l, const float *x, const LayerRun *r) {
