@@ -2,9 +2,11 @@
 # tools/bench on a net of more layers than its tables once held (resnet20:
 # 72): every layer's row, sane thread counts, exit 0. Under ASan (CI's
 # sanitizer stage) a table overrun fails here.
-# usage: test_bench.sh BENCH
+# With BENCH_KERNELS (x86-64 builds), its --small-c mode too.
+# usage: test_bench.sh BENCH [BENCH_KERNELS]
 set -u
 bench=$1
+kernels=${2:-}
 out=$("$bench" --model resnet20 --input 3x16x16 --batch 4 --threads 1 --steps 1 --reps 1 --warmup 0 2>&1)
 rc=$?
 fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
@@ -23,3 +25,21 @@ rc=$?
 [ "$rc" -eq 0 ] || fail "bench on a 64x6x6 input exited $rc"
 grep -qE "^ +0  conv\(64,3" <<<"$out" || fail "no per-pass row for the first convolution"
 echo "ok: per-pass timing of a first layer with a large input"
+
+[ -n "$kernels" ] || exit 0
+# bench_kernels --small-c: every row, and a clear refusal of a bad shape.
+out=$("$kernels" --reps 1 --small-c 3,32,32 2>&1)
+rc=$?
+if grep -q "have no small-channel convolution" <<<"$out"; then  # a CPU without AVX2: nothing to time
+  echo "ok: bench_kernels --small-c refused on these kernels: $out"
+  exit 0
+fi
+[ "$rc" -eq 0 ] || fail "bench_kernels --small-c exited $rc"
+for row in "forward  " "apart" "weight gradient" "pool backward"; do
+  grep -q "$row" <<<"$out" || fail "bench_kernels --small-c printed no '$row' row"
+done
+out=$("$kernels" --small-c 3,32 2>&1)
+rc=$?
+[ "$rc" -eq 2 ] || fail "bench_kernels --small-c 3,32 exited $rc, not 2"
+grep -q -- "--small-c wants C,OC,H" <<<"$out" || fail "bench_kernels --small-c 3,32: no message naming the option"
+echo "ok: bench_kernels --small-c"

@@ -556,9 +556,11 @@ START_TEST(test_fusions_change_no_bit) {
          {{2, -1}, {6, -1}, {-1}}},
         {"conv(8,3,pad=1) maxpool(2) bn relu conv(16,3) maxpool(3,stride=1) relu flatten dense(5)",
          {{3, -1}, {-1}, {1, 5, -1}}},
-        // The small-channel kernel's own 2x2 pool: rows of 9 windows (8 + 1), an odd channel count.
-        {"conv(5,3,pad=5) relu maxpool(2) conv(8,3) relu maxpool(2) flatten dense(5)",
+        // The small-channel kernel's own 2x2 pool: rows of 9 windows (8 + 1); tiles of 3 + 3 + 1
+        // and 3 + 3 + 2 channels.
+        {"conv(7,3,pad=5) relu maxpool(2) conv(8,3) relu maxpool(2) flatten dense(5)",
          {{1, 4, -1}, {1, 4, -1}, {2, 5, -1}}},
+        {"conv(8,3,pad=5) relu maxpool(2) flatten dense(5)", {{1, -1}, {1, -1}, {2, -1}}},
     };
     static const char *algos[] = {"direct", "winograd"};
     for (size_t t = 0; t < sizeof nets / sizeof nets[0]; t++) {

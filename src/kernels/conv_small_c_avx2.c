@@ -117,8 +117,9 @@ static inline __m256i blend_epi32(__m256i a, __m256i b, __m256 t) {
     return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), t));
 }
 
-// 2 output channels x 16 pixels of conv rows 2 r and 2 r + 1 (8 accumulators,
-// each sum as fwd_tile's), then their 8 windows of 2x2 pooled in registers:
+// 3 output channels x 16 pixels of conv rows 2 r and 2 r + 1 (12 accumulators,
+// each sum as fwd_tile's; 2 channels and 8 ran 1.1-1.3x slower in
+// `bench_kernels --small-c 3,32,32`), then their 8 windows of 2x2 pooled in registers:
 // the first window's top-left is conv pixel (2 r, 2 pw0), i0 its index in the
 // OH x OW plane; np of the 8 pooled values (and argmaxes) are stored.
 static inline __attribute__((always_inline)) void fwd_pool_tile(const int OT, const float *xt, size_t Wp,
@@ -126,25 +127,31 @@ static inline __attribute__((always_inline)) void fwd_pool_tile(const int OT, co
                                                                 size_t w_oc, const float *bias, int i0, int OW,
                                                                 int relu, float *y, int32_t *am,
                                                                 size_t p_plane, int np) {
-    __m256 t0[2], t1[2], b0[2], b1[2];
-#pragma GCC unroll 2
+    __m256 t0[3], t1[3], b0[3], b1[3];
+#pragma GCC unroll 3
     for (int o = 0; o < OT; o++) t0[o] = t1[o] = b0[o] = b1[o] = _mm256_set1_ps(bias ? bias[o] : 0.0f);
     for (int t = 0; t < T; t++) {
         const float *r = xt + off[t];
-        const __m256 x0 = _mm256_loadu_ps(r), x1 = _mm256_loadu_ps(r + 8);
-        const __m256 x2 = _mm256_loadu_ps(r + Wp), x3 = _mm256_loadu_ps(r + Wp + 8);
-#pragma GCC unroll 2
-        for (int o = 0; o < OT; o++) {
-            const __m256 wv = _mm256_broadcast_ss(w + o * w_oc + t);
-            t0[o] = _mm256_fmadd_ps(wv, x0, t0[o]);
-            t1[o] = _mm256_fmadd_ps(wv, x1, t1[o]);
-            b0[o] = _mm256_fmadd_ps(wv, x2, b0[o]);
-            b1[o] = _mm256_fmadd_ps(wv, x3, b1[o]);
-        }
+        __m256 wv[3];
+#pragma GCC unroll 3
+        for (int o = 0; o < OT; o++) wv[o] = _mm256_broadcast_ss(w + o * w_oc + t);
+        // One input vector at a time: 12 accumulators, 3 weights and 1 input fill the 16 registers.
+        __m256 xv = _mm256_loadu_ps(r);
+#pragma GCC unroll 3
+        for (int o = 0; o < OT; o++) t0[o] = _mm256_fmadd_ps(wv[o], xv, t0[o]);
+        xv = _mm256_loadu_ps(r + 8);
+#pragma GCC unroll 3
+        for (int o = 0; o < OT; o++) t1[o] = _mm256_fmadd_ps(wv[o], xv, t1[o]);
+        xv = _mm256_loadu_ps(r + Wp);
+#pragma GCC unroll 3
+        for (int o = 0; o < OT; o++) b0[o] = _mm256_fmadd_ps(wv[o], xv, b0[o]);
+        xv = _mm256_loadu_ps(r + Wp + 8);
+#pragma GCC unroll 3
+        for (int o = 0; o < OT; o++) b1[o] = _mm256_fmadd_ps(wv[o], xv, b1[o]);
     }
     const __m256i tl_i = _mm256_add_epi32(_mm256_set1_epi32(i0), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
     const __m256i one = _mm256_set1_epi32(1), bl_i = _mm256_add_epi32(tl_i, _mm256_set1_epi32(OW));
-#pragma GCC unroll 2
+#pragma GCC unroll 3
     for (int o = 0; o < OT; o++) {
         __m256 m, tr, bl, br;
         deinterleave(t0[o], t1[o], &m, &tr);
@@ -185,17 +192,18 @@ void conv_small_c_fwd_pool2_avx2(const float *xp, int C, int KH, int KW, const f
     for (int c = 0, t = 0; c < C; c++)
         for (int kh = 0; kh < KH; kh++)
             for (int kw = 0; kw < KW; kw++) off[t++] = (c * Hp + kh) * Wp + kw;
-    for (int oc = 0; oc < OC; oc += 2) {
+    for (int oc = 0; oc < OC; oc += 3) {
         const float *wt = w + oc * w_oc, *bt = bias ? bias + oc : NULL;
         for (int r = 0; r < POH; r++)
             for (int pw = 0; pw < POW; pw += 8) {
                 const float *xt = xp + (size_t)2 * r * Wp + 2 * pw;
                 const size_t at = oc * p_plane + (size_t)r * POW + pw;
                 const int np = POW - pw < 8 ? POW - pw : 8, i0 = 2 * r * OW + 2 * pw;
-                if (OC - oc >= 2)
-                    fwd_pool_tile(2, xt, (size_t)Wp, off, T, wt, w_oc, bt, i0, OW, relu, y + at, argmax + at, p_plane, np);
-                else
-                    fwd_pool_tile(1, xt, (size_t)Wp, off, T, wt, w_oc, bt, i0, OW, relu, y + at, argmax + at, p_plane, np);
+#define TILE(n) fwd_pool_tile(n, xt, (size_t)Wp, off, T, wt, w_oc, bt, i0, OW, relu, y + at, argmax + at, p_plane, np)
+                if (OC - oc >= 3) TILE(3);
+                else if (OC - oc == 2) TILE(2);
+                else TILE(1);
+#undef TILE
             }
     }
 }
