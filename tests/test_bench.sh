@@ -2,7 +2,7 @@
 # tools/bench on a net of more layers than its tables once held (resnet20:
 # 72): every layer's row, sane thread counts, exit 0. Under ASan (CI's
 # sanitizer stage) a table overrun fails here.
-# With BENCH_KERNELS (x86-64 builds), its --small-c mode too.
+# With BENCH_KERNELS (x86-64 builds), its --small-c and --winograd modes too.
 # usage: test_bench.sh BENCH [BENCH_KERNELS]
 set -u
 bench=$1
@@ -43,3 +43,16 @@ rc=$?
 [ "$rc" -eq 2 ] || fail "bench_kernels --small-c 3,32 exited $rc, not 2"
 grep -q -- "--small-c wants C,OC,H" <<<"$out" || fail "bench_kernels --small-c 3,32: no message naming the option"
 echo "ok: bench_kernels --small-c"
+
+# bench_kernels --winograd: each step's row, and a clear refusal of a bad shape.
+out=$("$kernels" --reps 1 --winograd 32,64,15,2 2>&1)
+rc=$?
+[ "$rc" -eq 0 ] || fail "bench_kernels --winograd exited $rc"
+for row in "input transform" "36 products" "output transform"; do
+  grep -q "$row" <<<"$out" || fail "bench_kernels --winograd printed no '$row' row"
+done
+out=$("$kernels" --winograd 30,64,15,2 2>&1)
+rc=$?
+[ "$rc" -eq 2 ] || fail "bench_kernels --winograd 30,64,15,2 exited $rc, not 2"
+grep -q -- "--winograd wants C,OC,H,N" <<<"$out" || fail "bench_kernels --winograd 30,...: no message naming the option"
+echo "ok: bench_kernels --winograd"

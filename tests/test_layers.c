@@ -132,7 +132,9 @@ START_TEST(test_conv_fixed_shapes) {
         {2, 4, 5, 4, 4, 2, 4, 1, 0, 1},    // 4 channels, 2x4 kernel, rows of 1
         // Channels in multiples of 8: the direct kernels where the backend has them.
         {2, 8, 7, 9, 8, 3, 3, 1, 1, 1},    // odd sizes, pad 1
-        {3, 16, 6, 5, 24, 3, 3, 1, 0, 0},  // 2 input blocks, 3 output blocks (a lone last one), no bias
+        {3, 16, 6, 5, 24, 3, 3, 1, 0, 0},  // 2 input blocks, 3 output blocks (one weight-gradient tile), no bias
+        {2, 8, 5, 6, 40, 3, 3, 1, 1, 1},   // 5 output blocks: weight-gradient tiles of 3 + 2
+        {2, 16, 5, 5, 32, 3, 3, 1, 0, 1},  // 4 output blocks: 2 + 2
         {2, 8, 8, 7, 8, 5, 5, 1, 2, 1},    // 5x5, pad 2
         {17, 8, 2, 13, 8, 3, 3, 1, 1, 1},  // more images than chunks; rows of 13 = 6 + 6 + 1
         {2, 8, 6, 7, 8, 2, 3, 1, 1, 1},    // rectangular 2x3 kernel

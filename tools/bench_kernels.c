@@ -7,12 +7,16 @@
 // the kernels lose to running side by side, apart from any layer around
 // them. Used for the kernel figures in tools/PERF.md.
 //
+// --winograd C,OC,H,N times the steps of F(4x4, 3x3) on N images of C -> OC
+// channels and HxH planes (a group of the layer's), 1 thread.
+//
 // --small-c C,OC,H times a first layer's pieces on one core instead: the
 // small-channel kernels (C -> OC channels, 3x3, on an HxH image), with the
 // 2x2 max pool and ReLU after it apart and fused into the kernel, and the
 // pool's backward expansion, in us an image (best of R rounds of 100 calls).
 //
-//   bench_kernels [--kernels NAME] [--reps R] [--threads T] [--small-c C,OC,H] [C H ...]   e.g. 64 32 128 16 256 8
+//   bench_kernels [--kernels NAME] [--reps R] [--threads T] [--small-c C,OC,H] [--winograd C,OC,H,N]
+//                 [C H ...]   e.g. 64 32 128 16 256 8
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,19 +153,79 @@ static int small_c(const Kernels *k, const char *spec, int reps, double peak) {
     return 0;
 }
 
+typedef struct {
+    const Kernels *k;
+    WinoTransform f;
+    int CB, OCB, H, OH, n, TH, TW;
+    size_t T, x_image, y_image;
+    float *xb, *U, *V, *M, *yb;
+} Wino;
+
+static void wn_input(void *p) {
+    Wino *s = p;
+    s->k->wino_input(&s->f, s->xb, s->CB, s->H, s->H, s->x_image, s->n, s->TH, s->TW, s->V);
+}
+static void wn_products(void *p) {
+    Wino *s = p;
+    for (int pos = 0; pos < 36; pos++)
+        s->k->wino_products(s->V + pos * wino_pos_floats(s->CB, s->T), s->U + (size_t)pos * s->OCB * s->CB * 64,
+                            s->CB, s->OCB, s->T, s->M + pos * wino_pos_floats(s->OCB, s->T));
+}
+static void wn_output(void *p) {
+    Wino *s = p;
+    s->k->wino_output(&s->f, s->M, s->OCB, s->n, s->TH, s->TW, s->OH, s->OH, NULL, s->yb, s->y_image);
+}
+
+// --winograd C,OC,H,N: F(4x4, 3x3) on N images of C -> OC channels, HxH
+// input planes without padding: each step of a group apart, 1 thread.
+static int winograd(const Kernels *k, const char *spec, int reps, double peak) {
+    int C, OC, H, N;
+    if (sscanf(spec, "%d,%d,%d,%d", &C, &OC, &H, &N) != 4 || C < 8 || C % 8 || OC < 8 || OC % 8 || C > 1024 ||
+        OC > 1024 || H < 3 || H > 256 || N < 1 || N > 64) {
+        fprintf(stderr, "bench_kernels: --winograd wants C,OC,H,N with C and OC multiples of 8, e.g. 32,64,15,2\n");
+        return 2;
+    }
+    if (!k->wino_input || !k->wino_products || !k->wino_output) {
+        fprintf(stderr, "bench_kernels: kernels '%s' have no Winograd transforms\n", k->name);
+        return 2;
+    }
+    Wino s = {.k = k, .f = {.m = 4, .a = 6}, .CB = C / 8, .OCB = OC / 8, .H = H, .OH = H - 2, .n = N};
+    s.TH = s.TW = (s.OH + 3) / 4;
+    s.T = (size_t)N * s.TH * s.TW;
+    s.x_image = (size_t)C * H * H, s.y_image = (size_t)OC * s.OH * s.OH;
+    const size_t nv = 36 * wino_pos_floats(s.CB, s.T), nm = 36 * wino_pos_floats(s.OCB, s.T), nu = (size_t)36 * C * OC;
+    s.xb = cnn_alloc_floats(s.x_image * N), s.U = cnn_alloc_floats(nu), s.V = cnn_alloc_floats(nv);
+    s.M = cnn_alloc_floats(nm), s.yb = cnn_alloc_floats(s.y_image * N);
+    if (!s.xb || !s.U || !s.V || !s.M || !s.yb) return 1;
+    for (size_t i = 0; i < s.x_image * N; i++) s.xb[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < nu; i++) s.U[i] = (float)(i % 5) * 0.01f;
+    const double in = per_call(wn_input, &s, reps), prod = per_call(wn_products, &s, reps),
+                 out = per_call(wn_output, &s, reps);
+    const double flops = 2.0 * 36 * (double)s.T * C * OC;
+    printf("Winograd F(4x4, 3x3), %d -> %d channels, %dx%d input (%zu tiles of %d images), 1 thread, us an image:\n",
+           C, OC, H, H, s.T, N);
+    printf("  input transform   %7.2f us\n", in * 1e6 / N);
+    printf("  36 products       %7.2f us  %5.1f GFLOP/s (%3.0f%% of the peak)\n", prod * 1e6 / N, flops / prod / 1e9,
+           100 * flops / prod / 1e9 / peak);
+    printf("  output transform  %7.2f us\n", out * 1e6 / N);
+    cnn_free(s.xb); cnn_free(s.U); cnn_free(s.V); cnn_free(s.M); cnn_free(s.yb);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *kname = NULL, *small = NULL;
+    const char *kname = NULL, *small = NULL, *wino = NULL;
     int reps = 10, threads = 1, a = 1;
     for (; a + 1 < argc && argv[a][0] == '-'; a += 2) {
         if (!strcmp(argv[a], "--kernels")) kname = argv[a + 1];
         else if (!strcmp(argv[a], "--reps")) reps = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--small-c")) small = argv[a + 1];
+        else if (!strcmp(argv[a], "--winograd")) wino = argv[a + 1];
         else break;
     }
-    if ((a >= argc && !small) || (argc - a) % 2 || reps < 1 || threads < 1 || threads > 256) {
+    if ((a >= argc && !small && !wino) || (argc - a) % 2 || reps < 1 || threads < 1 || threads > 256) {
         fprintf(stderr, "usage: bench_kernels [--kernels NAME] [--reps R] [--threads T] [--small-c C,OC,H] "
-                        "[C H ...]\n");
+                        "[--winograd C,OC,H,N] [C H ...]\n");
         return 2;
     }
     if (kname ? cnn_kernels_select(kname) : cnn_kernels_from_env()) return 2;
@@ -185,6 +249,10 @@ int main(int argc, char **argv) {
            "%% of %d x that peak\n", k->name, threads, threads == 1 ? "" : "s", peak, reps, threads);
     if (small) {
         const int rc = small_c(k, small, reps, peak);
+        if (rc || (a >= argc && !wino)) return rc;
+    }
+    if (wino) {
+        const int rc = winograd(k, wino, reps, peak);
         if (rc || a >= argc) return rc;
     }
     peak *= threads;

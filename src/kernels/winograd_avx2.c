@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void input_tile(int a, const float 
 void wino_input_avx2(const WinoTransform *f, const float *xb, int CB, int Hp, int Wp, size_t x_image, int n,
                      int TH, int TW, float *V) {
     const int m = f->m, a = f->a;
-    const size_t T = (size_t)n * TH * TW, v_pos = (size_t)CB * T * 8, row = (size_t)Wp * 8;
+    const size_t T = (size_t)n * TH * TW, v_pos = wino_pos_floats(CB, T), row = (size_t)Wp * 8;
     for (int j = 0; j < n; j++)
         for (int cb = 0; cb < CB; cb++) {
             const float *plane = xb + j * x_image + (size_t)cb * Hp * Wp * 8;
@@ -121,7 +121,7 @@ static inline __attribute__((always_inline)) void output_tile(int a, int m, cons
 void wino_output_avx2(const WinoTransform *f, const float *M, int OCB, int n, int TH, int TW, int OH, int OW,
                       const float *bias, float *yb, size_t y_image) {
     const int m = f->m, a = f->a;
-    const size_t T = (size_t)n * TH * TW, m_pos = (size_t)OCB * T * 8, row = (size_t)OW * 8;
+    const size_t T = (size_t)n * TH * TW, m_pos = wino_pos_floats(OCB, T), row = (size_t)OW * 8;
     for (int j = 0; j < n; j++)
         for (int ob = 0; ob < OCB; ob++) {
             const v8 b = bias ? _mm256_loadu_ps(bias + ob * 8) : _mm256_setzero_ps();
@@ -255,7 +255,7 @@ static inline __attribute__((always_inline)) void dy_tile(int a, int m, const fl
 void wino_dy_avx2(const WinoTransform *f, const float *dy, int OCB, int OH, int OW, size_t row, size_t plane,
                   size_t image, int n, int TH, int TW, float *dM) {
     const int m = f->m, a = f->a;
-    const size_t T = (size_t)n * TH * TW, m_pos = (size_t)OCB * T * 8;
+    const size_t T = (size_t)n * TH * TW, m_pos = wino_pos_floats(OCB, T);
     for (int j = 0; j < n; j++)
         for (int ob = 0; ob < OCB; ob++) {
             const float *src_plane = dy + j * image + ob * plane;
@@ -302,7 +302,7 @@ static inline __attribute__((always_inline)) void wgrad_block(int NB, const Wino
                                                               const float *dM, int CB, int OCB, int cb, int ob,
                                                               int i0, size_t T, int accumulate, float *dw) {
     const int a = f->a;
-    const size_t v_pos = (size_t)CB * T * 8, m_pos = (size_t)OCB * T * 8;
+    const size_t v_pos = wino_pos_floats(CB, T), m_pos = wino_pos_floats(OCB, T);
     __m256 tap[9][2][4];
     for (int k = 0; k < 9; k++)
         for (int b = 0; b < NB; b++)

@@ -110,9 +110,10 @@ static WinoShape input_grad_shape(const Conv2d *l) {
     return (WinoShape){l->OC / 8, l->C / 8, l->OH + 2 * ph, l->OW + 2 * pw, l->H, l->W};
 }
 
-// V and M of one group.
+// V and M of one group, with the line after each position (wino_pos_floats).
 static size_t group_floats(const WinoShape *s, int most) {
-    return round16(per_image(s, tile_m) * images_per_group(s, most));
+    const size_t a2 = (size_t)(tile_m + 2) * (tile_m + 2);
+    return round16(per_image(s, tile_m) * images_per_group(s, most) + 2 * a2 * wino_pos_floats(0, 0));
 }
 
 size_t conv2d_winograd_scratch_size(const Conv2d *l, int chunk_images) {
@@ -173,11 +174,11 @@ static void wino_group(const Kernels *k, const WinoShape *s, int n, const float 
     const WinoTransform *f = transform();
     const int TH = tiles(s->OH, f->m), TW = tiles(s->OW, f->m), a2 = f->a * f->a;
     const size_t T = (size_t)n * TH * TW;
-    float *M = V + (size_t)a2 * s->CB * T * 8;
+    const size_t v_pos = wino_pos_floats(s->CB, T), m_pos = wino_pos_floats(s->OCB, T);
+    float *M = V + a2 * v_pos;
     k->wino_input(f, xb, s->CB, s->Hp, s->Wp, x_image, n, TH, TW, V);
     for (int pos = 0; pos < a2; pos++)
-        k->wino_products(V + (size_t)pos * s->CB * T * 8, U + (size_t)pos * s->OCB * s->CB * 64, s->CB, s->OCB, T,
-                         M + (size_t)pos * s->OCB * T * 8);
+        k->wino_products(V + pos * v_pos, U + (size_t)pos * s->OCB * s->CB * 64, s->CB, s->OCB, T, M + pos * m_pos);
     k->wino_output(f, M, s->OCB, n, TH, TW, s->OH, s->OW, bias, yb, y_image);
 }
 
@@ -238,7 +239,7 @@ void conv2d_winograd_weight_grad(const Conv2d *l, int n, const float *xb, size_t
     for (int g0 = 0; g0 < n; g0 += group) {
         const int nn = n - g0 < group ? n - g0 : group;
         const size_t T = (size_t)nn * TH * TW;
-        float *V = scratch, *dM = scratch + (size_t)a2 * s.CB * T * 8;
+        float *V = scratch, *dM = scratch + a2 * wino_pos_floats(s.CB, T);
         k->wino_input(f, xb + g0 * x_image, s.CB, s.Hp, s.Wp, x_image, nn, TH, TW, V);
         k->wino_dy(f, dyb + g0 * dy_image + interior, s.OCB, l->OH, l->OW, row, plane, dy_image, nn, TH, TW, dM);
         k->wino_wgrad(f, V, dM, s.CB, s.OCB, T, accumulate || g0 > 0, dw);
