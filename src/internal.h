@@ -177,7 +177,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
 int conv2d_winograd_possible(const Conv2d *l);  // the shape allows it
 int conv2d_winograd_applies(const Conv2d *l);   // ... and the algorithm in use asks for it
 int conv2d_winograd_auto(const Conv2d *l);      // auto's choice for this layer
-int conv2d_winograd_weight_grad_applies(const Conv2d *l);  // the weight gradient too
+int conv2d_winograd_weight_grad_applies(const Conv2d *l, int chunk_images);  // the weight gradient too
 int conv2d_winograd_group(const Conv2d *l, int most);
 size_t conv2d_winograd_scratch_size(const Conv2d *l, int chunk_images);
 size_t conv2d_winograd_filter_size(const Conv2d *l);

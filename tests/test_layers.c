@@ -286,20 +286,26 @@ START_TEST(test_conv_winograd_auto_rule) {
     const Conv2d mostly = {.C = 64, .H = 15, .W = 15, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 15, .OW = 15};
     const Conv2d wide = {.C = 256, .H = 3, .W = 3, .OC = 256, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 3, .OW = 3};
     const Conv2d narrow = {.C = 32, .H = 3, .W = 3, .OC = 32, .KH = 3, .KW = 3, .S = 1, .P = 1, .OH = 3, .OW = 3};
+    const Conv2d thin = {.C = 64, .H = 6, .W = 6, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 0, .OH = 4, .OW = 4};
     ck_assert(!conv2d_winograd_possible(&odd) && !conv2d_winograd_possible(&strided));
     if (!kernels()->wino_input) return;  // nothing to choose between
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
     ck_assert(conv2d_winograd_applies(&big) && conv2d_winograd_applies(&deep) && conv2d_winograd_applies(&ragged));
-    ck_assert(conv2d_winograd_weight_grad_applies(&big));
-    ck_assert(conv2d_winograd_weight_grad_applies(&deep));     // 16 tiles an image
-    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged));  // a third of the tiles' outputs wasted, 32 channels
-    ck_assert(conv2d_winograd_weight_grad_applies(&mostly));    // 88% used
-    ck_assert(conv2d_winograd_weight_grad_applies(&wide));      // 56% used, 256 channels
-    ck_assert(!conv2d_winograd_weight_grad_applies(&narrow));   // 56% used, 32 channels
+    // Chunks of 4 images (batch 64) unless said.
+    ck_assert(conv2d_winograd_weight_grad_applies(&big, 4));
+    ck_assert(conv2d_winograd_weight_grad_applies(&deep, 4));     // 4 tiles an image, 16 a group
+    ck_assert(!conv2d_winograd_weight_grad_applies(&deep, 3));    // 12 tiles a group
+    ck_assert(!conv2d_winograd_weight_grad_applies(&ragged, 4));  // a third of the tiles' outputs wasted, 32 channels
+    ck_assert(conv2d_winograd_weight_grad_applies(&mostly, 4));    // 88% used
+    ck_assert(conv2d_winograd_weight_grad_applies(&wide, 16));     // 56% used, 256 channels, batch 256
+    ck_assert(!conv2d_winograd_weight_grad_applies(&wide, 4));     // one tile an image: 4 a group
+    ck_assert(!conv2d_winograd_weight_grad_applies(&narrow, 16));  // 56% used, 32 channels
+    ck_assert(!conv2d_winograd_weight_grad_applies(&thin, 4));     // tfcnn's third layer at batch 64
     ck_assert_int_eq(cnn_conv_select("winograd"), CNN_OK);
-    ck_assert(conv2d_winograd_weight_grad_applies(&deep) && conv2d_winograd_weight_grad_applies(&ragged));
+    ck_assert(conv2d_winograd_weight_grad_applies(&deep, 4) && conv2d_winograd_weight_grad_applies(&ragged, 4));
+    ck_assert(conv2d_winograd_weight_grad_applies(&thin, 4));
     ck_assert_int_eq(cnn_conv_select("direct"), CNN_OK);
-    ck_assert(!conv2d_winograd_applies(&big) && !conv2d_winograd_weight_grad_applies(&big));
+    ck_assert(!conv2d_winograd_applies(&big) && !conv2d_winograd_weight_grad_applies(&big, 4));
     ck_assert_int_eq(cnn_conv_select("auto"), CNN_OK);
 }
 END_TEST

@@ -227,7 +227,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     CNN_ASSERT(conv2d_direct_partial_size(l) <= stride);
     CNN_ASSERT(conv2d_direct_scratch_size(l, most) <= ws->col_size && conv2d_packed_size(l) <= ws->packed_size);
     float *dx_kernel = ws->packed + nwb;
-    const int wino = dx && conv2d_winograd_applies(l), wino_w = conv2d_winograd_weight_grad_applies(l);
+    const int wino = dx && conv2d_winograd_applies(l), wino_w = conv2d_winograd_weight_grad_applies(l, most);
     if (wino) conv2d_winograd_input_grad_filters(l, dx_kernel);
     else if (dx) pack_input_grad(l, dx_kernel);
 #pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)

@@ -126,9 +126,14 @@ size_t conv2d_winograd_scratch_size(const Conv2d *l, int chunk_images) {
     return fwd > group_floats(&b, most) ? fwd : group_floats(&b, most);
 }
 
-// The transformed filters of both passes (the largest tile): a^2 C OC floats.
+// Floats from one position's transformed filters to the next: a line more
+// than C OC, for the reason of wino_pos_floats (the filter transform wrote
+// its 36 values of a filter into one L1 set).
+static size_t u_pos_floats(int C, int OC) { return (size_t)C * OC + 16; }
+
+// The transformed filters of both passes (the largest tile).
 size_t conv2d_winograd_filter_size(const Conv2d *l) {
-    return conv2d_winograd_possible(l) ? round16((size_t)36 * l->C * l->OC) : 0;
+    return conv2d_winograd_possible(l) ? round16(36 * u_pos_floats(l->C, l->OC)) : 0;
 }
 
 // U[pos][ob][cb][i][o] = (G g G^T)[pos] for the filter g of output channel
@@ -138,7 +143,7 @@ size_t conv2d_winograd_filter_size(const Conv2d *l) {
 // every step is an 8-wide loop the compiler vectorises.
 static void transform_filters(const Conv2d *l, int flip, float *U) {
     const int a = tile_m + 2, CB = (flip ? l->OC : l->C) / 8, OCB = (flip ? l->C : l->OC) / 8;
-    const size_t u_pos = (size_t)OCB * CB * 64;
+    const size_t u_pos = u_pos_floats(l->C, l->OC);
     const float *G = transform()->G;
 #pragma omp parallel for schedule(static) if ((size_t)l->C * l->OC * 9 >= CNN_PAR_MIN_WORK)
     for (int ob = 0; ob < OCB; ob++)
@@ -178,7 +183,7 @@ static void wino_group(const Kernels *k, const WinoShape *s, int n, const float 
     float *M = V + a2 * v_pos;
     k->wino_input(f, xb, s->CB, s->Hp, s->Wp, x_image, n, TH, TW, V);
     for (int pos = 0; pos < a2; pos++)
-        k->wino_products(V + pos * v_pos, U + (size_t)pos * s->OCB * s->CB * 64, s->CB, s->OCB, T, M + pos * m_pos);
+        k->wino_products(V + pos * v_pos, U + pos * u_pos_floats(8 * s->CB, 8 * s->OCB), s->CB, s->OCB, T, M + pos * m_pos);
     k->wino_output(f, M, s->OCB, n, TH, TW, s->OH, s->OW, bias, yb, y_image);
 }
 
@@ -267,13 +272,17 @@ int conv2d_winograd_auto(const Conv2d *l) {
 // plane (56%) 1.2x; 0.7-1.2x (no gain in whole-model runs) on tfcnn's 32 ->
 // 64 channels at 13x13 (66%). A 5-epoch vgg8bn run with every weight
 // gradient on Winograd ended at 80.65% against direct convolution's 80.84%
-// (README).
-int conv2d_winograd_weight_grad_applies(const Conv2d *l) {
+// (README). Nor where a group has fewer than 16 tiles: folding each
+// position's sums into the taps then costs more than the products (tfcnn's
+// 4x4 plane at batch 64, 4 images a chunk: its backward pass 1.06-1.17x
+// faster on direct convolution).
+int conv2d_winograd_weight_grad_applies(const Conv2d *l, int chunk_images) {
     if (!conv2d_winograd_applies(l)) return 0;
     if (conv_algo() == CONV_WINOGRAD) return 1;
     const int m = transform()->m;
     const long used = (long)l->OH * l->OW, computed = (long)tiles(l->OH, m) * tiles(l->OW, m) * m * m;
-    return 4 * used >= 3 * computed || l->C >= 64;
+    const long group_tiles = (long)conv2d_winograd_group(l, chunk_images) * tiles(l->OH, m) * tiles(l->OW, m);
+    return (4 * used >= 3 * computed || l->C >= 64) && group_tiles >= 16;
 }
 
 // The images of a chunk (at most `most`) that the backward pass takes
