@@ -183,12 +183,11 @@ END_TEST
 // Layers too large for finite differences (kernels past the size at which
 // packing runs in parallel): every backend's forward against the naive
 // direct convolution, and its gradients against the reference backend's.
-static void run_conv_large_vs_twins(Conv2d l) {
+static void run_conv_large_vs_twins_batch(Conv2d l, int B) {
     CnnRng r;
     cnn_rng_seed(&r, 300);
     l.OH = l.H + 2 * l.P - l.KH + 1;
     l.OW = l.W + 2 * l.P - l.KW + 1;
-    const int B = 3;
     const size_t nx = (size_t)B * l.C * l.H * l.W, ny = (size_t)B * l.OC * l.OH * l.OW;
     const size_t nw = (size_t)l.OC * l.C * l.KH * l.KW;
     printf("conv B=%d C=%d %dx%d OC=%d K=%dx%d P=%d against its twins\n", B, l.C, l.H, l.W, l.OC, l.KH, l.KW, l.P);
@@ -224,7 +223,14 @@ static void run_conv_large_vs_twins(Conv2d l) {
     cnn_free(ref_dw); cnn_free(ref_db); cnn_free(l.w); cnn_free(l.dw); cnn_free(l.b); cnn_free(l.db);
 }
 
+static void run_conv_large_vs_twins(Conv2d l) { run_conv_large_vs_twins_batch(l, 3); }
+
 START_TEST(test_conv_large_vs_twins) {
+    // 20 images in 16 chunks, and a 64-channel 16x16 plane that fills a
+    // Winograd group alone: chunks of 2 images take two groups, the second
+    // adding to the first's weight gradient.
+    run_conv_large_vs_twins_batch((Conv2d){.C = 64, .H = 16, .W = 16, .OC = 64, .KH = 3, .KW = 3, .S = 1, .P = 1,
+                                           .has_bias = 1}, 20);
     run_conv_large_vs_twins((Conv2d){.C = 64, .H = 6, .W = 7, .OC = 72, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1});
     // Both channel counts rounded up to blocks (62 -> 64, 70 -> 72).
     run_conv_large_vs_twins((Conv2d){.C = 62, .H = 7, .W = 5, .OC = 70, .KH = 3, .KW = 3, .S = 1, .P = 1, .has_bias = 1});

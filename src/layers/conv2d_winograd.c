@@ -95,11 +95,16 @@ static size_t per_image(const WinoShape *s, int m) {
     return a2 * tiles(s->OH, m) * tiles(s->OW, m) * 8 * ((size_t)s->CB + s->OCB);
 }
 
-// Images transformed together: as many as keep V and M within 2 MiB (one
-// at least), so that a position's products run over more tiles.
+// Images transformed together: as many as keep V and M within 512 KiB (a
+// core's L2 on the machines of tools/PERF.md), but at least 16 tiles, so
+// that a position's products run over enough tiles (and the weight
+// gradient's fold pays). Groups of up to 2 MiB ran tfcnn's and vgg8bn's
+// forward passes 1.15-1.26x slower.
 static int images_per_group(const WinoShape *s, int most) {
-    const size_t fit = (512u << 10) / per_image(s, tile_m);
-    return fit < 1 ? 1 : fit > (size_t)most ? most : (int)fit;
+    const int per = tiles(s->OH, tile_m) * tiles(s->OW, tile_m), least = (16 + per - 1) / per;
+    size_t fit = (128u << 10) / per_image(s, tile_m);
+    if (fit < (size_t)least) fit = (size_t)least;
+    return fit > (size_t)most ? most : (int)fit;
 }
 
 static WinoShape forward_shape(const Conv2d *l) {
