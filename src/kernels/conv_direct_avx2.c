@@ -10,6 +10,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/avx2_lanes.h"
+
 #include "internal.h"
 
 #define TILE_W 6
@@ -186,25 +188,6 @@ void conv_wgrad_blocked_avx2(const BlockedConv *g, const float *x, const float *
 }
 
 // ---------------------------------------------------------------- layouts
-// 8 rows of 8 floats (r[k] = row k) -> their transpose, in place.
-static inline void transpose8(__m256 r[8]) {
-    __m256 t[8], u[8];
-    for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-    }
-    for (int k = 0; k < 8; k += 4) {
-        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
-        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
-        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
-        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-    }
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
-        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
-    }
-}
-
 void block_pad_avx2(const float *x, int C, int H, int W, int PH, int PW, float *xb) {
     const int Hp = H + 2 * PH, Wp = W + 2 * PW;
     const size_t plane = (size_t)H * W;

@@ -109,6 +109,14 @@ typedef struct {
     // One position's products: M[ob][t][o] = sum over cb, i (in that order)
     // of V[cb][t][i] U[ob][cb][i][o], for T tiles.
     void (*wino_products)(const float *V, const float *U, int CB, int OCB, size_t T, float *M);
+    // The transformed filters of output block ob: U[pos][ob][cb][i][o] =
+    // (G g G^T)[pos] (positions u_pos floats apart) of the 3x3 filters of a
+    // convolution from 8 CB to 8 OCB channels, from w in PyTorch's layout:
+    // flip 0, w (8 OCB, 8 CB, 3, 3) and g = w[8 ob + o][8 cb + i]; flip 1
+    // (the input gradient's), w (8 CB, 8 OCB, 3, 3) and g[kh][kw] =
+    // w[8 cb + i][8 ob + o][2 - kh][2 - kw].
+    void (*wino_filters)(const WinoTransform *f, const float *w, int CB, int OCB, int flip, int ob, float *U,
+                         size_t u_pos);
     // The weight gradient. dM[pos][ob][t][8] = (A dY A^T)[pos] of each m x m
     // tile of the output gradients: dy[ob][oh][ow][8] of n images, rows row
     // floats apart, blocks plane apart, images image apart (zeros past OH x OW).
@@ -171,6 +179,8 @@ void wino_input_avx2(const WinoTransform *f, const float *xb, int CB, int Hp, in
 void wino_output_avx2(const WinoTransform *f, const float *M, int OCB, int n, int TH, int TW, int OH, int OW,
                       const float *bias, float *yb, size_t y_image);
 void wino_products_avx2(const float *V, const float *U, int CB, int OCB, size_t T, float *M);
+void wino_filters_avx2(const WinoTransform *f, const float *w, int CB, int OCB, int flip, int ob, float *U,
+                       size_t u_pos);
 void wino_dy_avx2(const WinoTransform *f, const float *dy, int OCB, int OH, int OW, size_t row, size_t plane,
                   size_t image, int n, int TH, int TW, float *dM);
 void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, int CB, int OCB, size_t T,

@@ -46,6 +46,7 @@ static const Kernels backends[] = {
      .wino_input = wino_input_avx2,
      .wino_output = wino_output_avx2,
      .wino_products = wino_products_avx2,
+     .wino_filters = wino_filters_avx2,
      .wino_dy = wino_dy_avx2,
      .wino_wgrad = wino_wgrad_avx2,
      .dense_fwd = dense_forward_avx2,

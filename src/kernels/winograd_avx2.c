@@ -6,6 +6,8 @@
 // Compiled with -mavx2 -mfma alone; called only where the CPU has both.
 #include <immintrin.h>
 
+#include "kernels/avx2_lanes.h"
+
 #include "internal.h"
 
 #define WA 6  // the largest a (F(4x4, 3x3))
@@ -136,6 +138,45 @@ void wino_output_avx2(const WinoTransform *f, const float *M, int OCB, int n, in
                     if (a == 6) output_tile(6, 4, mb + t * 8, m_pos, b, dst, row, rows, cols);
                     else output_tile(4, 2, mb + t * 8, m_pos, b, dst, row, rows, cols);
                 }
+        }
+}
+
+// ---------------------------------------------------------------- filters
+// U = G g G^T for the 8 filters of one (ob, cb, i), a lane each: their 9
+// taps come in as 8 rows of 9 floats, rows `row` floats apart (the 8
+// output channels o), taps reversed where flip; the first 8 taps of each
+// row are transposed into vectors over o, the ninth gathered.
+static void filter_lanes(const WinoTransform *f, const float *g0, size_t row, int flip, float *u, size_t u_pos) {
+    const int a = f->a;
+    __m256 r[8], g[9];
+    for (int o = 0; o < 8; o++) r[o] = _mm256_loadu_ps(g0 + o * row);
+    transpose8(r);  // r[k]: tap k of the 8 filters
+    const __m256 last = _mm256_setr_ps(g0[8], g0[row + 8], g0[2 * row + 8], g0[3 * row + 8], g0[4 * row + 8],
+                                       g0[5 * row + 8], g0[6 * row + 8], g0[7 * row + 8]);
+    for (int k = 0; k < 8; k++) g[flip ? 8 - k : k] = r[k];
+    g[flip ? 0 : 8] = last;
+    __m256 t[WA][3];
+    for (int p = 0; p < a; p++)  // t = G g: a x 3
+        for (int c = 0; c < 3; c++)
+            t[p][c] = _mm256_fmadd_ps(_mm256_set1_ps(f->G[p * 3]), g[c],
+                                      _mm256_fmadd_ps(_mm256_set1_ps(f->G[p * 3 + 1]), g[3 + c],
+                                                      _mm256_mul_ps(_mm256_set1_ps(f->G[p * 3 + 2]), g[6 + c])));
+    for (int p = 0; p < a; p++)  // U = t G^T: a x a
+        for (int q = 0; q < a; q++)
+            _mm256_storeu_ps(u + (size_t)(p * a + q) * u_pos,
+                             _mm256_fmadd_ps(t[p][0], _mm256_set1_ps(f->G[q * 3]),
+                                             _mm256_fmadd_ps(t[p][1], _mm256_set1_ps(f->G[q * 3 + 1]),
+                                                             _mm256_mul_ps(t[p][2], _mm256_set1_ps(f->G[q * 3 + 2])))));
+}
+
+void wino_filters_avx2(const WinoTransform *f, const float *w, int CB, int OCB, int flip, int ob, float *U,
+                       size_t u_pos) {
+    for (int cb = 0; cb < CB; cb++)
+        for (int i = 0; i < 8; i++) {
+            // w is (OC, C, 3, 3): flip 0 reads w[8 ob + o][8 cb + i], flip 1 w[8 cb + i][8 ob + o].
+            const size_t at = flip ? ((size_t)(8 * cb + i) * 8 * OCB + 8 * ob) * 9
+                                   : ((size_t)(8 * ob) * 8 * CB + 8 * cb + i) * 9;
+            filter_lanes(f, w + at, flip ? 9 : (size_t)72 * CB, flip, U + (((size_t)ob * CB + cb) * 8 + i) * 8, u_pos);
         }
 }
 

@@ -74,8 +74,8 @@ int conv2d_winograd_possible(const Conv2d *l) {
 
 int conv2d_winograd_applies(const Conv2d *l) {
     const Kernels *k = kernels();
-    if (!k->wino_input || !k->wino_output || !k->wino_products || !k->wino_dy || !k->wino_wgrad ||
-        !conv2d_winograd_possible(l))
+    if (!k->wino_input || !k->wino_output || !k->wino_products || !k->wino_filters || !k->wino_dy ||
+        !k->wino_wgrad || !conv2d_winograd_possible(l))
         return 0;
     switch (conv_algo()) {
     case CONV_WINOGRAD: return 1;
@@ -143,38 +143,15 @@ size_t conv2d_winograd_filter_size(const Conv2d *l) {
 
 // U[pos][ob][cb][i][o] = (G g G^T)[pos] for the filter g of output channel
 // 8 ob + o and input channel 8 cb + i of a convolution from CB to OCB
-// blocks; flip: the input gradient's, g[kh][kw] = w[8 cb + i][8 ob + o][2 - kh][2 - kw].
-// The eight filters of one (ob, cb, i) go together, a lane each, so that
-// every step is an 8-wide loop the compiler vectorises.
+// blocks; flip: the input gradient's, g[kh][kw] = w[8 cb + i][8 ob + o][2 - kh][2 - kw]
+// (the backend's wino_filters, an output block a call).
 static void transform_filters(const Conv2d *l, int flip, float *U) {
-    const int a = tile_m + 2, CB = (flip ? l->OC : l->C) / 8, OCB = (flip ? l->C : l->OC) / 8;
+    const Kernels *k = kernels();
+    const int CB = (flip ? l->OC : l->C) / 8, OCB = (flip ? l->C : l->OC) / 8;
     const size_t u_pos = u_pos_floats(l->C, l->OC);
-    const float *G = transform()->G;
-#pragma omp parallel for schedule(static) if ((size_t)l->C * l->OC * 9 >= CNN_PAR_MIN_WORK)
-    for (int ob = 0; ob < OCB; ob++)
-        for (int cb = 0; cb < CB; cb++)
-            for (int i = 0; i < 8; i++) {
-                float g[3][3][8], t[6][3][8];
-                const int in = cb * 8 + i;
-                for (int o = 0; o < 8; o++) {
-                    const int out = ob * 8 + o;
-                    for (int kh = 0; kh < 3; kh++)
-                        for (int kw = 0; kw < 3; kw++)
-                            g[kh][kw][o] = flip ? l->w[(((size_t)in * l->C + out) * 3 + 2 - kh) * 3 + 2 - kw]
-                                                : l->w[(((size_t)out * l->C + in) * 3 + kh) * 3 + kw];
-                }
-                for (int r = 0; r < a; r++)
-                    for (int c = 0; c < 3; c++)
-                        for (int o = 0; o < 8; o++)
-                            t[r][c][o] = G[r * 3] * g[0][c][o] + G[r * 3 + 1] * g[1][c][o] + G[r * 3 + 2] * g[2][c][o];
-                float *u = U + (((size_t)ob * CB + cb) * 8 + i) * 8;
-                for (int r = 0; r < a; r++)
-                    for (int c = 0; c < a; c++) {
-                        float *dst = u + (size_t)(r * a + c) * u_pos;
-                        for (int o = 0; o < 8; o++)
-                            dst[o] = t[r][0][o] * G[c * 3] + t[r][1][o] * G[c * 3 + 1] + t[r][2][o] * G[c * 3 + 2];
-                    }
-            }
+    const WinoTransform *f = transform();
+#pragma omp parallel for schedule(static) if ((size_t)l->C * l->OC * 36 >= CNN_PAR_MIN_WORK)
+    for (int ob = 0; ob < OCB; ob++) k->wino_filters(f, l->w, CB, OCB, flip, ob, U, u_pos);
 }
 
 // n images of blocked padded input (x_image floats apart) into blocked
@@ -187,8 +164,9 @@ static void wino_group(const Kernels *k, const WinoShape *s, int n, const float 
     const size_t v_pos = wino_pos_floats(s->CB, T), m_pos = wino_pos_floats(s->OCB, T);
     float *M = V + a2 * v_pos;
     k->wino_input(f, xb, s->CB, s->Hp, s->Wp, x_image, n, TH, TW, V);
+    const size_t u_pos = u_pos_floats(8 * s->CB, 8 * s->OCB);
     for (int pos = 0; pos < a2; pos++)
-        k->wino_products(V + pos * v_pos, U + pos * u_pos_floats(8 * s->CB, 8 * s->OCB), s->CB, s->OCB, T, M + pos * m_pos);
+        k->wino_products(V + pos * v_pos, U + pos * u_pos, s->CB, s->OCB, T, M + pos * m_pos);
     k->wino_output(f, M, s->OCB, n, TH, TW, s->OH, s->OW, bias, yb, y_image);
 }
 
