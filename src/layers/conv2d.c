@@ -1,6 +1,9 @@
 // 2-D convolution through im2col + SGEMM, parallel over fixed batch chunks.
 // Each chunk owns one im2col buffer and one dW|db partial, so results do not
-// depend on how chunks are spread over threads.
+// depend on how chunks are spread over threads. Every convolution path hands
+// its chunks out dynamically: the two cores of tools/PERF.md's machine ran
+// 10-20% apart, and with a static split the faster one waited (tfcnn
+// training 1.09x, medians of 6 alternating runs).
 #include <omp.h>
 #include <string.h>
 
@@ -132,7 +135,7 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
     const int K = l->C * l->KH * l->KW, N = l->OH * l->OW;
     const size_t in_size = (size_t)l->C * l->H * l->W;
     const int nchunks = ws_chunks(ws, B);
-#pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *col = ws->col + (size_t)c * ws->col_size;
         for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {
@@ -162,7 +165,7 @@ void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx
     const int nchunks = ws_chunks(ws, B);
     const int pointwise = is_pointwise(l), small_c = use_small_c(l);
     CNN_ASSERT(nw + (size_t)l->OC <= stride);
-#pragma omp parallel for schedule(static) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * l->OC * K * N >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *col = ws->col + (size_t)c * ws->col_size;
         float *pdw = ws->partial + (size_t)c * stride, *pdb = pdw + nw;

@@ -191,7 +191,7 @@ void conv2d_direct_forward(const Conv2d *l, const float *x, float *y, int B, Wor
         memset(b + l->OC, 0, sizeof(float) * (OCp(l) - l->OC));
         bias = b;
     }
-#pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
         float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + (size_t)most * padded_in(l);
@@ -230,7 +230,7 @@ void conv2d_direct_backward(const Conv2d *l, const float *x, const float *dy, fl
     const int wino = dx && conv2d_winograd_applies(l), wino_w = conv2d_winograd_weight_grad_applies(l, most);
     if (wino) conv2d_winograd_input_grad_filters(l, dx_kernel);
     else if (dx) pack_input_grad(l, dx_kernel);
-#pragma omp parallel for schedule(static) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * weights(l) * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
         float *xb = ws->col + (size_t)c * ws->col_size, *dyb = xb + (size_t)most * padded_in(l);

@@ -45,7 +45,7 @@ void conv2d_small_c_forward(const Conv2d *l, const float *x, float *y, int B, Wo
     const int nchunks = ws_chunks(ws, B);
     const int pool2 = l->pooled && l->pool->K == 2 && l->pool->S == 2 && k->conv_small_c_fwd_pool2;
     CNN_ASSERT(conv2d_small_c_scratch_size(l) <= ws->col_size);
-#pragma omp parallel for schedule(static) if ((size_t)B * out_size * l->C * l->KH * l->KW >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * out_size * l->C * l->KH * l->KW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         float *xp = ws->col + (size_t)c * ws->col_size;
         for (int i = ws_chunk_begin(ws, B, c); i < ws_chunk_begin(ws, B, c + 1); i++) {

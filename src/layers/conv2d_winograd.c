@@ -179,7 +179,7 @@ void conv2d_winograd_forward(const Conv2d *l, const float *x, float *y, int B, W
     CNN_ASSERT(conv2d_winograd_scratch_size(l, most) <= ws->col_size);
     CNN_ASSERT(conv2d_winograd_filter_size(l) <= ws->packed_size);
     transform_filters(l, 0, ws->packed);
-#pragma omp parallel for schedule(static) if ((size_t)B * l->C * l->OC * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * l->C * l->OC * l->OH * l->OW >= CNN_PAR_MIN_WORK)
     for (int c = 0; c < nchunks; c++) {
         const int i0 = ws_chunk_begin(ws, B, c), i1 = ws_chunk_begin(ws, B, c + 1);
         float *xb = ws->col + (size_t)c * ws->col_size, *yb = xb + (size_t)group * xb_size;
