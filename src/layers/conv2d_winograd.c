@@ -95,14 +95,15 @@ static size_t per_image(const WinoShape *s, int m) {
     return a2 * tiles(s->OH, m) * tiles(s->OW, m) * 8 * ((size_t)s->CB + s->OCB);
 }
 
-// Images transformed together: as many as keep V and M within 512 KiB (a
-// core's L2 on the machines of tools/PERF.md), but at least 16 tiles, so
-// that a position's products run over enough tiles (and the weight
-// gradient's fold pays). Groups of up to 2 MiB ran tfcnn's and vgg8bn's
-// forward passes 1.15-1.26x slower.
+// Images transformed together: as many as keep V and M within 256 KiB (half
+// a core's L2 on the machines of tools/PERF.md, the transformed filters
+// beside them), but at least 16 tiles, so that a position's products run
+// over enough tiles (and the weight gradient's fold pays). Groups of up to
+// 2 MiB ran tfcnn's and vgg8bn's forward passes 1.15-1.26x slower than
+// 512 KiB, and 512 KiB tfcnn's 13x13 layer 1.13x slower than 256 KiB.
 static int images_per_group(const WinoShape *s, int most) {
     const int per = tiles(s->OH, tile_m) * tiles(s->OW, tile_m), least = (16 + per - 1) / per;
-    size_t fit = (128u << 10) / per_image(s, tile_m);
+    size_t fit = (64u << 10) / per_image(s, tile_m);
     if (fit < (size_t)least) fit = (size_t)least;
     return fit > (size_t)most ? most : (int)fit;
 }
