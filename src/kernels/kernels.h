@@ -119,7 +119,8 @@ typedef struct {
                          size_t u_pos);
     // The weight gradient. dM[pos][ob][t][8] = (A dY A^T)[pos] of each m x m
     // tile of the output gradients: dy[ob][oh][ow][8] of n images, rows row
-    // floats apart, blocks plane apart, images image apart (zeros past OH x OW).
+    // floats apart, blocks plane apart, images image apart (zeros past OH x OW);
+    // positions wino_pos_floats(OCB, T) apart, as M's.
     void (*wino_dy)(const WinoTransform *f, const float *dy, int OCB, int OH, int OW, size_t row, size_t plane,
                     size_t image, int n, int TH, int TW, float *dM);
     // dw[ob][cb][kh][kw][i][o] (accumulate ? += : =) sum over positions (a, b)
