@@ -224,8 +224,7 @@ static inline __attribute__((always_inline)) void wgrad_tile(const int OT, const
     // row's last 8 read whole with the ones already counted zeroed (a
     // masked load ran the kernel at 60% of its speed on AMD Zen 3).
     const int whole = OW & ~7, back = OW >= 8 ? OW - 8 : 0;
-    const __m256i tail = OW >= 8 ? _mm256_xor_si256(lanes(8 - (OW - whole)), _mm256_set1_epi32(-1))
-                                 : lanes(OW - whole);
+    const __m256i tail = OW >= 8 ? _mm256_xor_si256(lanes(8 - (OW - whole)), _mm256_set1_epi32(-1)) : lanes(OW);
     for (int oh = 0; oh < OH; oh++) {
         const float *row = xp + (size_t)oh * Wp, *d = dy + (size_t)oh * OW;
         for (int v = 0; v < whole; v += 8) {

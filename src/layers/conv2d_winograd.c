@@ -116,10 +116,11 @@ static WinoShape input_grad_shape(const Conv2d *l) {
     return (WinoShape){l->OC / 8, l->C / 8, l->OH + 2 * ph, l->OW + 2 * pw, l->H, l->W};
 }
 
-// V and M of one group, with the line after each position (wino_pos_floats).
+// V and M of one group, positions wino_pos_floats apart.
 static size_t group_floats(const WinoShape *s, int most) {
     const size_t a2 = (size_t)(tile_m + 2) * (tile_m + 2);
-    return round16(per_image(s, tile_m) * images_per_group(s, most) + 2 * a2 * wino_pos_floats(0, 0));
+    const size_t T = (size_t)images_per_group(s, most) * tiles(s->OH, tile_m) * tiles(s->OW, tile_m);
+    return round16(a2 * (wino_pos_floats(s->CB, T) + wino_pos_floats(s->OCB, T)));
 }
 
 size_t conv2d_winograd_scratch_size(const Conv2d *l, int chunk_images) {
