@@ -17,7 +17,8 @@ void fill_away_from_zero(float *x, size_t n, float lo, float hi, CnnRng *r);
 // Distinct values (a shuffled ramp plus small noise): no max-pool ties.
 void fill_distinct(float *x, size_t n, CnnRng *r);
 double *to_double(const float *x, size_t n);
-// max|a - b| / max(max|b|, floor): a scale-aware relative error.
+// max|a - b| / max(max|b|, floor): a scale-aware relative error. Values
+// where b is NaN (not computed) are skipped; a non-finite a gives INFINITY.
 double rel_err(const float *a, const double *b, size_t n, double floor);
 double rel_err_ff(const float *a, const float *b, size_t n, double floor);
 
@@ -42,7 +43,12 @@ double ref_softmax_xent_smoothed(const double *z, const uint8_t *labels, int B, 
 typedef double (*ObjectiveFn)(void *ctx);
 // Central differences (h = 1e-6) of f with respect to every element of v
 // (which f reads through ctx): grad[i] = (f(v+h e_i) - f(v-h e_i)) / 2h.
+// Under qemu (tests/test_qemu.sh sets CNNC_TEST_FD_POINTS=k) only k values
+// are differenced, the rest set to NaN: emulation checks instructions and
+// dispatch, and the full differences run natively on the same code.
 void finite_diff(ObjectiveFn f, void *ctx, double *v, size_t n, double *grad);
+// How many of n values finite_diff differences (n, or the emulation cap).
+size_t finite_diff_points(size_t n);
 double dot_dd(const double *a, const double *b, size_t n);
 
 // ---------------------------------------------------------------- kernel backends
