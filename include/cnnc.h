@@ -173,6 +173,11 @@ const char *cnn_init_name(CnnInit init);
 // evaluation mode. Deterministic at any thread count.
 int cnn_net_whitening_layers(CnnNet *net);
 CnnStatus cnn_net_init_whitening(CnnNet *net, const float *x, int n);
+// Freezes (1) or thaws (0) the biases of the whitening layers: a frozen
+// parameter keeps its value and optimiser moments, as one PyTorch stops
+// giving a gradient (airbench94 trains its whitening bias for 3 epochs).
+// Thawed, they take their layer's bias_lr again. CNN_ENOMEM only.
+CnnStatus cnn_net_freeze_whitening_bias(CnnNet *net, int frozen);
 
 // Shapes and counts.
 int cnn_net_num_layers(const CnnNet *net);

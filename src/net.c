@@ -546,6 +546,21 @@ CnnStatus cnn_net_set_lookahead(CnnNet *net, int on) {
 
 int cnn_net_lookahead(const CnnNet *net) { return net->slow != NULL; }
 
+CnnStatus cnn_net_freeze_whitening_bias(CnnNet *net, int frozen) {
+    for (int i = 0; i < net->L; i++) {
+        const Layer *l = &net->layers[i];
+        if (l->spec.init_mode != LAYER_INIT_WHITEN || !l->n_b) continue;
+        if (!net->lr_scale) {
+            if (!frozen && l->spec.lr_b == 1.0f) continue;  // all multipliers are 1 already
+            if (!(net->lr_scale = cnn_alloc_floats(net->n_params)))
+                return cnn_error(CNN_ENOMEM, "cannot allocate the learning-rate multipliers");
+            for (size_t j = 0; j < net->n_params; j++) net->lr_scale[j] = 1.0f;
+        }
+        for (size_t j = 0; j < l->n_b; j++) net->lr_scale[l->p_off + l->n_w + j] = frozen ? 0.0f : l->spec.lr_b;
+    }
+    return CNN_OK;
+}
+
 // slow += (1 - alpha) (fast - slow), then fast = slow, over one arena.
 static void lookahead_sync(float *fast, float *slow, size_t n, float alpha) {
     const float w = 1.0f - alpha;

@@ -300,6 +300,48 @@ START_TEST(test_schedule_fractions) {
 }
 END_TEST
 
+// ---------------------------------------------------------------- frozen whitening bias
+// Frozen, the whitening layer's bias keeps its value through SGD steps with
+// momentum and weight decay while the other layers train; thawed, it trains
+// again. The whitening weights (weight_lr=0) never move.
+START_TEST(test_freeze_whitening_bias) {
+    CnnNet *net;
+    ck_assert_int_eq(cnn_net_create(&net, "conv(k=2,init=whiten,weight_lr=0) gelu flatten dense(3)", 2, 5, 5, 4, 3),
+                     CNN_OK);
+    float x[4 * 50];
+    const uint8_t y[4] = {0, 1, 2, 1};
+    CnnRng r;
+    cnn_rng_seed(&r, 7);
+    fill_uniform(x, 200, -1, 1, &r);
+    ck_assert_int_eq(cnn_net_init_whitening(net, x, 4), CNN_OK);
+    CnnOptimizer opt;
+    cnn_opt_defaults(&opt, CNN_OPT_SGD);
+    opt.momentum = 0.9f;
+    opt.weight_decay = 0.01f;
+    const size_t np = cnn_net_num_params(net), nw = 16 * 2 * 2 * 2, nb = 16;  // 16 = 2 x 2 x 2 x 2 filters
+    const float *p = cnn_net_params(net);
+    float *before = malloc(np * sizeof *before);
+    for (int phase = 0; phase < 3; phase++) {  // thawed, frozen, thawed again
+        const int frozen = phase == 1;
+        ck_assert_int_eq(cnn_net_freeze_whitening_bias(net, frozen), CNN_OK);
+        memcpy(before, p, np * sizeof *before);
+        cnn_net_train_step(net, &opt, x, y, 4, 0.1f, NULL);
+        int bias_moved = 0, rest_moved = 0;
+        for (size_t i = 0; i < nw; i++) ck_assert_float_eq(p[i], before[i]);
+        for (size_t i = nw; i < nw + nb; i++) bias_moved += p[i] != before[i];
+        for (size_t i = nw + nb; i < np; i++) rest_moved += p[i] != before[i];
+        ck_assert_int_eq(bias_moved, frozen ? 0 : (int)nb);
+        ck_assert_int_gt(rest_moved, (int)(np - nw - nb) / 2);
+    }
+    free(before);
+    cnn_net_free(net);
+    // A net without a whitening layer: nothing to do.
+    ck_assert_int_eq(cnn_net_create(&net, "conv(4,3) relu flatten dense(3)", 2, 5, 5, 4, 3), CNN_OK);
+    ck_assert_int_eq(cnn_net_freeze_whitening_bias(net, 1), CNN_OK);
+    cnn_net_free(net);
+}
+END_TEST
+
 // ---------------------------------------------------------------- Lookahead
 // A sync moves the slow copy of parameters and batch-norm statistics toward
 // the fast ones and restarts the fast ones there; checkpoints keep the slow
@@ -424,6 +466,7 @@ int main(void) {
     tcase_add_test(tc, test_lr_multipliers);
     tcase_add_test(tc, test_schedule_fractions);
     tcase_add_test(tc, test_lookahead);
+    tcase_add_test(tc, test_freeze_whitening_bias);
     tcase_add_test(tc, test_tta_levels);
     suite_add_tcase(s, tc);
     return run_suite(s);

@@ -51,6 +51,11 @@ usage)
     expect 2 "--lr-start: '2' is not a number in \[0, 1\]" "$trainer" --lr-start 2
     expect 2 "--lr-end: 'x' is not a number in \[0, 1\]" "$trainer" --lr-end x
     expect 2 "--lookahead: '-1' is not a whole number in 0..1000000" "$trainer" --lookahead -1
+    expect 2 "--whiten-bias-epochs: '-1' is not a whole number in 0..100000" "$trainer" --whiten-bias-epochs -1
+    expect 2 "--whiten-bias-epochs: the model has no whitening layer" "$trainer" --data-dir data \
+        --model "conv(4,3) relu flatten dense(10)" --whiten-bias-epochs 2
+    expect 2 "--drop-last: the 400 training images make no whole batch of 512" "$trainer" --data-dir data \
+        --model "conv(4,3) relu flatten dense(10)" --batch 512 --drop-last
     expect 2 "layer 0 \(conv\): init=eye is not default, dirac or whiten" "$trainer" --data-dir data --model "conv(k=2,init=eye) flatten dense(10)"
     expect 2 "init=whiten needs 2 x in x kh x kw = 8 output channels" "$trainer" --data-dir data \
         --model "conv(6,2,init=whiten) flatten dense(10)"
@@ -346,16 +351,26 @@ resume)
     # A model whose first layer is whitened from the data (once, in the new
     # run; the resumed one loads it) and with frozen and scaled parameters.
     WHITE="conv(k=2,init=whiten,weight_lr=0) gelu conv(8,3,bias=0,init=dirac) bn(weight_lr=0,bias_lr=4) gelu flatten dense(10) mul(0.5)"
+    # The whitening bias freezes after epoch 2 (after the resume) and each
+    # epoch drops its last partial batch (400 = 12 x 32 + 16).
+    wflags="--optimizer sgd --lr 0.05 --whiten-bias-epochs 2 --drop-last"
+    # shellcheck disable=SC2086
     MODEL=$WHITE expect 0 "whiten: 1 layer from the patches of 400 training images" \
-        train --epochs 3 --optimizer sgd --lr 0.05 --checkpoint ws.safetensors
-    MODEL=$WHITE train --epochs 1 --optimizer sgd --lr 0.05 --checkpoint wp.safetensors >/dev/null || fail "whitened run"
+        train --epochs 3 $wflags --checkpoint ws.safetensors
+    grep -q "3 epochs of 12 steps" <<<"$out" || fail "--drop-last: not 12 steps an epoch: $out"
+    # shellcheck disable=SC2086
+    MODEL=$WHITE train --epochs 1 $wflags --checkpoint wp.safetensors >/dev/null || fail "whitened run"
     expect 0 "resume: wp.safetensors after epoch 1" "$trainer" --resume wp.safetensors --epochs 3 --data-dir data
     grep -q "whiten:" <<<"$out" && fail "the resumed run whitened again: $out"
     cmp ws.safetensors wp.safetensors || fail "resumed whitened run differs"
-    echo "ok: resume bit-identical with a whitened, partly frozen model"
+    # Without the freeze, the same run ends elsewhere.
+    MODEL=$WHITE train --epochs 3 --optimizer sgd --lr 0.05 --drop-last --checkpoint wt.safetensors >/dev/null ||
+        fail "whitened run, bias trained throughout"
+    ! cmp -s ws.safetensors wt.safetensors || fail "--whiten-bias-epochs changed nothing"
+    echo "ok: resume bit-identical with a whitened, partly frozen model, --whiten-bias-epochs and --drop-last"
     # The recipe flags change the run (each alone against the same run without it).
     base="--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01"
-    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1" "--lookahead 2" "--warmup 9 --lr-start 0.5"; do
+    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1" "--lookahead 2" "--warmup 9 --lr-start 0.5" "--drop-last"; do
         # shellcheck disable=SC2086
         train --epochs 1 $base --checkpoint b.safetensors >/dev/null || fail "base run"
         # shellcheck disable=SC2086

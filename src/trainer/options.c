@@ -64,11 +64,14 @@ static const char *HELP_TRAIN =
     "  --lookahead K         Lookahead: every K steps the weights and batch-norm statistics move to\n"
     "                        slow += a (fast - slow) with a = 1 - 0.95^K (step/steps)^3, and restart\n"
     "                        from there; the run ends on the slow weights (airbench94: 5)\n"
-    "  --step-epochs N       step schedule: multiply the rate by --gamma every N epochs (default 1/3 of --epochs)\n"
-    "  --gamma X             step schedule factor (default 0.1)\n"
     ;
 // (Two strings: ISO C promises string literals of up to 4095 characters.)
 static const char *HELP_TRAIN_RUN =
+    "  --whiten-bias-epochs N  the whitening layers' biases (conv(...,init=whiten)) train for the\n"
+    "                        first N epochs, then stay as they are (airbench94: 3; default 0: all)\n"
+    "  --drop-last           each epoch leaves out its last partial batch (airbench94 does)\n"
+    "  --step-epochs N       step schedule: multiply the rate by --gamma every N epochs (default 1/3 of --epochs)\n"
+    "  --gamma X             step schedule factor (default 0.1)\n"
     "run:\n"
     "  --threads N           OpenMP threads (default: OMP_NUM_THREADS, else all cores, shared\n"
     "                        by the ranks of an mpirun job on this machine)\n"
@@ -172,6 +175,7 @@ static const char *const RUN_FLAGS[] = {
     "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
     "--save-best", "--early-stop", "--init-from", "--label-smoothing", "--no-decay-bn-bias", "--tta",
     "--ema", "--lookahead", "--tta-shift", "--hflip-alternate", "--reflect-pad", "--lr-start", "--lr-end",
+    "--whiten-bias-epochs", "--drop-last",
 };
 
 void parse_args(int argc, char **argv, Options *o) {
@@ -241,6 +245,8 @@ void parse_args(int argc, char **argv, Options *o) {
         else if (SWITCH("--hflip-alternate")) o->hflip = 2;
         else if (SWITCH("--reflect-pad")) o->reflect_pad = 1;
         else if (VALUE("--lookahead")) o->lookahead = (int)parse_long(flag, val, 0, 1000000);
+        else if (VALUE("--whiten-bias-epochs")) o->whiten_bias_epochs = (int)parse_long(flag, val, 0, 100000);
+        else if (SWITCH("--drop-last")) o->drop_last = 1;
         else if (VALUE("--lr-start")) o->lr_start = parse_float(flag, val, 0, 1);
         else if (VALUE("--lr-end")) o->lr_end = parse_float(flag, val, 0, 1);
         else if (VALUE("--ema")) o->ema = parse_float(flag, val, 0, 0.99999f);

@@ -109,6 +109,8 @@ static const struct {
     {"lookahead", KEY_INT, 0, 1000000, offsetof(Options, lookahead), 1},
     {"lr_start", KEY_FLOAT, 0, 1, offsetof(Options, lr_start), 1},
     {"lr_end", KEY_FLOAT, 0, 1, offsetof(Options, lr_end), 1},
+    {"whiten_bias_epochs", KEY_INT, 0, 100000, offsetof(Options, whiten_bias_epochs), 1},
+    {"drop_last", KEY_INT, 0, 1, offsetof(Options, drop_last), 1},
 };
 #define N_RUN_KEYS (sizeof RUN_KEYS / sizeof RUN_KEYS[0])
 

@@ -212,10 +212,15 @@ static void run_setup(Run *r) {
     if (o->hflip < 0) o->hflip = cifar;
     CnnBatcherConfig bcfg = {.batch = o->batch, .shuffle = 1, .seed = o->seed, .mean = r->mean, .std = r->stdv};
     if (o->augment) bcfg.aug = (CnnAugment){.crop_pad = o->crop_pad, .hflip = o->hflip, .reflect = o->reflect_pad};
+    bcfg.drop_last = o->drop_last;
     check(cnn_batcher_init(&r->it, &r->train, &bcfg));
     run_whiten(r);
     check(cnn_net_set_lookahead(r->net, o->lookahead > 0));  // from these weights; a resumed run loads its own
     r->steps_per_epoch = (long)cnn_batcher_num_batches(&r->it);
+    if (r->steps_per_epoch == 0)
+        die(EXIT_USAGE, "--drop-last: the %zu training images make no whole batch of %d", r->train.n, o->batch);
+    if (o->whiten_bias_epochs && !cnn_net_whitening_layers(r->net))
+        die(EXIT_USAGE, "--whiten-bias-epochs: the model has no whitening layer (conv(...,init=whiten))");
 
     cnn_opt_defaults(&r->opt, o->opt_kind);
     if (o->lr >= 0) r->opt.lr = o->lr;
@@ -316,6 +321,7 @@ static void lookahead_after(Run *r, long done) {
 static void run_epoch_steps(Run *r, int epoch, EpochRun *e) {
     Options *o = r->o;
     cnn_batcher_epoch(&r->it, (uint64_t)epoch);
+    check(cnn_net_freeze_whitening_bias(r->net, o->whiten_bias_epochs > 0 && epoch >= o->whiten_bias_epochs));
     long b = 0;
     if (epoch == r->start_epoch && r->skip_batches) {
         cnn_batcher_skip(&r->it, (size_t)r->skip_batches);

@@ -50,6 +50,8 @@ typedef struct {
     int tta;                 // evaluations average each image with its mirror image (2: and shifted views)
     int reflect_pad;         // the random crop's pad mirrors the image
     int lookahead;           // > 0: Lookahead sync every this many steps
+    int whiten_bias_epochs;  // > 0: the whitening layers' biases train for this many epochs only
+    int drop_last;           // an epoch leaves out its last partial batch
     float lr_start, lr_end;  // warm-up start and schedule end as fractions of lr
     float ema;               // > 0: evaluate an exponential moving average of the weights (its decay)
     char **images;
