@@ -237,6 +237,15 @@ static void plan_fusions(Layer *layers, int L) {
     }
 }
 
+// The per-parameter learning-rate multipliers, allocated (all 1) on first
+// need; 0 if out of memory.
+static int lr_scale_ready(CnnNet *net) {
+    if (net->lr_scale) return 1;
+    if (!(net->lr_scale = cnn_alloc_floats(net->n_params))) return 0;
+    for (size_t j = 0; j < net->n_params; j++) net->lr_scale[j] = 1.0f;
+    return 1;
+}
+
 static int is_view(const Layer *l) { return (l->spec.ops->flags & LAYER_VIEW) || l->relu_fused; }
 
 // ---------------------------------------------------------------- build
@@ -358,10 +367,7 @@ CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W, in
     for (int i = 0; i < L && ok; i++) {
         const Layer *l = &net->layers[i];
         if ((l->spec.lr_w == 1.0f || !l->n_w) && (l->spec.lr_b == 1.0f || !l->n_b)) continue;
-        if (!net->lr_scale) {
-            ok = (net->lr_scale = cnn_alloc_floats(net->n_params)) != NULL;
-            for (size_t j = 0; ok && j < net->n_params; j++) net->lr_scale[j] = 1.0f;
-        }
+        ok = lr_scale_ready(net);
         for (size_t j = 0; ok && j < l->n_w; j++) net->lr_scale[l->p_off + j] = l->spec.lr_w;
         for (size_t j = 0; ok && j < l->n_b; j++) net->lr_scale[l->p_off + l->n_w + j] = l->spec.lr_b;
     }
@@ -550,12 +556,8 @@ CnnStatus cnn_net_freeze_whitening_bias(CnnNet *net, int frozen) {
     for (int i = 0; i < net->L; i++) {
         const Layer *l = &net->layers[i];
         if (l->spec.init_mode != LAYER_INIT_WHITEN || !l->n_b) continue;
-        if (!net->lr_scale) {
-            if (!frozen && l->spec.lr_b == 1.0f) continue;  // all multipliers are 1 already
-            if (!(net->lr_scale = cnn_alloc_floats(net->n_params)))
-                return cnn_error(CNN_ENOMEM, "cannot allocate the learning-rate multipliers");
-            for (size_t j = 0; j < net->n_params; j++) net->lr_scale[j] = 1.0f;
-        }
+        if (!net->lr_scale && !frozen && l->spec.lr_b == 1.0f) continue;  // all multipliers are 1 already
+        if (!lr_scale_ready(net)) return cnn_error(CNN_ENOMEM, "cannot allocate the learning-rate multipliers");
         for (size_t j = 0; j < l->n_b; j++) net->lr_scale[l->p_off + l->n_w + j] = frozen ? 0.0f : l->spec.lr_b;
     }
     return CNN_OK;

@@ -87,6 +87,8 @@ void finite_diff(ObjectiveFn f, void *ctx, double *v, size_t n, double *grad) {
         const double fm = f(ctx);
         v[i] = keep;
         grad[i] = (fp - fm) / (2 * h);
+        // NaN marks a skipped value for rel_err: a computed one must be finite.
+        ck_assert_msg(isfinite(grad[i]), "finite difference %zu of %zu is %g", i, n, grad[i]);
     }
     free(pick);
 }

@@ -58,19 +58,19 @@ MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 
 
-def read_batches(names):
-    folder = os.path.join(a.data_root, "cifar10", "cifar-10-batches-bin")
-    raw = np.concatenate([np.fromfile(os.path.join(folder, n), dtype=np.uint8).reshape(-1, 3073) for n in names])
-    x = torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0)
-    return (x - MEAN) / STD, torch.from_numpy(raw[:, 0].astype(np.int64))
+# torch_peer reads its command line when imported: give it ours.
+argv, sys.argv = sys.argv, [sys.argv[0], "--threads", str(a.threads), "--blas-threads", "1"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_peer  # noqa: E402
+sys.argv = argv
+
+
+def normalised(x, y):
+    x = torch.from_numpy(x.astype(np.float32) / 255.0)
+    return (x - MEAN) / STD, torch.from_numpy(y.astype(np.int64))
 
 
 def net_of(whiten_from):
-    # torch_peer reads its command line when imported: give it ours.
-    argv, sys.argv = sys.argv, [sys.argv[0], "--threads", str(a.threads), "--blas-threads", "1"]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import torch_peer
-    sys.argv = argv
     net = torch_peer.Airbench94(3, 32)
     net[0].bias.data.zero_()  # as the recipe's convolutions start
     # Whitening: eigenvectors of the 2x2 patches' covariance, scaled by
@@ -120,8 +120,8 @@ def evaluate(net, x, y, tta):
 
 def main():
     t0 = time.time()
-    xtr, ytr = read_batches(["data_batch_%d.bin" % i for i in range(1, 6)])
-    xte, yte = read_batches(["test_batch.bin"])
+    xtr, ytr, xte, yte = torch_peer.load_cifar10(a.data_root)
+    (xtr, ytr), (xte, yte) = normalised(xtr, ytr), normalised(xte, yte)
     if a.limit_train:
         xtr, ytr = xtr[:a.limit_train], ytr[:a.limit_train]
     net = net_of(xtr[:5000])
