@@ -97,6 +97,9 @@ void chunk_tree_sum_f64(double *partial, size_t stride, int nchunks, size_t n);
 void add_floats(float *dst, const float *src, size_t n);
 
 // ---------------------------------------------------------------- GEMM
+// Switches OpenBLAS to a core this CPU runs, once, before the first product
+// (src/kernels/blas_core.c); gemm and cnn_threads_init call it.
+void threads_blas_ready(void);
 // Row-major C(M,N) = alpha * op(A) op(B) + beta * C through single-threaded
 // OpenBLAS; gemm_naive is the reference twin used by the tests.
 void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,

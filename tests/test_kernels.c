@@ -96,37 +96,143 @@ START_TEST(test_conv_algorithm_by_name_and_environment) {
 }
 END_TEST
 
-START_TEST(test_blas_core_table) {
-    // Generic or pre-AVX2 cores on AVX2 and AVX-512 CPUs.
-    ck_assert_str_eq(blas_core_for("Prescott", 1, 0), "Haswell");
-    ck_assert_str_eq(blas_core_for("Prescott", 1, 1), "SkylakeX");
-    ck_assert_str_eq(blas_core_for("Core2", 1, 1), "SkylakeX");
-    ck_assert_str_eq(blas_core_for("Nehalem", 1, 0), "Haswell");
-    ck_assert_str_eq(blas_core_for("Sandybridge", 1, 0), "Haswell");
-    ck_assert_str_eq(blas_core_for("Unknown", 1, 1), "SkylakeX");
-    // OpenBLAS's choice stands where it has kernels for the CPU's units...
-    ck_assert_ptr_null(blas_core_for("Haswell", 1, 0));
-    ck_assert_ptr_null(blas_core_for("Haswell", 1, 1));  // e.g. an AVX-512 AMD part seen as Zen-like
-    ck_assert_ptr_null(blas_core_for("zen", 1, 0));
-    ck_assert_ptr_null(blas_core_for("SkylakeX", 1, 1));
-    ck_assert_ptr_null(blas_core_for("Cooperlake", 1, 1));
-    ck_assert_ptr_null(blas_core_for("sapphirerapids", 1, 1));
-    // ...and on CPUs without AVX2, where Prescott or Nehalem is right.
-    ck_assert_ptr_null(blas_core_for("Prescott", 0, 0));
-    ck_assert_ptr_null(blas_core_for("Nehalem", 0, 0));
-    ck_assert_ptr_null(blas_core_for(NULL, 1, 1));
+// CPUs as feature sets, for the decision's table.
+#define NEHALEM (CPU_SSE2 | CPU_SSE3 | CPU_SSSE3 | CPU_SSE41 | CPU_SSE42)
+#define CONROE (CPU_SSE2 | CPU_SSE3 | CPU_SSSE3)
+#define K8 (CPU_SSE2 | CPU_3DNOW)
+#define K10 (CPU_SSE2 | CPU_SSE3 | CPU_SSE4A | CPU_3DNOW)
+#define HASWELL (NEHALEM | CPU_AVX | CPU_AVX2 | CPU_FMA)
+#define ZEN3 (HASWELL | CPU_SSE4A)  // no 3DNow!, FMA4 or XOP
+#define ZEN4 (ZEN3 | CPU_AVX512 | CPU_AVX512_BF16)
+#define SKX (HASWELL | CPU_AVX512)
+#define BULLDOZER (NEHALEM | CPU_SSE4A | CPU_AVX | CPU_FMA4 | CPU_XOP)
+#define EXCAVATOR (BULLDOZER | CPU_AVX2 | CPU_FMA)
+
+// OPENBLAS_CORETYPE (NULL: unset), the core OpenBLAS then runs and the CPU
+// -> the core cnnc switches to (NULL: none) and the note ("": none). Every
+// x86-64 core name of OpenBLAS 0.3.21, on a CPU that runs it and one that
+// does not; lower-case spellings; names OpenBLAS does not know (it then
+// chooses by itself: Prescott or by features); the variable unset.
+static const struct {
+    const char *env, *reported;
+    unsigned cpu;
+    const char *want, *note;
+} core_cases[] = {
+    {"Katmai", "Prescott", NEHALEM, NULL, ""},
+    {"Coppermine", "Prescott", HASWELL, NULL, ""},  // slow, but the user's choice
+    {"Northwood", "Prescott", CONROE, NULL, ""},
+    {"Prescott", "Prescott", SKX, NULL, ""},
+    {"Banias", "Prescott", K10, NULL, ""},
+    {"Athlon", "Prescott", K8, "Opteron",
+     "OPENBLAS_CORETYPE=Athlon (OpenBLAS's Prescott core) needs SSE3, which this CPU lacks: using Opteron"},
+    {"Atom", "Atom", CONROE, NULL, ""},
+    {"Atom", "Atom", K10, "Barcelona", "OPENBLAS_CORETYPE=Atom needs SSSE3, which this CPU lacks: using Barcelona"},
+    {"Core2", "Core2", CONROE, NULL, ""},
+    {"core2", "Core2", K8, "Opteron", "OPENBLAS_CORETYPE=core2 needs SSSE3, which this CPU lacks: using Opteron"},
+    {"Nano", "Nano", NEHALEM, NULL, ""},
+    {"Penryn", "Penryn", CONROE, "Core2", "OPENBLAS_CORETYPE=Penryn needs SSE4.1, which this CPU lacks: using Core2"},
+    {"Penryn", "Penryn", NEHALEM, NULL, ""},
+    {"Dunnington", "Dunnington", CONROE, "Core2", "needs SSE4.1, which this CPU lacks: using Core2"},
+    {"Nehalem", "Nehalem", CONROE, "Core2", "OPENBLAS_CORETYPE=Nehalem needs SSE4.2, which"},
+    {"nehalem", "Nehalem", NEHALEM, NULL, ""},
+    {"Opteron", "Opteron", ZEN3, "Haswell", "OPENBLAS_CORETYPE=Opteron needs 3DNow!, which this CPU lacks: using Haswell"},
+    {"Opteron", "Opteron", K8, NULL, ""},
+    {"Opteron_SSE3", "Opteron_SSE3", HASWELL, "Haswell", "needs 3DNow!"},
+    {"opteron_sse3", "Opteron_SSE3", K10, NULL, ""},
+    {"Barcelona", "Barcelona", NEHALEM, "Nehalem", "OPENBLAS_CORETYPE=Barcelona needs SSE4a, which"},
+    {"Barcelona", "Barcelona", K10, NULL, ""},
+    {"Bobcat", "Bobcat", ZEN3, NULL, ""},
+    {"Bobcat", "Bobcat", SKX, "SkylakeX", "OPENBLAS_CORETYPE=Bobcat needs SSE4a, which this CPU lacks: using SkylakeX"},
+    {"Sandybridge", "Sandybridge", NEHALEM, "Nehalem", "OPENBLAS_CORETYPE=Sandybridge needs AVX, which"},
+    {"SandyBridge", "Sandybridge", HASWELL, NULL, ""},
+    {"Bulldozer", "Bulldozer", ZEN3, "Haswell", "OPENBLAS_CORETYPE=Bulldozer needs FMA4+XOP, which this CPU lacks"},
+    {"Bulldozer", "Bulldozer", BULLDOZER, NULL, ""},
+    {"Piledriver", "Piledriver", BULLDOZER, "Sandybridge", "OPENBLAS_CORETYPE=Piledriver needs FMA, which"},
+    {"piledriver", "Piledriver", EXCAVATOR, NULL, ""},
+    {"Steamroller", "Steamroller", ZEN4, "SkylakeX", "needs FMA4+XOP, which this CPU lacks: using SkylakeX"},
+    {"Steamroller", "Steamroller", EXCAVATOR, NULL, ""},
+    {"Excavator", "Excavator", ZEN3, "Haswell", "OPENBLAS_CORETYPE=Excavator needs FMA4+XOP, which"},
+    {"Excavator", "Excavator", EXCAVATOR, NULL, ""},
+    {"Haswell", "Haswell", NEHALEM, "Nehalem",
+     "OPENBLAS_CORETYPE=Haswell needs AVX2+FMA, which this CPU lacks: using Nehalem"},
+    {"haswell", "Haswell", BULLDOZER, "Sandybridge", "OPENBLAS_CORETYPE=haswell needs AVX2+FMA, which"},
+    {"HASWELL", "Haswell", ZEN3, NULL, ""},
+    {"Zen", "Zen", CONROE, "Core2", "OPENBLAS_CORETYPE=Zen needs AVX2+FMA, which"},
+    {"zen", "Zen", HASWELL, NULL, ""},
+    {"SkylakeX", "SkylakeX", NEHALEM, "Nehalem",
+     "OPENBLAS_CORETYPE=SkylakeX needs AVX-512, which this CPU lacks: using Nehalem"},
+    {"skylakex", "SkylakeX", ZEN3, "Haswell", "OPENBLAS_CORETYPE=skylakex needs AVX-512, which"},
+    {"SKYLAKEX", "SkylakeX", SKX, NULL, ""},
+    // 0.3.21 does not accept the last two names and chooses by features...
+    {"Cooperlake", "Haswell", ZEN3, NULL, ""},
+    {"sapphirerapids", "Prescott", NEHALEM, NULL, ""},
+    // ...a later OpenBLAS runs them.
+    {"Cooperlake", "Cooperlake", SKX, "SkylakeX", "OPENBLAS_CORETYPE=Cooperlake needs AVX512-BF16, which"},
+    {"Cooperlake", "Cooperlake", ZEN4, NULL, ""},
+    {"SapphireRapids", "SapphireRapids", HASWELL, "Haswell", "OPENBLAS_CORETYPE=SapphireRapids needs AVX512-BF16, which"},
+    {"SapphireRapids", "SapphireRapids", ZEN4, NULL, ""},
+    // Names OpenBLAS does not know.
+    {"bogus", "Prescott", NEHALEM, NULL, "OPENBLAS_CORETYPE=bogus is not an OpenBLAS core: using Prescott"},
+    {"bogus", "Haswell", ZEN3, NULL, "OPENBLAS_CORETYPE=bogus is not an OpenBLAS core: using Haswell"},
+    {"Unknown", "Prescott", SKX, "SkylakeX", "OPENBLAS_CORETYPE=Unknown is not an OpenBLAS core: using SkylakeX"},
+    {"", "Prescott", HASWELL, "Haswell", "OPENBLAS_CORETYPE= is not an OpenBLAS core: using Haswell"},
+    {"Haswell2", "Haswell", NEHALEM, "Nehalem",
+     "OPENBLAS_CORETYPE=Haswell2 (OpenBLAS's Haswell core) needs AVX2+FMA, which this CPU lacks: using Nehalem"},
+    // Unset: generic or pre-AVX2 cores on AVX2 and AVX-512 CPUs are replaced...
+    {NULL, "Prescott", HASWELL, "Haswell", "core chosen by cnnc from the CPU's features (OpenBLAS detected Prescott)"},
+    {NULL, "Prescott", ZEN4, "SkylakeX", "(OpenBLAS detected Prescott)"},
+    {NULL, "Core2", SKX, "SkylakeX", "(OpenBLAS detected Core2)"},
+    {NULL, "Nehalem", HASWELL, "Haswell", "(OpenBLAS detected Nehalem)"},
+    {NULL, "Sandybridge", ZEN3, "Haswell", "(OpenBLAS detected Sandybridge)"},
+    {NULL, "Unknown", SKX, "SkylakeX", "(OpenBLAS detected Unknown)"},
+    // ...OpenBLAS's choice stands where it has kernels for the CPU's units...
+    {NULL, "Haswell", SKX, NULL, ""},  // e.g. an AVX-512 AMD part seen as Zen-like
+    {NULL, "Zen", ZEN3, NULL, ""},
+    {NULL, "Excavator", EXCAVATOR, NULL, ""},
+    {NULL, "SkylakeX", SKX, NULL, ""},
+    {NULL, "Cooperlake", ZEN4, NULL, ""},
+    // ...and on CPUs without AVX2, where Prescott or Nehalem is right...
+    {NULL, "Prescott", NEHALEM, NULL, ""},
+    {NULL, "Nehalem", NEHALEM, NULL, ""},
+    {NULL, "Sandybridge", BULLDOZER, NULL, ""},
+    // ...unless it cannot run there.
+    {NULL, "Haswell", NEHALEM, "Nehalem", "OpenBLAS's Haswell core needs AVX2+FMA, which this CPU lacks: using Nehalem"},
+    {NULL, NULL, SKX, NULL, ""},
+};
+
+START_TEST(test_blas_core_decision) {
+    for (size_t i = 0; i < sizeof core_cases / sizeof *core_cases; i++) {
+        char note[256];
+        const char *got = blas_core_decide(core_cases[i].env, core_cases[i].reported, core_cases[i].cpu, note,
+                                           sizeof note);
+        const char *env = core_cases[i].env ? core_cases[i].env : "(unset)";
+        if (core_cases[i].want)
+            ck_assert_msg(got && !strcmp(got, core_cases[i].want), "OPENBLAS_CORETYPE=%s, %s: got %s, want %s", env,
+                          core_cases[i].reported, got ? got : "no switch", core_cases[i].want);
+        else
+            ck_assert_msg(!got, "OPENBLAS_CORETYPE=%s, %s: switched to %s", env, core_cases[i].reported, got);
+        if (!core_cases[i].note[0]) ck_assert_msg(!note[0], "OPENBLAS_CORETYPE=%s: note '%s'", env, note);
+        else ck_assert_msg(strstr(note, core_cases[i].note), "OPENBLAS_CORETYPE=%s: note '%s'", env, note);
+        // Whatever is chosen runs on that CPU.
+        ck_assert_msg(blas_core_runnable(got ? got : core_cases[i].reported, core_cases[i].cpu) ||
+                          (!got && !core_cases[i].reported),
+                      "case %zu leaves a core the CPU cannot run", i);
+    }
 }
 END_TEST
 
 // The in-process switch: put OpenBLAS on its generic SSE3 core, as Debian's
 // 0.3.21 does by itself on Xeons it does not know, then let cnnc choose.
 START_TEST(test_blas_core_switch) {
-    if (getenv("OPENBLAS_CORETYPE")) {
-        printf("OPENBLAS_CORETYPE=%s is set: the user's choice stands, nothing to switch\n",
-               getenv("OPENBLAS_CORETYPE"));
-        char note[160];
+    if (getenv("OPENBLAS_CORETYPE")) {  // as the machine has it: never changed here
+        char note[256], user[256];
+        snprintf(user, sizeof user, "%s", getenv("OPENBLAS_CORETYPE"));
         blas_core_choose(note, sizeof note);
-        ck_assert_str_eq(note, "");
+        printf("OPENBLAS_CORETYPE=%s is set: OpenBLAS core %s (%s)\n", user, openblas_get_corename(),
+               note[0] ? note : "the user's choice stands");
+        ck_assert_msg(blas_core_runnable(openblas_get_corename(), cpu_features()),
+                      "OpenBLAS runs %s on a CPU without its features", openblas_get_corename());
+        ck_assert_str_eq(getenv("OPENBLAS_CORETYPE"), user);  // the environment is left as it was
         return;
     }
     if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || !cpu_has_avx2_fma()) {
@@ -139,7 +245,7 @@ START_TEST(test_blas_core_switch) {
     gotoblas_dynamic_init();
     unsetenv("OPENBLAS_CORETYPE");
     ck_assert_str_eq(openblas_get_corename(), "Prescott");
-    char note[160];
+    char note[256];
     blas_core_choose(note, sizeof note);
     const char *want = cpu_has_avx512() ? "SkylakeX" : "Haswell";
     printf("OpenBLAS core after the switch: %s (%s)\n", openblas_get_corename(), note);
@@ -167,8 +273,11 @@ START_TEST(test_threads_init_leaves_a_fitting_core) {
     char buf[512];
     cnn_threads_describe(buf, sizeof buf);
     printf("%s\n", buf);
+    char note[256];
+    ck_assert_msg(blas_core_runnable(openblas_get_corename(), cpu_features()),
+                  "OpenBLAS runs %s on a CPU without its features", openblas_get_corename());
     if (!getenv("OPENBLAS_CORETYPE"))
-        ck_assert_msg(!blas_core_for(openblas_get_corename(), cpu_has_avx2_fma(), cpu_has_avx512()),
+        ck_assert_msg(!blas_core_decide(NULL, openblas_get_corename(), cpu_features(), note, sizeof note),
                       "OpenBLAS still runs %s on this CPU", openblas_get_corename());
 }
 END_TEST
@@ -180,7 +289,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_environment_forces_a_backend);
     tcase_add_test(tc, test_bad_environment_falls_back_to_auto);
     tcase_add_test(tc, test_conv_algorithm_by_name_and_environment);
-    tcase_add_test(tc, test_blas_core_table);
+    tcase_add_test(tc, test_blas_core_decision);
     tcase_add_test(tc, test_blas_core_switch);
     tcase_add_test(tc, test_threads_init_leaves_a_fitting_core);
     suite_add_tcase(s, tc);

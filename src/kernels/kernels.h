@@ -148,10 +148,18 @@ ConvAlgo conv_algo(void);
 // for this CPU). Never NULL.
 const Kernels *kernels(void);
 
-// CPU features (0 on other architectures). Also checks that the OS saves
-// the wider registers.
+// CPU features (0 on other architectures), checked with the OS's saving of
+// the wider registers: the CPU_* bits of cpu_features().
+enum {
+    CPU_SSE2 = 1u << 0, CPU_SSE3 = 1u << 1, CPU_SSSE3 = 1u << 2, CPU_SSE41 = 1u << 3,
+    CPU_SSE42 = 1u << 4, CPU_AVX = 1u << 5, CPU_AVX2 = 1u << 6, CPU_FMA = 1u << 7,
+    CPU_FMA4 = 1u << 8, CPU_XOP = 1u << 9, CPU_SSE4A = 1u << 10, CPU_3DNOW = 1u << 11,
+    CPU_AVX512 = 1u << 12,  // F, BW, DQ and VL: what AVX-512 kernels assume
+    CPU_AVX512_BF16 = 1u << 13,
+};
+unsigned cpu_features(void);
 int cpu_has_avx2_fma(void);
-int cpu_has_avx512(void);  // F, BW, DQ and VL: what AVX-512 kernels assume
+int cpu_has_avx512(void);
 
 // ---------------------------------------------------------------- x86-64 AVX2 + FMA
 void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, const float *bias,
@@ -188,17 +196,24 @@ void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, in
                      int accumulate, float *dw);
 
 // ---------------------------------------------------------------- OpenBLAS
-// When OPENBLAS_CORETYPE is unset and OpenBLAS runs a generic core on a CPU
-// with AVX2 or AVX-512, switches it to the core those features call for.
-// Writes one line saying what was done (empty if nothing) into note.
+// The core OpenBLAS should be switched to, or NULL to leave it as it is
+// (pure: tested alone). env is OPENBLAS_CORETYPE (NULL if unset), reported
+// the core OpenBLAS runs (openblas_get_corename), cpu the CPU_* bits. A core
+// this CPU cannot run is replaced by the best one it can; where env is unset
+// or names no OpenBLAS core, a pre-AVX2 core on an AVX2 or AVX-512 CPU is
+// replaced too; a runnable core the user named stays. Writes the one line
+// to print into note ("" where there is nothing to say).
+const char *blas_core_decide(const char *env, const char *reported, unsigned cpu, char *note, size_t n);
+// 0 if the named core needs a feature this CPU lacks (unknown names: 1).
+int blas_core_runnable(const char *core, unsigned cpu);
+// Makes the switch blas_core_decide asks for, in-process; writes the note.
+// Call once, before any BLAS work (threads.c's blas_ready does).
 void blas_core_choose(char *note, size_t n);
-// 1 if a core should be chosen but OpenBLAS cannot switch in-process: the
-// program must re-execute with OPENBLAS_CORETYPE=*core and the variable
-// named by blas_core_reported_env() set to the detected core.
-int blas_core_needs_reexec(const char **core);
-const char *blas_core_reported_env(void);
-// The core name blas_core_choose would pick for a reported core and the
-// CPU's features, or NULL to leave OpenBLAS alone (pure: tested alone).
-const char *blas_core_for(const char *reported, int has_avx2_fma, int has_avx512);
+// Where a switch is needed that this OpenBLAS cannot make in-process (it
+// reads the variable only as it loads), sets the environment for running the
+// program again (OPENBLAS_CORETYPE and what blas_core_choose then reports)
+// and returns 1; blas_core_undo_reexec restores it if the exec fails.
+int blas_core_prepare_reexec(void);
+void blas_core_undo_reexec(void);
 
 #endif  // CNNC_KERNELS_H

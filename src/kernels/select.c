@@ -11,23 +11,6 @@
 
 static int always(void) { return 1; }
 
-#if defined(__x86_64__) || defined(__i386__)
-// __builtin_cpu_supports also checks that the OS saves the vector registers.
-int cpu_has_avx2_fma(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-int cpu_has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-}
-#else
-int cpu_has_avx2_fma(void) { return 0; }
-int cpu_has_avx512(void) { return 0; }
-#endif
-
 static const Kernels backends[] = {
 #if CNN_X86_KERNELS
     {.name = "avx2",
