@@ -198,6 +198,10 @@ typedef struct {
     double flops;      // forward FLOPs per image (2 x MACs)
     int input, input2; // tensors read: -1 the net's input, k layer k's output; input2 -2 if none
     int done_by;       // -1, or the layer whose passes do this one's (a ReLU or max pool fused into it)
+    // How a convolution's forward pass runs now (kernels, --conv and the
+    // precision decide): "winograd", "direct", "small-c", "im2col" or
+    // "bf16"; NULL for other layers.
+    const char *path;
 } CnnLayerInfo;
 void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info);
 
@@ -225,6 +229,25 @@ float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct);
 // 0 by default; cnn_evaluate reports the plain loss.
 CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps);
 float cnn_net_label_smoothing(const CnnNet *net);
+// The precision of the convolution and dense products. CNN_PRECISION_FP32
+// (the default): fp32 throughout. CNN_PRECISION_BF16: mixed precision as
+// PyTorch's autocast does it: each product takes its inputs, weights and
+// output gradients rounded to bf16 and sums in fp32; the layers' outputs,
+// the weights themselves, optimiser state, batch norm, the loss and the
+// softmax stay fp32, and so do checkpoints. bf16 keeps fp32's exponent
+// range, so gradients neither underflow nor overflow where fp32's would
+// not: no loss scaling. The sums are taken in the order of the
+// AVX512-BF16 instruction VDPBF16PS; the portable code that computes them
+// on any CPU gives the bits such a kernel gives. Results are bit-identical
+// at any thread or rank count, as in fp32. Call between training steps.
+typedef enum { CNN_PRECISION_FP32, CNN_PRECISION_BF16 } CnnPrecision;
+CnnStatus cnn_net_set_precision(CnnNet *net, CnnPrecision p);
+CnnPrecision cnn_net_precision(const CnnNet *net);
+// "fp32" or "bf16"; CNN_EARG with a message for another name.
+CnnStatus cnn_precision_parse(const char *name, CnnPrecision *p);
+const char *cnn_precision_name(CnnPrecision p);
+// One line on how this CPU computes in precision p, for a start-up banner.
+void cnn_precision_describe(CnnPrecision p, char *buf, size_t n);
 // An exponential moving average of the parameters, updated by every
 // cnn_net_train_step (ema = decay ema + (1 - decay) params), starting from
 // the parameters at this call; 0 turns it off. Checkpoints keep it as

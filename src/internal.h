@@ -2,8 +2,10 @@
 #ifndef CNNC_INTERNAL_H
 #define CNNC_INTERNAL_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cnnc.h"
 #include "kernels/kernels.h"
@@ -96,6 +98,36 @@ void chunk_tree_sum_f64(double *partial, size_t stride, int nchunks, size_t n);
 // dst[j] += src[j], j < n.
 void add_floats(float *dst, const float *src, size_t n);
 
+// ---------------------------------------------------------------- bf16
+// Mixed precision (cnn_net_set_precision): products of bf16 inputs and
+// weights summed in fp32, as AVX512-BF16's VDPBF16PS does (src/bf16.c).
+// bf16 values are kept as floats whose low 16 bits are zero.
+float bf16_round(float f);  // VCVTNEPS2BF16: nearest even; denormals to zero; NaN quiet
+void bf16_round_array(const float *src, float *dst, size_t n);
+// acc[k] (k < n) gains the products a[j] b[j * b_row + k] over j < m, in
+// VDPBF16PS's order: the pairs (1, 0), (3, 2), ... by bf16_step, the odd
+// one first; an odd m's last alone. a and b hold bf16 values.
+void bf16_pair_steps(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row, int m,
+                     int n);
+// One of VDPBF16PS's two steps: acc + a * b with the product exact and one
+// rounding to nearest even, a denormal result flushed to zero (a and b
+// bf16 values, acc never denormal). The product of two bf16 values has 16
+// significant bits, so in double it is exact, and so is acc + a * b where
+// their exponents are within 28 of each other; further apart, the smaller
+// lies far below half an ulp of the larger's float and cannot move the
+// rounding to float: one rounding, as the instruction's fused add.
+static inline float bf16_step(float acc, float a, float b) {
+    const float r = (float)((double)acc + (double)a * (double)b);
+    // A zero exponent (denormal) keeps the sign bit alone: integer masks,
+    // which vectorise where a branch on a float would not.
+    uint32_t u;
+    memcpy(&u, &r, sizeof u);
+    u &= (u & 0x7f800000u) ? 0xffffffffu : 0x80000000u;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 // ---------------------------------------------------------------- GEMM
 // Switches OpenBLAS to a core this CPU runs, once, before the first product
 // (src/kernels/blas_core.c); gemm and cnn_threads_init call it.
@@ -122,6 +154,7 @@ void col2im(const float *col, int C, int H, int W, int KH, int KW, int S, int P,
 typedef struct {
     int C, H, W, OC, KH, KW, S, P, OH, OW, has_bias;
     int relu;        // the forward pass applies the ReLU after the layer (net.c's fusions)
+    int bf16;        // products in bf16 mixed precision (cnn_net_set_precision; conv2d_bf16.c)
     float *w, *b;    // w (OC, C*KH*KW), b (OC) or NULL
     float *dw, *db;  // gradients, same shapes
     // A max pool fused after the layer (and its ReLU; net.c): each image's
@@ -135,6 +168,8 @@ typedef struct {
 } Conv2d;
 
 void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
+// "bf16", "winograd", "direct", "small-c" or "im2col": the forward pass's path.
+const char *conv2d_path_name(const Conv2d *l);
 // dx may be NULL (the network input needs no gradient).
 void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
                      Workspace *ws);
@@ -155,6 +190,14 @@ static inline int chunk_images_max(int B) { return (B + batch_chunks(B) - 1) / b
 void conv2d_forward_naive(const Conv2d *l, const float *x, float *y, int B);
 // db (OC) += per-channel sums of one image's dy (OC, N).
 void conv2d_bias_grad(const float *dy, int OC, size_t N, float *db);
+
+// bf16 mixed precision, portable (conv2d_bf16.c: the order of its sums is
+// the contract of every bf16 kernel): scratch floats per chunk and packed
+// weights it needs.
+size_t conv2d_bf16_scratch_size(const Conv2d *l);
+size_t conv2d_bf16_packed_size(const Conv2d *l);
+void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws);
+void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B, Workspace *ws);
 
 // Direct convolution of few input channels, stride 1 (conv2d_small_c.c):
 // the forward pass, and one image's weight gradient into dw (zeroed first
@@ -246,10 +289,16 @@ void dropout_backward(const float *mask, const float *dy, float *dx, size_t n);
 typedef struct {
     int IN, OUT, has_bias;
     int relu;                // the forward pass applies the ReLU after the layer (net.c's fusions)
+    int bf16;                // products in bf16 mixed precision (dense_bf16.c)
     float *w, *b, *dw, *db;  // w (OUT, IN), b (OUT)
 } Dense;
 
-void dense_forward(const Dense *l, const float *x, float *y, int B, const Workspace *ws);
+void dense_forward(const Dense *l, const float *x, float *y, int B, Workspace *ws);
+// bf16 mixed precision, portable (dense_bf16.c).
+size_t dense_bf16_scratch_size(const Dense *l);
+size_t dense_bf16_packed_size(const Dense *l);
+void dense_bf16_forward(const Dense *l, const float *x, float *y, int B, Workspace *ws);
+void dense_bf16_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws);
 size_t dense_partial_size(const Dense *l);
 void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B,
                     Workspace *ws);

@@ -36,6 +36,7 @@ struct CnnNet {
     uint64_t seed, step;
     double flops;
     float label_smoothing;               // of the training loss (cnn_net_loss)
+    CnnPrecision precision;              // of the convolution and dense products
     float *ema, ema_decay;               // the parameters' exponential moving average, or NULL
     uint8_t *decay;                      // per parameter: 1 if weight decay applies when skipping BN and biases
     float *lr_scale;                     // per parameter: the layer's weight_lr / bias_lr, or NULL if all are 1
@@ -510,6 +511,28 @@ CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps) {
 
 float cnn_net_label_smoothing(const CnnNet *net) { return net->label_smoothing; }
 
+CnnStatus cnn_net_set_precision(CnnNet *net, CnnPrecision p) {
+    if (p != CNN_PRECISION_FP32 && p != CNN_PRECISION_BF16) return cnn_error(CNN_EARG, "unknown precision %d", (int)p);
+    net->precision = p;
+    for (int i = 0; i < net->L; i++) {
+        Layer *l = &net->layers[i];
+        if (l->spec.ops == &conv_layer) l->conv.bf16 = p == CNN_PRECISION_BF16;
+        else if (l->spec.ops == &dense_layer) l->dense.bf16 = p == CNN_PRECISION_BF16;
+    }
+    return CNN_OK;
+}
+
+CnnPrecision cnn_net_precision(const CnnNet *net) { return net->precision; }
+
+CnnStatus cnn_precision_parse(const char *name, CnnPrecision *p) {
+    if (!strcmp(name, "fp32")) *p = CNN_PRECISION_FP32;
+    else if (!strcmp(name, "bf16")) *p = CNN_PRECISION_BF16;
+    else return cnn_error(CNN_EARG, "unknown precision '%s' (expected fp32 or bf16)", name);
+    return CNN_OK;
+}
+
+const char *cnn_precision_name(CnnPrecision p) { return p == CNN_PRECISION_BF16 ? "bf16" : "fp32"; }
+
 CnnStatus cnn_net_set_ema(CnnNet *net, float decay) {
     if (!(decay >= 0.0f && decay < 1.0f)) return cnn_error(CNN_EARG, "EMA decay %g must be in [0, 1)", decay);
     if (decay == 0.0f) {
@@ -712,6 +735,7 @@ void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info) {
     info->input2 = l->spec.in[1];
     info->flops = layer_flops(l);
     info->done_by = -1;
+    info->path = l->spec.ops == &conv_layer ? conv2d_path_name(&l->conv) : NULL;
     for (int j = i; j >= 0; j = net->layers[j].spec.in[0]) {  // down the chain of fused layers
         const Layer *f = &net->layers[j];
         if (f != l && (f->relu_out || f->pool_after)) info->done_by = j;

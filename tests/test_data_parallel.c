@@ -57,6 +57,7 @@ typedef struct {
     const char *desc;
     int C, H, W, B, threads;
     CnnOptKind opt;
+    CnnPrecision precision;
 } Case;
 
 typedef struct {
@@ -89,6 +90,7 @@ static void *rank_main(void *p) {
     ThreadColl tc = {.c = {.rank = a->rank, .ranks = a->ranks, .alltoall = t_alltoall, .allgather = t_allgather},
                      .sh = a->sh};
     if (a->sh) ck_assert_int_eq(cnn_net_set_collective(net, &tc.c), CNN_OK);
+    ck_assert_int_eq(cnn_net_set_precision(net, k->precision), CNN_OK);
     CnnOptimizer opt;
     cnn_opt_defaults(&opt, k->opt);
     opt.momentum = 0.9f;
@@ -191,9 +193,10 @@ static int emulated(void) { return getenv("CNNC_TEST_WRAPPER") != NULL; }
 START_TEST(test_ranks_match_one_process) {
     const int counts[] = {2, 4};
     const Case cases[] = {
-        {MIXED, 3, 9, 9, 64, 1, CNN_OPT_ADAM},
-        {MIXED, 3, 9, 9, 37, 2, CNN_OPT_SGD},  // chunks of 2 and 3 images, 2 threads a rank
-        {"tfcnn", 1, 28, 28, 32, 1, CNN_OPT_SGD},
+        {MIXED, 3, 9, 9, 64, 1, CNN_OPT_ADAM, CNN_PRECISION_FP32},
+        {MIXED, 3, 9, 9, 37, 2, CNN_OPT_SGD, CNN_PRECISION_FP32},  // chunks of 2 and 3 images, 2 threads a rank
+        {"tfcnn", 1, 28, 28, 32, 1, CNN_OPT_SGD, CNN_PRECISION_FP32},
+        {MIXED, 3, 9, 9, 37, 2, CNN_OPT_ADAM, CNN_PRECISION_BF16},  // bf16: the same tree of chunks
     };
     const size_t n = emulated() ? 1 : sizeof cases / sizeof cases[0];
     for (size_t i = 0; i < n; i++) check_case(&cases[i], counts, 2);
@@ -206,7 +209,7 @@ START_TEST(test_ranks_up_to_16) {
         return;
     }
     const int counts[] = {8, 16};
-    const Case k = {MIXED, 3, 9, 9, 48, 1, CNN_OPT_SGD};
+    const Case k = {MIXED, 3, 9, 9, 48, 1, CNN_OPT_SGD, CNN_PRECISION_FP32};
     check_case(&k, counts, 2);
 }
 END_TEST
@@ -215,14 +218,14 @@ END_TEST
 // images, which still takes part in every exchange.
 START_TEST(test_rank_without_images) {
     const int counts[] = {4};
-    const Case k = {MIXED, 3, 9, 9, 3, 1, CNN_OPT_ADAM};
+    const Case k = {MIXED, 3, 9, 9, 3, 1, CNN_OPT_ADAM, CNN_PRECISION_FP32};
     check_case(&k, counts, 1);
 }
 END_TEST
 
 // 3 ranks: not the one-process tree, but the same result on every run.
 START_TEST(test_three_ranks_repeat) {
-    const Case k = {MIXED, 3, 9, 9, 40, 1, CNN_OPT_ADAM};
+    const Case k = {MIXED, 3, 9, 9, 40, 1, CNN_OPT_ADAM, CNN_PRECISION_FP32};
     Result a[3], b[3], one[1];
     memset(a, 0, sizeof a);
     memset(b, 0, sizeof b);

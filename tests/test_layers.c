@@ -628,17 +628,6 @@ START_TEST(test_batchnorm) {
 END_TEST
 
 // ---------------------------------------------------------------- dense
-typedef struct {
-    int B, IN, OUT, bias;
-    double *x, *w, *b, *r, *y;
-} DenseCtx;
-
-static double dense_objective(void *p) {
-    DenseCtx *c = p;
-    ref_dense(c->x, c->w, c->bias ? c->b : NULL, c->y, c->B, c->IN, c->OUT);
-    return dot_dd(c->y, c->r, (size_t)c->B * c->OUT);
-}
-
 START_TEST(test_dense) {
     static const int cases[][4] = {{3, 7, 5, 1}, {1, 13, 3, 1}, {19, 6, 4, 0}, {2, 1, 9, 1},
                                      {35, 9, 37, 1},   // several batch-row and weight-gradient blocks

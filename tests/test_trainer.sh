@@ -339,6 +339,7 @@ resume)
                 "--optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule step --step-epochs 1 --gamma 0.5" \
                 "--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01 --no-decay-bn-bias --label-smoothing 0.1 --tta" \
                 "--ema 0.9 --tta" \
+                "--precision bf16 --optimizer sgd --lr 0.05" \
                 "--augment --crop-pad 2 --reflect-pad --hflip-alternate --tta-shift --warmup 40 --lr-start 0.3"; do
         # shellcheck disable=SC2086
         train --epochs 3 $opts --checkpoint s.safetensors >/dev/null || fail "straight run: $opts"
@@ -370,7 +371,8 @@ resume)
     echo "ok: resume bit-identical with a whitened, partly frozen model, --whiten-bias-epochs and --drop-last"
     # The recipe flags change the run (each alone against the same run without it).
     base="--optimizer sgd --lr 0.05 --nesterov --weight-decay 0.01"
-    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1" "--lookahead 2" "--warmup 9 --lr-start 0.5" "--drop-last"; do
+    for flag in "--no-decay-bn-bias" "--label-smoothing 0.1" "--lookahead 2" "--warmup 9 --lr-start 0.5" "--drop-last" \
+        "--precision bf16"; do
         # shellcheck disable=SC2086
         train --epochs 1 $base --checkpoint b.safetensors >/dev/null || fail "base run"
         # shellcheck disable=SC2086

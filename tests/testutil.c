@@ -138,11 +138,20 @@ void synthetic(float *x, uint8_t *y, int n, int C, int H, int W, int K, uint64_t
 
 // Trains `steps` Adam steps of synthetic 3x12x10 data (5 classes) at `threads`
 // threads; returns the parameters, then the buffers (malloc'd).
+double dense_objective(void *p) {
+    DenseCtx *c = p;
+    ref_dense(c->x, c->w, c->bias ? c->b : NULL, c->y, c->B, c->IN, c->OUT);
+    return dot_dd(c->y, c->r, (size_t)c->B * c->OUT);
+}
+
+CnnPrecision test_precision = CNN_PRECISION_FP32;
+
 float *train_with_threads(const char *desc, int threads, int steps, int B) {
     omp_set_num_threads(threads);
     const int C = 3, H = 12, W = 10;
     CnnNet *net;
     ck_assert_int_eq(cnn_net_create(&net, desc, C, H, W, B, 11), CNN_OK);
+    ck_assert_int_eq(cnn_net_set_precision(net, test_precision), CNN_OK);
     float *x = cnn_alloc_floats((size_t)B * C * H * W);
     uint8_t *y = malloc(B);
     CnnOptimizer opt;

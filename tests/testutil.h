@@ -51,6 +51,13 @@ void finite_diff(ObjectiveFn f, void *ctx, double *v, size_t n, double *grad);
 size_t finite_diff_points(size_t n);
 double dot_dd(const double *a, const double *b, size_t n);
 
+// sum(ref_dense(x, w, b) * r) over a batch: a dense layer's objective.
+typedef struct {
+    int B, IN, OUT, bias;
+    double *x, *w, *b, *r, *y;  // y: scratch (B, OUT)
+} DenseCtx;
+double dense_objective(void *ctx);
+
 // ---------------------------------------------------------------- kernel backends
 // Selects the next backend this CPU runs, starting from *i = 0, and prints
 // its name (and a "skipped" line for each one it cannot run); returns 0,
@@ -61,6 +68,8 @@ int kernels_next(int *i);
 // ---------------------------------------------------------------- training
 // Class k of K: a bright 3x3 blob at a class-specific place in channel k % C.
 void synthetic(float *x, uint8_t *y, int n, int C, int H, int W, int K, uint64_t seed);
+// The precision train_with_threads's nets compute in (fp32 unless set).
+extern CnnPrecision test_precision;
 // Trains `steps` Adam steps of synthetic 3x12x10 data (5 classes) at `threads`
 // threads; returns the parameters, then the buffers (malloc'd).
 float *train_with_threads(const char *desc, int threads, int steps, int B);

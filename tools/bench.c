@@ -1,10 +1,12 @@
 // tools/bench: training and inference throughput of a model on synthetic data
 // (so I/O does not count), a per-layer time table, thread scaling, and two
-// ceilings measured in the same run: the CPU's FP32 FMA peak (AVX2 and
-// AVX-512 where present) and a large square SGEMM.
+// ceilings measured in the same run: the CPU's peak for the precision in use
+// (FP32: the faster of its AVX2 and AVX-512 FMA loops; bf16: VDPBF16PS's
+// dot products where the CPU has them, else the FP32 peak) and a large
+// square SGEMM.
 //
 //   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2] [--kernels NAME] [--conv ALGO]
-//         [--steps 20] [--reps 5] [--warmup 3] [--classes 10] [--json] [--no-layers]
+//         [--precision fp32|bf16] [--steps 20] [--reps 5] [--warmup 3] [--classes 10] [--json] [--no-layers]
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@ extern char *openblas_get_corename(void);
 
 typedef struct {
     const char *model, *kernels, *conv;
+    CnnPrecision precision;
     int C, H, W, batch, steps, reps, warmup, classes, json, layers;
     int threads[16], nthreads;
 } Options;
@@ -29,11 +32,13 @@ typedef struct {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bench [--model NAME|DESC] [--input CxHxW] [--batch B] [--threads N[,N...]]\n"
-            "             [--kernels NAME] [--conv ALGO] [--steps S] [--reps R] [--warmup W] [--classes K] [--json]\n"
-            "             [--no-layers]\n"
+            "             [--kernels NAME] [--conv ALGO] [--precision fp32|bf16] [--steps S] [--reps R]\n"
+            "             [--warmup W] [--classes K] [--json] [--no-layers]\n"
             "Trains on synthetic data; prints median images/s over R repetitions of S steps,\n"
-            "a per-layer forward/backward table, the FP32 FMA peak of this CPU at each thread\n"
-            "count and SGEMM GFLOP/s of a 2048^3 product, all measured in the same run.\n"
+            "a per-layer forward/backward table, this CPU's peak for the precision at each thread\n"
+            "count (fp32: the faster of its AVX2 and AVX-512 FMA loops; bf16: its VDPBF16PS\n"
+            "dot products, where it has them) and SGEMM GFLOP/s of a 2048^3 product, all\n"
+            "measured in the same run.\n"
             "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx2, reference.\n"
             "--conv (or CNNC_CONV) the algorithm of 3x3 convolutions: auto, direct, winograd.\n");
 }
@@ -62,6 +67,7 @@ static int parse_args(int argc, char **argv, Options *o) {
         else if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--kernels")) o->kernels = v;
         else if (!strcmp(a, "--conv")) o->conv = v;
+        else if (!strcmp(a, "--precision")) ok = cnn_precision_parse(v, &o->precision) == CNN_OK;
         else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 65536, &o->batch);
         else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 1, 100000, &o->steps);
         else if (!strcmp(a, "--reps")) ok = parse_int(a, v, 1, 1000, &o->reps);
@@ -124,14 +130,15 @@ static double sgemm_gflops(int threads) {
 }
 
 // ---------------------------------------------------------------- FMA peak
-typedef enum { ISA_NONE, ISA_AVX2, ISA_AVX512 } Isa;
-static const char *const isa_names[] = {"none", "AVX2", "AVX-512"};
+typedef enum { ISA_NONE, ISA_AVX2, ISA_AVX512, ISA_BF16, NISA } Isa;
+static const char *const isa_names[] = {"none", "AVX2 FMA", "AVX-512 FMA", "AVX512-BF16 VDPBF16PS"};
 
 static int cpu_runs(Isa isa) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (isa == ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (isa == ISA_AVX512) return __builtin_cpu_supports("avx512f");
+    if (isa == ISA_BF16) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 #endif
     (void)isa;
     return 0;
@@ -144,7 +151,7 @@ static double fma_peak(Isa isa, int threads) {
     if (!cpu_runs(isa)) return 0.0;
     double (*burn)(long) = NULL;
 #if defined(__x86_64__)
-    burn = isa == ISA_AVX512 ? fma_burn_avx512 : fma_burn_avx2;
+    burn = isa == ISA_BF16 ? dpbf16_burn_avx512 : isa == ISA_AVX512 ? fma_burn_avx512 : fma_burn_avx2;
 #endif
     if (!burn) return 0.0;
     const long iters = (long)(5e9 / burn(1));
@@ -177,8 +184,30 @@ static void cpu_model(char *buf, size_t n) {
 
 typedef struct {
     int threads;
-    double train, infer, sgemm, peak[3];  // peak by Isa
+    double train, infer, sgemm, peak[NISA];  // peak by Isa
 } Result;
+
+// The peak of the precision in use: the fastest loop the CPU runs for it
+// (on Zen 4 the AVX-512 FMA loop runs level with AVX2's, on Intel at twice
+// it), and the loop that gave it.
+static double precision_peak(const Result *r, CnnPrecision p, Isa *isa) {
+    *isa = ISA_NONE;
+    double best = 0.0;
+    for (int i = ISA_AVX2; i < NISA; i++) {
+        if (i == ISA_BF16 && p != CNN_PRECISION_BF16) continue;
+        if (r->peak[i] > best) best = r->peak[i], *isa = (Isa)i;
+    }
+    return best;
+}
+
+// "NN%" of the peak, or "over" where the rate beats it: then the peak loop
+// ran below what the CPU does, and no share of it can be given.
+static const char *share(double rate, double peak, char *buf, size_t n) {
+    if (peak <= 0) snprintf(buf, n, "-");
+    else if (rate > peak) snprintf(buf, n, "over");
+    else snprintf(buf, n, "%.0f%%", 100.0 * rate / peak);
+    return buf;
+}
 
 int main(int argc, char **argv) {
     cnn_threads_limit_spin(argv);  // measure what the trainer runs with
@@ -188,6 +217,7 @@ int main(int argc, char **argv) {
     const char *desc = cnn_builtin_model(o.model, o.classes, builtin, sizeof builtin) == CNN_OK ? builtin : o.model;
     CnnNet *net;
     if (cnn_net_create(&net, desc, o.C, o.H, o.W, o.batch, 1) != CNN_OK) return 1;
+    if (cnn_net_set_precision(net, o.precision) != CNN_OK) return 2;
     const int K = cnn_net_num_classes(net), B = o.batch;
     float *x = cnn_alloc_floats((size_t)B * o.C * o.H * o.W);
     uint8_t *y = malloc((size_t)B);
@@ -203,14 +233,15 @@ int main(int argc, char **argv) {
     cnn_threads_describe(blas, sizeof blas);
     cnn_kernels_describe(kinfo, sizeof kinfo);
     cpu_model(cpu, sizeof cpu);
-    const Isa top = cpu_runs(ISA_AVX512) ? ISA_AVX512 : cpu_runs(ISA_AVX2) ? ISA_AVX2 : ISA_NONE;
+    char pinfo[256];
+    cnn_precision_describe(o.precision, pinfo, sizeof pinfo);
     if (!o.json) {
         printf("cnnc bench: model %s, input %dx%dx%d, batch %d, Adam; median of %d x %d steps\n", o.model,
                o.C, o.H, o.W, B, o.reps, o.steps);
-        printf("%zu parameters, %.3f MFLOP/image forward\nCPU %s; %s\n%s\n", cnn_net_num_params(net),
-               flops / 1e6, cpu, blas, kinfo);
-        printf("peak: the %s FP32 FMA peak at each thread count (AVX2 too where AVX-512 is present)\n",
-               isa_names[top]);
+        printf("%zu parameters, %.3f MFLOP/image forward\nCPU %s; %s\n%s\n%s\n", cnn_net_num_params(net),
+               flops / 1e6, cpu, blas, kinfo, pinfo);
+        printf("peak: the fastest loop this CPU runs for %s at each thread count (its name and the others' "
+               "rates after each row)\n", o.precision == CNN_PRECISION_BF16 ? "bf16 products" : "FP32");
         printf("\n threads  train img/s  train GFLOP/s  speed-up  efficiency  infer img/s  peak GFLOP/s  train/peak"
                "  sgemm GFLOP/s  train/sgemm\n");
     }
@@ -236,16 +267,21 @@ int main(int argc, char **argv) {
         }
         res[ti].infer = median(reps, o.reps);
         res[ti].sgemm = sgemm_gflops(t);
-        for (int isa = ISA_AVX2; isa <= ISA_AVX512; isa++) res[ti].peak[isa] = fma_peak((Isa)isa, t);
+        for (int isa = ISA_AVX2; isa < NISA; isa++)
+            res[ti].peak[isa] = isa == ISA_BF16 && o.precision != CNN_PRECISION_BF16 ? 0.0 : fma_peak((Isa)isa, t);
         res[ti].threads = t;
         if (!o.json) {
             const double gf = 3.0 * flops * res[ti].train / 1e9, sp = res[ti].train / res[0].train;
-            const double pk = res[ti].peak[top];
-            printf(" %7d  %11.1f  %13.2f  %7.2fx  %9.0f%%  %11.1f  %12.1f  %9.0f%%  %13.1f  %10.0f%%", t,
+            Isa which;
+            const double pk = precision_peak(&res[ti], o.precision, &which);
+            char sh[16];
+            printf(" %7d  %11.1f  %13.2f  %7.2fx  %9.0f%%  %11.1f  %12.1f  %10s  %13.1f  %10.0f%%", t,
                    res[ti].train, gf, sp, 100.0 * sp * res[0].threads / t, res[ti].infer, pk,
-                   pk > 0 ? 100.0 * gf / pk : 0.0, res[ti].sgemm, 100.0 * gf / res[ti].sgemm);
-            if (top == ISA_AVX512) printf("  (AVX2 peak %.1f)", res[ti].peak[ISA_AVX2]);
-            printf("\n");
+                   share(gf, pk, sh, sizeof sh), res[ti].sgemm, 100.0 * gf / res[ti].sgemm);
+            printf("  (%s", isa_names[which]);
+            for (int isa = ISA_AVX2; isa < NISA; isa++)
+                if (isa != (int)which && res[ti].peak[isa] > 0) printf("; %s %.1f", isa_names[isa], res[ti].peak[isa]);
+            printf(")\n");
         }
     }
     // Per-layer table at the last thread count: median-free, summed over reps*steps steps.
@@ -261,10 +297,12 @@ int main(int argc, char **argv) {
         }
         cnn_net_set_profiling(net, 0);
         const int steps = o.reps * o.steps;
-        const double sg = res[o.nthreads - 1].sgemm, pk = res[o.nthreads - 1].peak[top];
+        Isa which;
+        const double sg = res[o.nthreads - 1].sgemm, pk = precision_peak(&res[o.nthreads - 1], o.precision, &which);
+        char sh[16];
         if (!o.json) {
-            printf("\nper layer at %d threads (ms per step; GFLOP/s of forward+backward, as %% of the FMA peak"
-                   " and of sgemm):\n", res[o.nthreads - 1].threads);
+            printf("\nper layer at %d threads (ms per step; GFLOP/s of forward+backward, as %% of the %s peak"
+                   " and of sgemm):\n", res[o.nthreads - 1].threads, isa_names[which]);
             printf("  #  %-34s %-12s %8s %8s %6s %8s %6s %6s\n", "layer", "output", "fwd ms", "bwd ms", "share",
                    "GFLOP/s", "%peak", "%sgemm");
             double conv_flops = 0, conv_time = 0;
@@ -283,19 +321,20 @@ int main(int argc, char **argv) {
                 if (li.flops > 0 && bwd[i] > 0) {
                     // Backward: dW and dx each cost a forward's FLOPs (dx is skipped for the first layer).
                     const double f = li.flops * B * (i == 0 ? 2.0 : 3.0) * steps / (fwd[i] + bwd[i]) / 1e9;
-                    printf(" %8.2f %5.0f%% %5.0f%%", f, pk > 0 ? 100.0 * f / pk : 0.0, 100.0 * f / sg);
+                    const int wino = li.path && !strcmp(li.path, "winograd");  // effective: fewer multiplications
+                    printf(" %8.2f %6s %5.0f%%", f, wino ? "eff." : share(f, pk, sh, sizeof sh), 100.0 * f / sg);
                 }
                 printf("\n");
             }
             if (conv_time > 0) {
                 const double cg = conv_flops / conv_time / 1e9;
-                printf("  all conv layers: %.2f GFLOP/s forward+backward = %.0f%% of the FMA peak, %.0f%% of sgemm,"
-                       " %.0f%% of the step\n", cg, pk > 0 ? 100.0 * cg / pk : 0.0, 100.0 * cg / sg,
+                printf("  all conv layers: %.2f GFLOP/s forward+backward = %s of the peak, %.0f%% of sgemm,"
+                       " %.0f%% of the step\n", cg, share(cg, pk, sh, sizeof sh), 100.0 * cg / sg,
                        100.0 * conv_time / total);
             }
             // Each pass of each convolution alone (best of --reps), as % of the FMA peak.
-            printf("\nconvolutions at %d threads, each pass alone (best of %d; GFLOP/s and %% of the FMA peak):\n",
-                   res[o.nthreads - 1].threads, o.reps);
+            printf("\nconvolutions at %d threads, each pass alone (best of %d; GFLOP/s and %% of the peak;"
+                   " Winograd's in direct FLOPs: effective rates):\n", res[o.nthreads - 1].threads, o.reps);
             printf("  #  %-34s %16s %16s %16s\n", "layer", "forward", "input grad", "weight grad");
             cnn_net_forward(net, x, B, 1);
             for (int i = 0; i < L; i++) {
@@ -304,26 +343,35 @@ int main(int argc, char **argv) {
                 cnn_net_layer_info(net, i, &li);
                 if (!net_conv_pass_times(net, i, B, o.reps, t)) continue;
                 const double f = li.flops * B / 1e9;
+                // Winograd does fewer multiplications than its direct FLOPs:
+                // an effective rate, not a share of any peak.
+                const int wino = li.path && !strcmp(li.path, "winograd");
                 printf(" %2d  %-34s", i, li.text);
                 for (int k = 0; k < 3; k++) {
                     if (k == 1 && i == 0) { printf(" %16s", "(not needed)"); continue; }
-                    printf(" %9.1f (%3.0f%%)", f / t[k], pk > 0 ? 100.0 * f / t[k] / pk : 0.0);
+                    printf(" %9.1f (%4s)", f / t[k], wino ? "eff." : share(f / t[k], pk, sh, sizeof sh));
                 }
-                printf("\n");
+                printf("  %s\n", li.path ? li.path : "");
             }
         }
     }
     if (o.json) {
+        Isa which;
+        precision_peak(&res[0], o.precision, &which);
         printf("{\"model\":\"%s\",\"input\":[%d,%d,%d],\"batch\":%d,\"params\":%zu,\"fwd_flops_per_img\":%.0f,"
-               "\"cpu\":\"%s\",\"kernels\":\"%s\",\"conv\":\"%s\",\"openblas\":\"%s\",\"peak_isa\":\"%s\",\"runs\":[", o.model, o.C,
-               o.H, o.W, B, cnn_net_num_params(net), flops, cpu, cnn_kernels_name(), cnn_conv_name(), openblas_get_corename(),
-               isa_names[top]);
-        for (int ti = 0; ti < o.nthreads; ti++)
+               "\"cpu\":\"%s\",\"kernels\":\"%s\",\"conv\":\"%s\",\"precision\":\"%s\",\"openblas\":\"%s\","
+               "\"peak_isa\":\"%s\",\"runs\":[", o.model, o.C, o.H, o.W, B, cnn_net_num_params(net), flops, cpu,
+               cnn_kernels_name(), cnn_conv_name(), cnn_precision_name(o.precision), openblas_get_corename(),
+               isa_names[which]);
+        for (int ti = 0; ti < o.nthreads; ti++) {
+            Isa w;
             printf("%s{\"threads\":%d,\"train_img_s\":%.1f,\"infer_img_s\":%.1f,\"train_gflop_s\":%.2f,"
-                   "\"sgemm_gflop_s\":%.1f,\"fma_peak_gflop_s\":%.1f,\"fma_peak_avx2_gflop_s\":%.1f,"
-                   "\"speedup\":%.3f}", ti ? "," : "", res[ti].threads, res[ti].train, res[ti].infer,
-                   3.0 * flops * res[ti].train / 1e9, res[ti].sgemm, res[ti].peak[top], res[ti].peak[ISA_AVX2],
-                   res[ti].train / res[0].train);
+                   "\"sgemm_gflop_s\":%.1f,\"peak_gflop_s\":%.1f,\"fma_peak_avx2_gflop_s\":%.1f,"
+                   "\"fma_peak_avx512_gflop_s\":%.1f,\"bf16_peak_gflop_s\":%.1f,\"speedup\":%.3f}",
+                   ti ? "," : "", res[ti].threads, res[ti].train, res[ti].infer, 3.0 * flops * res[ti].train / 1e9,
+                   res[ti].sgemm, precision_peak(&res[ti], o.precision, &w), res[ti].peak[ISA_AVX2],
+                   res[ti].peak[ISA_AVX512], res[ti].peak[ISA_BF16], res[ti].train / res[0].train);
+        }
         printf("],\"layers\":[");
         for (int i = 0; o.layers && i < L; i++) {
             CnnLayerInfo li;

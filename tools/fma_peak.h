@@ -9,5 +9,7 @@
 
 double fma_burn_avx2(long iters);
 double fma_burn_avx512(long iters);
+// The same for VDPBF16PS (-mavx512bf16): 4 FLOPs per lane (2 products).
+double dpbf16_burn_avx512(long iters);
 
 #endif

@@ -24,8 +24,10 @@ static size_t pool_scratch_size(const Conv2d *l) { return l->pooled ? 2 * round1
 size_t conv2d_col_size(const Conv2d *l, int chunk_images) {
     const size_t col = is_pointwise(l) ? 0 : (size_t)l->C * l->KH * l->KW * l->OH * l->OW;
     const size_t direct = conv2d_direct_scratch_size(l, chunk_images), small = conv2d_small_c_scratch_size(l);
-    const size_t most = col > direct ? col : direct;
-    return round16(most > small ? most : small) + pool_scratch_size(l);
+    const size_t bf16 = conv2d_bf16_scratch_size(l);  // any net may switch to bf16 once built
+    size_t most = col > direct ? col : direct;
+    most = most > small ? most : small;
+    return round16(most > bf16 ? most : bf16) + pool_scratch_size(l);
 }
 
 static float *pool_scratch(const Conv2d *l, const Workspace *ws, int chunk) {
@@ -77,6 +79,13 @@ static int use_direct(const Conv2d *l) {
 
 static int use_small_c(const Conv2d *l) { return !use_direct(l) && conv2d_small_c_applies(l); }
 
+// The forward pass's path, as conv2d_forward picks it.
+const char *conv2d_path_name(const Conv2d *l) {
+    if (l->bf16) return "bf16";
+    if (use_direct(l)) return conv2d_winograd_applies(l) ? "winograd" : "direct";
+    return use_small_c(l) ? "small-c" : "im2col";
+}
+
 // Eight running sums (pixel p into sum p % 8), then added in lane order:
 // the same fixed order for every run, and eight independent chains instead
 // of one, so the adds overlap (and vectorise) instead of waiting on each other.
@@ -120,6 +129,10 @@ static void weight_gemm(const Conv2d *l, int K, int N, const float *dy, const fl
 
 void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C*KH*KW), b (OC), y (B,OC,OH,OW)
+    if (l->bf16) {
+        conv2d_bf16_forward(l, x, y, B, ws);
+        return;
+    }
     if (use_direct(l) && conv2d_winograd_applies(l)) {
         conv2d_winograd_forward(l, x, y, B, ws);
         return;
@@ -155,6 +168,10 @@ void conv2d_forward(const Conv2d *l, const float *x, float *y, int B, Workspace 
 void conv2d_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B,
                      Workspace *ws) {
     // x (B,C,H,W), dy (B,OC,OH,OW), dx (B,C,H,W) or NULL; dw (OC,C*KH*KW) +=, db (OC) +=
+    if (l->bf16) {
+        conv2d_bf16_backward(l, x, dy, dx, B, ws);
+        return;
+    }
     if (use_direct(l)) {
         conv2d_direct_backward(l, x, dy, dx, B, ws);
         return;
@@ -306,7 +323,9 @@ static CnnStatus conv_shape(Layer *l, int idx, const char *text) {
 
 static void conv_scratch(const Layer *l, int max_batch, Workspace *need) {
     const Conv2d g = conv_geometry(l);
-    const size_t col = conv2d_col_size(&g, chunk_images_max(max_batch)), packed = conv2d_packed_size(&g);
+    const size_t col = conv2d_col_size(&g, chunk_images_max(max_batch));
+    size_t packed = conv2d_packed_size(&g);
+    if (conv2d_bf16_packed_size(&g) > packed) packed = conv2d_bf16_packed_size(&g);
     const size_t partial = conv2d_partial_size(&g);
     if (col > need->col_size) need->col_size = col;
     if (packed > need->packed_size) need->packed_size = packed;

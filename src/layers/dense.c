@@ -12,8 +12,12 @@
 
 #define DW_ROWS 16  // output rows per weight-gradient block
 
-void dense_forward(const Dense *l, const float *x, float *y, int B, const Workspace *ws) {
+void dense_forward(const Dense *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,IN), w (OUT,IN), b (OUT), y (B,OUT)
+    if (l->bf16) {
+        dense_bf16_forward(l, x, y, B, ws);
+        return;
+    }
     const Kernels *k = kernels();
     const int nblocks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(static) if ((size_t)B * l->IN * l->OUT >= CNN_PAR_MIN_WORK)
@@ -38,6 +42,10 @@ size_t dense_partial_size(const Dense *l) { return (size_t)l->OUT * l->IN + (siz
 
 void dense_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
     // x (B,IN), dy (B,OUT), dx (B,IN) or NULL; dw (OUT,IN) +=, db (OUT) +=
+    if (l->bf16) {
+        dense_bf16_backward(l, x, dy, dx, B, ws);
+        return;
+    }
     const int nw_blocks = (l->OUT + DW_ROWS - 1) / DW_ROWS, nchunks = ws_chunks(ws, B);
     const size_t nw = (size_t)l->OUT * l->IN, stride = ws->partial_size;
     CNN_ASSERT(dense_partial_size(l) <= stride && nchunks <= DENSE_MAX_CHUNKS);
@@ -142,6 +150,9 @@ static void dense_scratch(const Layer *l, int max_batch, Workspace *need) {
     (void)max_batch;
     const Dense d = {.IN = l->C, .OUT = l->OC};
     if (dense_partial_size(&d) > need->partial_size) need->partial_size = dense_partial_size(&d);
+    // Any net may switch to bf16 (cnn_net_set_precision) after it is built.
+    if (dense_bf16_scratch_size(&d) > need->col_size) need->col_size = dense_bf16_scratch_size(&d);
+    if (dense_bf16_packed_size(&d) > need->packed_size) need->packed_size = dense_bf16_packed_size(&d);
 }
 
 static void dense_forward_row(Layer *l, const float *x, const LayerRun *r) {

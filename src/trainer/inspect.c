@@ -11,8 +11,9 @@ static void print_json(cJSON *v) {
     cJSON_Delete(v);
 }
 
-// Builds the checkpoint's network (batch B) and loads its weights.
-static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean, float *stdv) {
+// Builds the checkpoint's network (batch B) and loads its weights; o_precision
+// is --precision (-1 if not given).
+static CnnNet *open_checkpoint(const char *path, int B, int o_precision, CnnMeta *m, float *mean, float *stdv) {
     if (!path) die(EXIT_USAGE, "--checkpoint FILE is required");
     check(cnn_checkpoint_read_meta(path, m));
     int C, H, W;
@@ -25,6 +26,8 @@ static CnnNet *open_checkpoint(const char *path, int B, CnnMeta *m, float *mean,
     check(cnn_net_set_ema(net, (float)ema));
     check(cnn_checkpoint_load(path, net, NULL, NULL));
     cnn_net_swap_ema(net);
+    // Evaluated in the precision it trained in, unless --precision says otherwise.
+    check(cnn_net_set_precision(net, o_precision >= 0 ? (CnnPrecision)o_precision : checkpoint_precision(m, path)));
     for (int c = 0; c < 3; c++) { mean[c] = 0; stdv[c] = 1; }
     // Checkpoints written by the library alone (cnn_checkpoint_save without
     // the trainer's metadata) were trained on pixels/255, the batcher's default.
@@ -39,7 +42,7 @@ int cmd_eval(Options *o) {
     setup_compute(o);
     CnnMeta m = {0};
     float mean[3], stdv[3];
-    CnnNet *net = open_checkpoint(o->checkpoint, o->batch, &m, mean, stdv);
+    CnnNet *net = open_checkpoint(o->checkpoint, o->batch, o->set_precision ? (int)o->precision : -1, &m, mean, stdv);
     // A checkpoint written by the library alone (cnn_checkpoint_save) names
     // no data set: --dataset says which, and grey input means --grayscale.
     int C, H, W;
@@ -105,7 +108,7 @@ int cmd_predict(Options *o) {
     setup_compute(o);
     CnnMeta m = {0};
     float mean[3], stdv[3];
-    CnnNet *net = open_checkpoint(o->checkpoint, 1, &m, mean, stdv);
+    CnnNet *net = open_checkpoint(o->checkpoint, 1, o->set_precision ? (int)o->precision : -1, &m, mean, stdv);
     int C, H, W;
     cnn_net_input_shape(net, &C, &H, &W);
     const int K = cnn_net_num_classes(net);

@@ -56,6 +56,8 @@ static const char *HELP_TRAIN =
     "  --weight-decay X      L2 (adam, sgd) or decoupled (adamw, default 0.01) weight decay\n"
     "  --no-decay-bn-bias    no weight decay on biases and batch norm's scale and shift\n"
     "  --label-smoothing X   the loss's targets (1 - X) one-hot + X / classes (default 0)\n"
+    "  --precision P         fp32 or bf16: bf16 is mixed precision as PyTorch's autocast, products\n"
+    "                        of bf16 values summed in fp32, the rest fp32 (default fp32)\n"
     "  --schedule S          constant, step, cosine or linear (decay to 0 at the end; with\n"
     "                        --warmup the one-cycle triangle) (default constant)\n"
     "  --warmup N            steps of linear learning-rate warm-up (default 0)\n"
@@ -97,14 +99,16 @@ static const char *HELP_TRAIN_RUN =
 
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
-    "                    [--kernels NAME] [--conv ALGO] [--limit-test N] [--tta] [--tta-shift] [--json]\n"
+    "                    [--kernels NAME] [--conv ALGO] [--precision P] [--limit-test N] [--tta]\n"
+    "                    [--tta-shift] [--json]\n"
     "\n"
     "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
     "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
     "them as one JSON object instead (classes, confusion rows by true class). --tta scores each\n"
     "image by the mean of its logits and its mirror image's (horizontal-flip test-time\n"
     "augmentation); --tta-shift adds the same for the image shifted by a pixel up-left and\n"
-    "down-right (airbench94's 6 views, weights 1/2, 1/4, 1/4).\n";
+    "down-right (airbench94's 6 views, weights 1/2, 1/4, 1/4). The model computes in the\n"
+    "precision it trained in (fp32 or bf16) unless --precision says otherwise.\n";
 
 static const char *HELP_PREDICT =
     "usage: trainer predict --checkpoint FILE [--top K] [--invert] [--json] IMAGE...\n"
@@ -175,7 +179,7 @@ static const char *const RUN_FLAGS[] = {
     "--no-hflip", "--grayscale", "--image-size", "--strict", "--no-normalize", "--val-split", "--limit-train", "--seed",
     "--save-best", "--early-stop", "--init-from", "--label-smoothing", "--no-decay-bn-bias", "--tta",
     "--ema", "--lookahead", "--tta-shift", "--hflip-alternate", "--reflect-pad", "--lr-start", "--lr-end",
-    "--whiten-bias-epochs", "--drop-last",
+    "--whiten-bias-epochs", "--drop-last", "--precision",
 };
 
 void parse_args(int argc, char **argv, Options *o) {
@@ -239,6 +243,10 @@ void parse_args(int argc, char **argv, Options *o) {
         else if (VALUE("--momentum")) o->momentum = parse_float(flag, val, 0, 1);
         else if (SWITCH("--nesterov")) o->nesterov = 1;
         else if (VALUE("--label-smoothing")) o->label_smoothing = parse_float(flag, val, 0, 0.99f);
+        else if (VALUE("--precision")) {
+            if (cnn_precision_parse(val, &o->precision)) exit(EXIT_USAGE);
+            o->set_precision = 1;
+        }
         else if (SWITCH("--no-decay-bn-bias")) o->no_decay_bn_bias = 1;
         else if (SWITCH("--tta")) o->tta = o->tta > 1 ? o->tta : 1;
         else if (SWITCH("--tta-shift")) o->tta = 2;

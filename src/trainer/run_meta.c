@@ -160,6 +160,7 @@ void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
     o->model = need(m, path, "model");
     run_keys_load(o, m, path);
     if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
+    o->precision = checkpoint_precision(m, path);
     const char *best = cnn_meta_get(m, "save_best");  // absent in older checkpoints
     o->save_best = best && *best ? best : NULL;
     // The log and the test subset go on as before unless given again.
@@ -167,6 +168,14 @@ void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
     if (!o->log_path && log && *log) o->log_path = log;
     if (!o->set_limit_test && cnn_meta_get(m, "limit_test"))
         o->limit_test = (size_t)meta_int(m, path, "limit_test", 0, 1LL << 40);
+}
+
+// The precision a checkpoint's run trained in (fp32 where it says none).
+CnnPrecision checkpoint_precision(const CnnMeta *m, const char *path) {
+    const char *p = cnn_meta_get(m, "precision");
+    CnnPrecision v = CNN_PRECISION_FP32;
+    if (p && cnn_precision_parse(p, &v)) die(EXIT_RUNTIME, "%s: bad precision metadata '%s'", path, p);
+    return v;
 }
 
 // Everything that defines the run, as "key=value; ..." for its log: the
@@ -187,8 +196,9 @@ void run_settings_text(const Options *o, const CnnOptimizer *opt, int threads, c
         len += (size_t)snprintf(buf + len, n - len, "; %s=%s", RUN_KEYS[k].key, v);
     }
     if (len < n)
-        len += (size_t)snprintf(buf + len, n - len, "; limit_test=%zu; threads=%d; kernels=%s; conv=%s",
-                                o->limit_test, threads, cnn_kernels_name(), cnn_conv_name());
+        len += (size_t)snprintf(buf + len, n - len, "; limit_test=%zu; threads=%d; kernels=%s; conv=%s; precision=%s",
+                                o->limit_test, threads, cnn_kernels_name(), cnn_conv_name(),
+                                cnn_precision_name(o->precision));
     if (o->resume && len < n) snprintf(buf + len, n - len, "; resumed_from=%s", o->resume);
 }
 
@@ -215,6 +225,7 @@ void save_run(const Options *o, const char *path, CnnNet *net, const CnnOptimize
     cnn_meta_set(&m, "limit_test", "%zu", o->limit_test);
     cnn_meta_set(&m, "init", "%s", cnn_init_name(o->init));
     cnn_meta_set(&m, "schedule", "%s", cnn_schedule_name(o->schedule));
+    cnn_meta_set(&m, "precision", "%s", cnn_precision_name(o->precision));
     run_keys_save(o, &m);
     CnnStatus st = cnn_checkpoint_save(path, net, opt, &m);
     cnn_meta_free(&m);

@@ -125,6 +125,10 @@ static void run_build(Run *r) {
                rank_count(), r->threads, plural(r->threads), o->batch);
     }
     check(cnn_net_set_label_smoothing(r->net, o->label_smoothing));
+    check(cnn_net_set_precision(r->net, o->precision));
+    char pinfo[256];
+    cnn_precision_describe(o->precision, pinfo, sizeof pinfo);
+    printf("cnnc %s trainer: %s\n", CNNC_VERSION, pinfo);
     if (o->init != CNN_INIT_PYTORCH) cnn_net_init_weights_as(r->net, o->seed, o->init);
     if (o->init_from) {
         const CnnStatus st = cnn_checkpoint_load(o->init_from, r->net, NULL, NULL);

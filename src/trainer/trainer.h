@@ -54,10 +54,11 @@ typedef struct {
     int drop_last;           // an epoch leaves out its last partial batch
     float lr_start, lr_end;  // warm-up start and schedule end as fractions of lr
     float ema;               // > 0: evaluate an exponential moving average of the weights (its decay)
+    CnnPrecision precision;  // of the convolution and dense products (--precision)
     char **images;
     int nimages;
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
-    int set_epochs, set_dataset, set_model, set_limit_test;
+    int set_epochs, set_dataset, set_model, set_limit_test, set_precision;
     const char *run_flag;  // the first flag given that a resumed run takes from its checkpoint
     CnnInit init;
     char run_id[40];  // names this process's run in the logs (not kept in checkpoints: equal runs stay byte-equal)
@@ -115,6 +116,7 @@ double meta_double(const CnnMeta *m, const char *path, const char *key, double l
 void class_names_meta(const CnnDataset *d, char *buf, size_t size);
 char **split_names(const char *s, int K, char **copy);
 void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path);
+CnnPrecision checkpoint_precision(const CnnMeta *m, const char *path);
 void run_settings_text(const Options *o, const CnnOptimizer *opt, int threads, char *buf, size_t n);
 // Writes the run's checkpoint: weights, optimiser state and everything needed
 // to resume at (epoch, batch_in_epoch) or to evaluate and predict later.
