@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels/bf16_impl.h"
 
 static uint32_t bits_of(float f) {
     uint32_t u;
@@ -33,8 +34,9 @@ float bf16_round(float f) {
 void cnn_precision_describe(CnnPrecision p, char *buf, size_t n) {
     const int has = (cpu_features() & CPU_AVX512_BF16) != 0;
     if (p == CNN_PRECISION_BF16)
-        snprintf(buf, n, "precision bf16: products of bf16 values summed in fp32, in portable C code "
-                 "(VDPBF16PS's arithmetic to the bit; slower than fp32)");
+        snprintf(buf, n, "precision bf16: products of bf16 values summed in fp32 %s "
+                 "(VDPBF16PS's arithmetic to the bit; slower than fp32: no bf16 kernels)",
+                 kernels()->bf16_pair_steps ? "with AVX2 FMAs" : "in portable C");
     else if (has)
         snprintf(buf, n, "precision fp32 (this CPU has AVX512-BF16: --precision bf16 for mixed precision)");
     else
@@ -43,14 +45,15 @@ void cnn_precision_describe(CnnPrecision p, char *buf, size_t n) {
 
 void bf16_pair_steps(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row, int m,
                      int n) {
-    int j = 0;
-    for (; j + 1 < m; j += 2) {
-        const float a1 = a[j + 1], a0 = a[j];
-        const float *b1 = b + (size_t)(j + 1) * b_row, *b0 = b + (size_t)j * b_row;
-        for (int k = 0; k < n; k++) acc[k] = bf16_step(bf16_step(acc[k], a1, b1[k]), a0, b0[k]);
-    }
-    if (j < m)
-        for (int k = 0; k < n; k++) acc[k] = bf16_step(acc[k], a[j], b[(size_t)j * b_row + k]);
+    const Kernels *k = kernels();
+    if (k->bf16_pair_steps) k->bf16_pair_steps(acc, a, b, b_row, m, n);
+    else bf16_impl_pair_steps(acc, a, b, b_row, m, n);
+}
+
+void bf16_axpy_steps(float *restrict acc, const float *restrict d, float x, int n) {
+    const Kernels *k = kernels();
+    if (k->bf16_axpy_steps) k->bf16_axpy_steps(acc, d, x, n);
+    else bf16_impl_axpy_steps(acc, d, x, n);
 }
 
 void bf16_round_array(const float *src, float *dst, size_t n) {

@@ -109,6 +109,8 @@ void bf16_round_array(const float *src, float *dst, size_t n);
 // one first; an odd m's last alone. a and b hold bf16 values.
 void bf16_pair_steps(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row, int m,
                      int n);
+// acc[k] = bf16_step(acc[k], d[k], x), k < n.
+void bf16_axpy_steps(float *restrict acc, const float *restrict d, float x, int n);
 // One of VDPBF16PS's two steps: acc + a * b with the product exact and one
 // rounding to nearest even, a denormal result flushed to zero (a and b
 // bf16 values, acc never denormal). The product of two bf16 values has 16

@@ -137,6 +137,11 @@ typedef struct {
     // portable build of the same code).
     void (*dense_wgrad_tree)(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks,
                              int o0, int n, float *dw);
+    // bf16 mixed precision's loops (bf16_impl.h; NULL: the portable build):
+    // the same bits either way.
+    void (*bf16_pair_steps)(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row,
+                            int m, int n);
+    void (*bf16_axpy_steps)(float *restrict acc, const float *restrict d, float x, int n);
 } Kernels;
 
 // The convolution algorithm for layers both can run (cnn_conv_select):
@@ -166,6 +171,9 @@ void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, cons
                        float *C);
 void dense_forward_avx2(const float *x, int rows, int IN, const float *w, int OUT, const float *bias, float *y);
 void dense_input_grad_avx2(const float *dy, int rows, int OUT, const float *w, int IN, float *dx);
+void bf16_pair_steps_avx2(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row, int m,
+                          int n);
+void bf16_axpy_steps_avx2(float *restrict acc, const float *restrict d, float x, int n);
 void dense_wgrad_tree_avx2(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks, int o0,
                            int n, float *dw);
 void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta,

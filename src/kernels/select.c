@@ -34,7 +34,9 @@ static const Kernels backends[] = {
      .wino_wgrad = wino_wgrad_avx2,
      .dense_fwd = dense_forward_avx2,
      .dense_dx = dense_input_grad_avx2,
-     .dense_wgrad_tree = dense_wgrad_tree_avx2},
+     .dense_wgrad_tree = dense_wgrad_tree_avx2,
+     .bf16_pair_steps = bf16_pair_steps_avx2,
+     .bf16_axpy_steps = bf16_axpy_steps_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",

@@ -94,11 +94,7 @@ static void weight_grad_image(const Conv2d *l, const float *xr, const float *dyr
                 const int ih = (pix / l->OW) * l->S - l->P + kh, iw = (pix % l->OW) * l->S - l->P + kw;
                 if (ih < 0 || ih >= l->H || iw < 0 || iw >= l->W) continue;
                 const float *xv = xr + ((size_t)ih * l->W + iw) * C, *d = dyr + (size_t)pix * OC;
-                for (int c = 0; c < C; c++) {
-                    float *restrict row = a + (size_t)c * OC;
-                    const float xc = xv[c];
-                    for (int oc = 0; oc < OC; oc++) row[oc] = bf16_step(row[oc], d[oc], xc);
-                }
+                for (int c = 0; c < C; c++) bf16_axpy_steps(a + (size_t)c * OC, d, xv[c], OC);
             }
         }
 }

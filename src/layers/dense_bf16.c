@@ -65,11 +65,7 @@ void dense_bf16_backward(const Dense *l, const float *x, const float *dy, float 
                 if (q >= r1) continue;
                 bf16_round_array(x + (size_t)q * IN, xr, (size_t)IN);
                 bf16_round_array(dy + (size_t)q * OUT, dyr, (size_t)OUT);
-                for (int o = 0; o < OUT; o++) {
-                    float *row = pdw + (size_t)o * IN;
-                    const float d = dyr[o];
-                    for (int i = 0; i < IN; i++) row[i] = bf16_step(row[i], d, xr[i]);
-                }
+                for (int o = 0; o < OUT; o++) bf16_axpy_steps(pdw + (size_t)o * IN, xr, dyr[o], IN);
             }
     }
     batch_sum(ws, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)OUT : 0));
