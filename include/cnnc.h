@@ -18,6 +18,14 @@ extern "C" {
 
 #define CNNC_VERSION "0.1.0"
 
+// The library's interface: libcnnc.so exports these functions and nothing
+// else, so that a program's own gemm or im2col cannot replace the library's.
+#if defined(__GNUC__) || defined(__clang__)
+#define CNN_API __attribute__((visibility("default")))
+#else
+#define CNN_API
+#endif
+
 // ---------------------------------------------------------------- status
 typedef enum {
     CNN_OK = 0,
@@ -29,15 +37,15 @@ typedef enum {
 } CnnStatus;
 
 // Short name of a status ("format error", ...).
-const char *cnn_status_str(CnnStatus s);
+CNN_API const char *cnn_status_str(CnnStatus s);
 // The message of the last error recorded on this thread ("" if none).
-const char *cnn_last_error(void);
+CNN_API const char *cnn_last_error(void);
 // Record an error message (printf-style) and return s. Also printed to
 // stderr as "cnnc: <message>" unless cnn_set_quiet(1).
-CnnStatus cnn_error(CnnStatus s, const char *fmt, ...)
+CNN_API CnnStatus cnn_error(CnnStatus s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 // 1: keep errors silent (only cnn_last_error); 0: also print them.
-void cnn_set_quiet(int quiet);
+CNN_API void cnn_set_quiet(int quiet);
 
 // ---------------------------------------------------------------- random numbers
 // SplitMix64: small, fast, passes BigCrush, and cheap to derive independent
@@ -46,18 +54,18 @@ typedef struct {
     uint64_t state;
 } CnnRng;
 
-void cnn_rng_seed(CnnRng *r, uint64_t seed);
+CNN_API void cnn_rng_seed(CnnRng *r, uint64_t seed);
 // A stream derived from a seed and two counters (e.g. epoch and sample index).
-void cnn_rng_derive(CnnRng *r, uint64_t seed, uint64_t a, uint64_t b);
-uint64_t cnn_rng_u64(CnnRng *r);
+CNN_API void cnn_rng_derive(CnnRng *r, uint64_t seed, uint64_t a, uint64_t b);
+CNN_API uint64_t cnn_rng_u64(CnnRng *r);
 // Uniform integer in [0, n), unbiased. n must be > 0.
-uint32_t cnn_rng_below(CnnRng *r, uint32_t n);
+CNN_API uint32_t cnn_rng_below(CnnRng *r, uint32_t n);
 // Uniform float in [0, 1) with 24 random bits.
-float cnn_rng_uniform(CnnRng *r);
+CNN_API float cnn_rng_uniform(CnnRng *r);
 // Standard normal (Box-Muller, double internally).
-double cnn_rng_normal(CnnRng *r);
+CNN_API double cnn_rng_normal(CnnRng *r);
 // Fisher-Yates permutation of 0..n-1 into perm.
-void cnn_rng_permutation(CnnRng *r, uint32_t *perm, size_t n);
+CNN_API void cnn_rng_permutation(CnnRng *r, uint32_t *perm, size_t n);
 
 // ---------------------------------------------------------------- threads
 // Sets the OpenMP thread count (n <= 0: keep OMP_NUM_THREADS or all cores)
@@ -67,7 +75,7 @@ void cnn_rng_permutation(CnnRng *r, uint32_t *perm, size_t n);
 // (its SSE3 "Prescott" kernels on an AVX-512 Xeon it does not recognise), it
 // switches OpenBLAS to the Haswell or SkylakeX core (cnn_threads_describe
 // says so). Call it before any BLAS work. Returns the number of threads.
-int cnn_threads_init(int n);
+CNN_API int cnn_threads_init(int n);
 // Call first thing in main(argv): unless the user chose OMP_WAIT_POLICY or
 // GOMP_SPINCOUNT, re-executes the program with GOMP_SPINCOUNT=3000 (libgomp
 // reads it only at start-up), so idle OpenMP threads spin briefly, then sleep.
@@ -77,10 +85,10 @@ int cnn_threads_init(int n);
 // It also re-executes with OPENBLAS_CORETYPE set where cnn_threads_init
 // would switch OpenBLAS's core but the OpenBLAS in use cannot do that
 // in-process. Returns only if no re-execution was needed or it failed.
-void cnn_threads_limit_spin(char **argv);
+CNN_API void cnn_threads_limit_spin(char **argv);
 // "2 OpenMP threads (spin 3000); OpenBLAS core Haswell, pthreads build (1
 // thread inside cnnc)" style description.
-void cnn_threads_describe(char *buf, size_t n);
+CNN_API void cnn_threads_describe(char *buf, size_t n);
 
 // ---------------------------------------------------------------- kernels
 // The code that runs convolutions is chosen once, at run time, from the CPU's
@@ -93,20 +101,20 @@ void cnn_threads_describe(char *buf, size_t n);
 // Selects a backend by name; NULL, "" or "auto" take the best this CPU runs.
 // CNN_EARG with a message if the name is unknown or the CPU lacks its
 // features. Do not call it while a training step runs.
-CnnStatus cnn_kernels_select(const char *name);
+CNN_API CnnStatus cnn_kernels_select(const char *name);
 // Selects the backend named by CNNC_KERNELS (the best this CPU runs if it
 // is unset); CNN_EARG with a message if the name is bad. Without a call to
 // this or cnn_kernels_select, the first convolution does the same but falls
 // back to the best backend, with a warning, where the variable is bad.
-CnnStatus cnn_kernels_from_env(void);
+CNN_API CnnStatus cnn_kernels_from_env(void);
 // Name of the backend in use.
-const char *cnn_kernels_name(void);
+CNN_API const char *cnn_kernels_name(void);
 // The backends compiled in, best first: name of backend i (NULL past the
 // end) and, in *supported if not NULL, whether this CPU runs it.
-int cnn_kernels_count(void);
-const char *cnn_kernels_list(int i, int *supported);
+CNN_API int cnn_kernels_count(void);
+CNN_API const char *cnn_kernels_list(int i, int *supported);
 // "kernels avx2 (AVX2+FMA small-K GEMMs ...; the best this CPU runs)".
-void cnn_kernels_describe(char *buf, size_t n);
+CNN_API void cnn_kernels_describe(char *buf, size_t n);
 // The algorithm of 3x3 stride-1 convolutions with channels in multiples of
 // 8, where the backend has both: "direct", "winograd" (F(4x4, 3x3) forward
 // and input gradient, the weight gradient direct; it rounds differently, see
@@ -114,14 +122,14 @@ void cnn_kernels_describe(char *buf, size_t n);
 // measured faster). NULL or "" mean auto; CNNC_CONV in the environment does
 // the same as a call with its value. CNN_EARG for another name. Do not call
 // it while a training step runs.
-CnnStatus cnn_conv_select(const char *name);
-CnnStatus cnn_conv_from_env(void);
-const char *cnn_conv_name(void);
+CNN_API CnnStatus cnn_conv_select(const char *name);
+CNN_API CnnStatus cnn_conv_from_env(void);
+CNN_API const char *cnn_conv_name(void);
 
 // ---------------------------------------------------------------- memory
 // Batches are plain NCHW float32 arrays (B images of C x H x W). 64-byte aligned, zeroed allocation of count floats (NULL on failure or overflow).
-float *cnn_alloc_floats(size_t count);
-void cnn_free(void *p);
+CNN_API float *cnn_alloc_floats(size_t count);
+CNN_API void cnn_free(void *p);
 
 // ---------------------------------------------------------------- networks
 typedef struct CnnNet CnnNet;
@@ -130,7 +138,7 @@ typedef struct CnnNet CnnNet;
 // "resnet20", "airbench94") with a final dense(classes) into buf; CNN_EARG (no message) if
 // unknown, or (with one) if it needs more than n bytes: CNN_DESC_MAX is enough.
 #define CNN_DESC_MAX 4096
-CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
+CNN_API CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
 
 // Builds a sequential network from a description (a built-in name, meaning
 // 10 classes, or a layer
@@ -138,15 +146,15 @@ CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
 // shape (C,H,W) and batches of up to max_batch images. Weights get He
 // initialisation from seed. On failure *out is NULL and the message names
 // the layer and the shapes.
-CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W,
+CNN_API CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W,
                          int max_batch, uint64_t seed);
 // Largest network cnn_net_create may allocate, in bytes (parameters, moments,
 // activations and workspaces together); bigger ones fail with CNN_ENOMEM
 // before anything is allocated. 0 (the default): 90% of physical memory.
 // Process-wide; set it before building nets (fuzzers, containers whose
 // memory limit is below the machine's).
-void cnn_set_memory_limit(size_t bytes);
-void cnn_net_free(CnnNet *net);
+CNN_API void cnn_set_memory_limit(size_t bytes);
+CNN_API void cnn_net_free(CnnNet *net);
 
 // Weight initialisation. CNN_INIT_PYTORCH, what cnn_net_create uses: the
 // defaults of PyTorch's Conv2d and Linear (kaiming_uniform with a = sqrt(5)),
@@ -157,11 +165,11 @@ void cnn_net_free(CnnNet *net);
 typedef enum { CNN_INIT_PYTORCH, CNN_INIT_HE } CnnInit;
 
 // Re-initialises all parameters and buffers: PyTorch's defaults, or `init`.
-void cnn_net_init_weights(CnnNet *net, uint64_t seed);
-void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init);
+CNN_API void cnn_net_init_weights(CnnNet *net, uint64_t seed);
+CNN_API void cnn_net_init_weights_as(CnnNet *net, uint64_t seed, CnnInit init);
 // "pytorch" or "he"; CNN_EARG with a message for another name.
-CnnStatus cnn_init_parse(const char *name, CnnInit *init);
-const char *cnn_init_name(CnnInit init);
+CNN_API CnnStatus cnn_init_parse(const char *name, CnnInit *init);
+CNN_API const char *cnn_init_name(CnnInit init);
 
 // Layers written conv(2 x in x kh x kw, k, init=whiten) get their weights
 // from data, as airbench94's first layer: the eigenvectors of the
@@ -171,23 +179,23 @@ const char *cnn_init_name(CnnInit init);
 // trainer uses the first 5000 training images, standardised, not
 // augmented); layers after others see what those make of them in
 // evaluation mode. Deterministic at any thread count.
-int cnn_net_whitening_layers(CnnNet *net);
-CnnStatus cnn_net_init_whitening(CnnNet *net, const float *x, int n);
+CNN_API int cnn_net_whitening_layers(CnnNet *net);
+CNN_API CnnStatus cnn_net_init_whitening(CnnNet *net, const float *x, int n);
 // Freezes (1) or thaws (0) the biases of the whitening layers: a frozen
 // parameter keeps its value and optimiser moments, as one PyTorch stops
 // giving a gradient (airbench94 trains its whitening bias for 3 epochs).
 // Thawed, they take their layer's bias_lr again. CNN_ENOMEM only.
-CnnStatus cnn_net_freeze_whitening_bias(CnnNet *net, int frozen);
+CNN_API CnnStatus cnn_net_freeze_whitening_bias(CnnNet *net, int frozen);
 
 // Shapes and counts.
-int cnn_net_num_layers(const CnnNet *net);
-int cnn_net_num_classes(const CnnNet *net);     // width of the last layer
-int cnn_net_max_batch(const CnnNet *net);
-size_t cnn_net_num_params(const CnnNet *net);   // trainable floats
-size_t cnn_net_num_buffers(const CnnNet *net);  // BN running statistics
-double cnn_net_flops(const CnnNet *net);        // forward FLOPs per image (2 x MACs, conv+dense)
-const char *cnn_net_desc(const CnnNet *net);    // canonical description
-void cnn_net_input_shape(const CnnNet *net, int *C, int *H, int *W);
+CNN_API int cnn_net_num_layers(const CnnNet *net);
+CNN_API int cnn_net_num_classes(const CnnNet *net);     // width of the last layer
+CNN_API int cnn_net_max_batch(const CnnNet *net);
+CNN_API size_t cnn_net_num_params(const CnnNet *net);   // trainable floats
+CNN_API size_t cnn_net_num_buffers(const CnnNet *net);  // BN running statistics
+CNN_API double cnn_net_flops(const CnnNet *net);        // forward FLOPs per image (2 x MACs, conv+dense)
+CNN_API const char *cnn_net_desc(const CnnNet *net);    // canonical description
+CNN_API void cnn_net_input_shape(const CnnNet *net, int *C, int *H, int *W);
 
 typedef struct {
     const char *kind;  // "conv", "relu", ...
@@ -203,32 +211,32 @@ typedef struct {
     // "bf16"; NULL for other layers.
     const char *path;
 } CnnLayerInfo;
-void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info);
+CNN_API void cnn_net_layer_info(const CnnNet *net, int i, CnnLayerInfo *info);
 
 // Parameter, gradient and optimiser arenas: parallel arrays of
 // cnn_net_num_params floats; layer i's weight then bias start at
 // cnn_net_param_offset(net, i). Buffers hold BN running mean then var.
-float *cnn_net_params(CnnNet *net);
-float *cnn_net_grads(CnnNet *net);
-float *cnn_net_moment1(CnnNet *net);
-float *cnn_net_moment2(CnnNet *net);
-float *cnn_net_buffers(CnnNet *net);
-size_t cnn_net_param_offset(const CnnNet *net, int layer);
-size_t cnn_net_buffer_offset(const CnnNet *net, int layer);
+CNN_API float *cnn_net_params(CnnNet *net);
+CNN_API float *cnn_net_grads(CnnNet *net);
+CNN_API float *cnn_net_moment1(CnnNet *net);
+CNN_API float *cnn_net_moment2(CnnNet *net);
+CNN_API float *cnn_net_buffers(CnnNet *net);
+CNN_API size_t cnn_net_param_offset(const CnnNet *net, int layer);
+CNN_API size_t cnn_net_buffer_offset(const CnnNet *net, int layer);
 
 // Forward pass of B <= max_batch images x (B,C,H,W). training=1 uses batch
 // statistics and dropout (with stream (seed, step)); 0 is evaluation.
 // Returns the logits (B, classes), owned by the net and valid until the next call.
-const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training);
+CNN_API const float *cnn_net_forward(CnnNet *net, const float *x, int B, int training);
 
 // Softmax cross-entropy of the last forward's logits against labels:
 // returns the mean loss and stores the gradient for cnn_net_backward.
 // *correct (may be NULL) receives the number of argmax hits.
-float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct);
+CNN_API float cnn_net_loss(CnnNet *net, const uint8_t *labels, int B, int *correct);
 // Label smoothing of cnn_net_loss (PyTorch's CrossEntropyLoss(label_smoothing=eps)),
 // 0 by default; cnn_evaluate reports the plain loss.
-CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps);
-float cnn_net_label_smoothing(const CnnNet *net);
+CNN_API CnnStatus cnn_net_set_label_smoothing(CnnNet *net, float eps);
+CNN_API float cnn_net_label_smoothing(const CnnNet *net);
 // The precision of the convolution and dense products. CNN_PRECISION_FP32
 // (the default): fp32 throughout. CNN_PRECISION_BF16: mixed precision as
 // PyTorch's autocast does it: each product takes its inputs, weights and
@@ -241,46 +249,46 @@ float cnn_net_label_smoothing(const CnnNet *net);
 // on any CPU gives the bits such a kernel gives. Results are bit-identical
 // at any thread or rank count, as in fp32. Call between training steps.
 typedef enum { CNN_PRECISION_FP32, CNN_PRECISION_BF16 } CnnPrecision;
-CnnStatus cnn_net_set_precision(CnnNet *net, CnnPrecision p);
-CnnPrecision cnn_net_precision(const CnnNet *net);
+CNN_API CnnStatus cnn_net_set_precision(CnnNet *net, CnnPrecision p);
+CNN_API CnnPrecision cnn_net_precision(const CnnNet *net);
 // "fp32" or "bf16"; CNN_EARG with a message for another name.
-CnnStatus cnn_precision_parse(const char *name, CnnPrecision *p);
-const char *cnn_precision_name(CnnPrecision p);
+CNN_API CnnStatus cnn_precision_parse(const char *name, CnnPrecision *p);
+CNN_API const char *cnn_precision_name(CnnPrecision p);
 // One line on how this CPU computes in precision p, for a start-up banner.
-void cnn_precision_describe(CnnPrecision p, char *buf, size_t n);
+CNN_API void cnn_precision_describe(CnnPrecision p, char *buf, size_t n);
 // An exponential moving average of the parameters, updated by every
 // cnn_net_train_step (ema = decay ema + (1 - decay) params), starting from
 // the parameters at this call; 0 turns it off. Checkpoints keep it as
 // "ema.<name>" tensors. cnn_net_swap_ema exchanges parameters and average
 // (evaluate with the average, then swap back); no-op without one.
-CnnStatus cnn_net_set_ema(CnnNet *net, float decay);
-float cnn_net_ema_decay(const CnnNet *net);  // 0 when off
-void cnn_net_swap_ema(CnnNet *net);
+CNN_API CnnStatus cnn_net_set_ema(CnnNet *net, float decay);
+CNN_API float cnn_net_ema_decay(const CnnNet *net);  // 0 when off
+CNN_API void cnn_net_swap_ema(CnnNet *net);
 
 // Lookahead (Zhang et al. 2019), as airbench94 runs it: slow weights (the
 // parameters and the batch norm statistics) that each sync moves toward the
 // fast ones, slow += (1 - alpha) (fast - slow), after which the fast ones
 // restart from them. set_lookahead(net, 1) starts the slow copy from the
 // current weights (0 drops it); checkpoints keep it as "lookahead.<name>".
-CnnStatus cnn_net_set_lookahead(CnnNet *net, int on);
-int cnn_net_lookahead(const CnnNet *net);  // 1 when on
-void cnn_net_lookahead_sync(CnnNet *net, float alpha);
+CNN_API CnnStatus cnn_net_set_lookahead(CnnNet *net, int on);
+CNN_API int cnn_net_lookahead(const CnnNet *net);  // 1 when on
+CNN_API void cnn_net_lookahead_sync(CnnNet *net, float alpha);
 
 // Backward pass of the last forward/loss: writes gradients into the grads arena
 // (adding to what is there; call cnn_net_zero_grad first).
-void cnn_net_backward(CnnNet *net, int B);
-void cnn_net_zero_grad(CnnNet *net);
+CNN_API void cnn_net_backward(CnnNet *net, int B);
+CNN_API void cnn_net_zero_grad(CnnNet *net);
 
 // Dropout streams: the random masks of a training forward depend only on
 // (seed, step, sample index). cnn_net_set_step sets the step counter.
-void cnn_net_set_seed(CnnNet *net, uint64_t seed);
-void cnn_net_set_step(CnnNet *net, uint64_t step);
-uint64_t cnn_net_step(const CnnNet *net);
+CNN_API void cnn_net_set_seed(CnnNet *net, uint64_t seed);
+CNN_API void cnn_net_set_step(CnnNet *net, uint64_t step);
+CNN_API uint64_t cnn_net_step(const CnnNet *net);
 
 // Per-layer timing for benchmarks: set_profiling(1) clears and starts the
 // accumulators; layer_times returns the seconds spent in layer i so far.
-void cnn_net_set_profiling(CnnNet *net, int on);
-void cnn_net_layer_times(const CnnNet *net, int i, double *fwd_s, double *bwd_s);
+CNN_API void cnn_net_set_profiling(CnnNet *net, int on);
+CNN_API void cnn_net_layer_times(const CnnNet *net, int i, double *fwd_s, double *bwd_s);
 
 // ---------------------------------------------------------------- data parallelism
 // Several processes (ranks) train one net together, each holding a copy.
@@ -317,14 +325,14 @@ struct CnnCollective {
 // batch's, the same on every rank. Evaluation (training = 0) stays local:
 // each rank passes B images of its own. max_batch is the whole batch's.
 // The collective must outlive its use by the net.
-CnnStatus cnn_net_set_collective(CnnNet *net, CnnCollective *c);
+CNN_API CnnStatus cnn_net_set_collective(CnnNet *net, CnnCollective *c);
 // The images [*first, *first + *count) of a batch of B that this rank computes.
-void cnn_net_batch_part(const CnnNet *net, int B, int *first, int *count);
+CNN_API void cnn_net_batch_part(const CnnNet *net, int B, int *first, int *count);
 // 1 if an exchange failed since the net was built (the step's results are then not valid).
-int cnn_net_collective_failed(const CnnNet *net);
+CNN_API int cnn_net_collective_failed(const CnnNet *net);
 // Seconds spent in exchanges (the tree above the ranks included) and bytes
 // this rank sent, since the net was built.
-void cnn_net_exchange_stats(const CnnNet *net, double *seconds, double *bytes);
+CNN_API void cnn_net_exchange_stats(const CnnNet *net, double *seconds, double *bytes);
 
 // ---------------------------------------------------------------- optimisers
 typedef enum { CNN_OPT_ADAM, CNN_OPT_ADAMW, CNN_OPT_SGD } CnnOptKind;
@@ -342,13 +350,13 @@ typedef struct {
 } CnnOptimizer;
 
 // Defaults of PyTorch: Adam lr 1e-3, betas 0.9/0.999, eps 1e-8.
-void cnn_opt_defaults(CnnOptimizer *opt, CnnOptKind kind);
+CNN_API void cnn_opt_defaults(CnnOptimizer *opt, CnnOptKind kind);
 // One update of n parameters from their gradients; m and v are the moment
 // arenas (v unused by SGD). lr overrides opt->lr when >= 0 (schedules).
-void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m,
+CNN_API void cnn_opt_step(CnnOptimizer *opt, float *params, const float *grads, float *m,
                   float *v, size_t n, float lr);
 // The same with weight decay only where decay[i] is non-zero (decay may be NULL: everywhere).
-void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n, float lr,
+CNN_API void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          const uint8_t *decay);
 // The same with a multiplier of each parameter's gradient (scale may be NULL:
 // 1), taken before weight decay is added: with SGD, a multiplier s is a
@@ -356,14 +364,14 @@ void cnn_opt_step_masked(CnnOptimizer *opt, float *params, const float *grads, f
 // bias_scaler); Adam, being invariant to the gradient's scale, mostly
 // ignores it. A multiplier of 0 freezes the parameter: no update, no
 // decay, moments unchanged. Layers set theirs with weight_lr= and bias_lr=.
-void cnn_opt_step_scaled(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n,
+CNN_API void cnn_opt_step_scaled(CnnOptimizer *opt, float *params, const float *grads, float *m, float *v, size_t n,
                          float lr, const uint8_t *decay, const float *scale);
-CnnStatus cnn_opt_parse(const char *name, CnnOptKind *kind);
-const char *cnn_opt_name(CnnOptKind kind);
+CNN_API CnnStatus cnn_opt_parse(const char *name, CnnOptKind *kind);
+CNN_API const char *cnn_opt_name(CnnOptKind kind);
 
 // One training step: forward, loss, zero_grad, backward, optimiser update.
 // Returns the mean loss; *correct gets the argmax hits (may be NULL).
-float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x,
+CNN_API float cnn_net_train_step(CnnNet *net, CnnOptimizer *opt, const float *x,
                          const uint8_t *labels, int B, float lr, int *correct);
 
 // ---------------------------------------------------------------- metrics
@@ -378,9 +386,9 @@ typedef struct {
 
 // Adds B predictions (argmax of logits (B,K)) to the confusion matrix cm (K,K),
 // rows = true class, columns = predicted class.
-void cnn_confusion_add(int64_t *cm, int K, const float *logits, const uint8_t *labels, int B);
+CNN_API void cnn_confusion_add(int64_t *cm, int K, const float *logits, const uint8_t *labels, int B);
 // Accuracy, per-class and macro-averaged precision, recall and F1 of cm.
-void cnn_metrics_compute(const int64_t *cm, int K, CnnMetrics *m);
+CNN_API void cnn_metrics_compute(const int64_t *cm, int K, CnnMetrics *m);
 
 // ---------------------------------------------------------------- schedules
 typedef enum { CNN_SCHED_CONSTANT, CNN_SCHED_STEP, CNN_SCHED_COSINE, CNN_SCHED_LINEAR } CnnScheduleKind;
@@ -397,10 +405,10 @@ typedef struct {
     float start_frac, end_frac;
 } CnnSchedule;
 
-CnnStatus cnn_schedule_parse(const char *name, CnnScheduleKind *kind);
-const char *cnn_schedule_name(CnnScheduleKind kind);
+CNN_API CnnStatus cnn_schedule_parse(const char *name, CnnScheduleKind *kind);
+CNN_API const char *cnn_schedule_name(CnnScheduleKind kind);
 // Learning rate of optimiser step `step` (0-based).
-float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch);
+CNN_API float cnn_schedule_lr(const CnnSchedule *s, long step, long steps_per_epoch);
 
 // ---------------------------------------------------------------- checkpoints
 // String key/value metadata stored in a checkpoint's "__metadata__".
@@ -410,10 +418,10 @@ typedef struct {
 } CnnMeta;
 
 // Sets (or replaces) key to a printf-formatted value. CNN_ENOMEM on failure.
-CnnStatus cnn_meta_set(CnnMeta *m, const char *key, const char *fmt, ...)
+CNN_API CnnStatus cnn_meta_set(CnnMeta *m, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-const char *cnn_meta_get(const CnnMeta *m, const char *key);  // NULL if absent
-void cnn_meta_free(CnnMeta *m);
+CNN_API const char *cnn_meta_get(const CnnMeta *m, const char *key);  // NULL if absent
+CNN_API void cnn_meta_free(CnnMeta *m);
 
 // Writes a safetensors file: the network's tensors under PyTorch state_dict
 // names and layouts ("0.weight" (OC,C,KH,KW), "3.running_mean", ...), the
@@ -422,22 +430,22 @@ void cnn_meta_free(CnnMeta *m);
 // settings and every entry of meta (may be NULL). Atomic: a temporary file in
 // the same folder is written, fsynced and renamed over path, so the previous
 // file survives any failure.
-CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer *opt,
+CNN_API CnnStatus cnn_checkpoint_save(const char *path, CnnNet *net, const CnnOptimizer *opt,
                               const CnnMeta *meta);
 // Reads only the metadata (to learn the model and input shape before building).
-CnnStatus cnn_checkpoint_read_meta(const char *path, CnnMeta *meta);
+CNN_API CnnStatus cnn_checkpoint_read_meta(const char *path, CnnMeta *meta);
 // Loads weights (and, when opt is given, its moments and settings) into a net
 // built from the same description; checks header, JSON, dtypes, shapes and
 // offsets and fails with a message naming the file and the problem. meta may
 // be NULL.
-CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, CnnMeta *meta);
+CNN_API CnnStatus cnn_checkpoint_load(const char *path, CnnNet *net, CnnOptimizer *opt, CnnMeta *meta);
 
 // ---------------------------------------------------------------- images
 // Decodes an image file (PNG, JPEG, BMP, 8-bit binary PGM/PPM) into out (C,H,W)
 // uint8, converted to C channels (1: grey, 3: RGB) and resized to H x W.
-CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
+CNN_API CnnStatus cnn_image_load(const char *path, int C, int H, int W, uint8_t *out);
 // An image file's own height and width (it is decoded to find them).
-CnnStatus cnn_image_size(const char *path, int *H, int *W);
+CNN_API CnnStatus cnn_image_size(const char *path, int *H, int *W);
 
 #ifdef __cplusplus
 }

@@ -60,26 +60,26 @@ typedef struct {
 // limit_train is applied first, then val_split; both must leave at least one
 // training image (else CNN_EARG). val may be NULL when val_split is 0, and is
 // left empty then. The caller frees train, val and test with cnn_dataset_free.
-CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptions *opt,
+CNN_API CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptions *opt,
                            CnnDataset *train, CnnDataset *val, CnnDataset *test);
-void cnn_dataset_free(CnnDataset *d);
+CNN_API void cnn_dataset_free(CnnDataset *d);
 
 // Bytes per image, c*h*w.
-size_t cnn_dataset_image_size(const CnnDataset *d);
+CNN_API size_t cnn_dataset_image_size(const CnnDataset *d);
 
 // An IDX image file (magic 0x00000803: n, rows, cols, then n*rows*cols bytes)
 // and its label file (0x00000801: n, then n labels 0..9) -> out (n,1,rows,cols)
 // with 10 classes named "0".."9". A path ending in ".gz" is read through zlib;
 // any other path must be uncompressed (a gzip file there is an error that says
 // so). The files must be exactly as long as their headers say.
-CnnStatus cnn_idx_load(const char *images_path, const char *labels_path, CnnDataset *out);
+CNN_API CnnStatus cnn_idx_load(const char *images_path, const char *labels_path, CnnDataset *out);
 
 // CIFAR binary batches, concatenated in order -> out (n,3,32,32).
 // CIFAR-10 records: label, 1024 R, 1024 G, 1024 B bytes (3073 bytes).
 // CIFAR-100 (cifar100=1) records: coarse label, fine label, 3072 bytes; the
 // fine label (0..99) is used. Each file must hold a whole, non-zero number of
 // records. Class names are "0".."N-1" (see cnn_dataset_read_class_names).
-CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar100, CnnDataset *out);
+CNN_API CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar100, CnnDataset *out);
 
 // An image folder in torchvision's ImageFolder layout: ROOT/train/<class>/*
 // and ROOT/test/<class>/* (PNG, JPEG, BMP, PGM/PPM). Classes are train's
@@ -89,7 +89,7 @@ CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar100, Cnn
 // 3) and resized to H x W (H, W <= 0: the first readable image's size). A
 // file that cannot be read is named on stderr and skipped (counted in
 // skipped), or with strict ends the load with its error.
-CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
+CNN_API CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
                           CnnDataset *test);
 
 // An image list: ROOT/train.csv and ROOT/test.csv, one "path,label" line
@@ -97,24 +97,24 @@ CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, Cnn
 // last comma; an optional first line "path,label"). Classes are the
 // training list's distinct labels in byte order (2..256); a test label must
 // be one of them. Images are read as by cnn_folder_load.
-CnnStatus cnn_list_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
+CNN_API CnnStatus cnn_list_load(const char *root, int C, int H, int W, int strict, CnnDataset *train,
                         CnnDataset *test);
 
 // Replaces d's class names with the non-empty lines of a text file, which must
 // hold exactly d->classes of them (CIFAR's batches.meta.txt, fine_label_names.txt).
-CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path);
+CNN_API CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path);
 
 // out = images first .. first+count-1 of src (a deep copy, class names too).
-CnnStatus cnn_dataset_subset(const CnnDataset *src, size_t first, size_t count, CnnDataset *out);
+CNN_API CnnStatus cnn_dataset_subset(const CnnDataset *src, size_t first, size_t count, CnnDataset *out);
 
 // In place: 3 channels -> 1 channel, each pixel round((R+G+B)/3). 1 channel: no-op.
 // Other channel counts: CNN_ESHAPE.
-CnnStatus cnn_dataset_to_grayscale(CnnDataset *d);
+CNN_API CnnStatus cnn_dataset_to_grayscale(CnnDataset *d);
 
 // Per-channel mean and population standard deviation of all pixels in [0,1]
 // units; mean and std hold d->c floats each. Exact integer sums, then double,
 // so the result does not depend on threads or order.
-void cnn_dataset_channel_stats(const CnnDataset *d, float *mean, float *std);
+CNN_API void cnn_dataset_channel_stats(const CnnDataset *d, float *mean, float *std);
 
 // ---------------------------------------------------------------- one image
 // Training-time augmentation, torchvision style: RandomCrop(size, padding=
@@ -132,7 +132,7 @@ typedef struct {
 // One image's random draw from the stream cnn_rng_derive(seed, epoch, index):
 // dy, dx in [-crop_pad, crop_pad] (0 without crop) and flip 0/1 (0 without hflip).
 // aug NULL: all zero. Depends on nothing else (not batch size, not threads).
-void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint64_t index, int *dy,
+CNN_API void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint64_t index, int *dy,
                       int *dx, int *flip);
 
 // One image src (c,h,w) uint8 -> dst (c,h,w) float32:
@@ -140,14 +140,14 @@ void cnn_augment_draw(const CnnAugment *aug, uint64_t seed, uint64_t epoch, uint
 //   p = src[ch][y + dy][(flip ? w-1-x : x) + dx], or 0 where that is outside
 // the image. That is: the image padded with zeros, cropped at offset (dy,dx),
 // then mirrored. mean/std NULL: 0 and 1. dy = dx = flip = 0: plain conversion.
-void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *mean,
+CNN_API void cnn_image_to_float(const uint8_t *src, int c, int h, int w, const float *mean,
                         const float *std, int dy, int dx, int flip, float *dst);
 // Where index i (within n of a pad of less than n) falls when the pad mirrors
 // the image, PyTorch's 'reflect' (the edge pixel is not repeated).
 static inline int cnn_reflect_index(int i, int n) { return i < 0 ? -i : i >= n ? 2 * n - 2 - i : i; }
 // The same with the pad mirrored (reflect 1: p = src at the reflected row and
 // column, the edge not repeated, as PyTorch's F.pad(mode='reflect')) or black (0).
-void cnn_image_to_float_pad(const uint8_t *src, int c, int h, int w, const float *mean, const float *std, int dy,
+CNN_API void cnn_image_to_float_pad(const uint8_t *src, int c, int h, int w, const float *mean, const float *std, int dy,
                             int dx, int flip, int reflect, float *dst);
 
 // ---------------------------------------------------------------- batches
@@ -174,12 +174,12 @@ typedef struct {
 
 // Prepares epoch 0. CNN_EARG for an empty data set, batch <= 0, more than
 // 2^32-1 images, crop_pad outside 0..min(h,w) or a std that is not > 0.
-CnnStatus cnn_batcher_init(CnnBatcher *b, const CnnDataset *d, const CnnBatcherConfig *cfg);
-void cnn_batcher_free(CnnBatcher *b);
+CNN_API CnnStatus cnn_batcher_init(CnnBatcher *b, const CnnDataset *d, const CnnBatcherConfig *cfg);
+CNN_API void cnn_batcher_free(CnnBatcher *b);
 
 // Starts an epoch: rewinds and, with shuffle, draws the permutation of the
 // stream cnn_rng_derive(seed, epoch, UINT64_MAX). Same for any thread count.
-void cnn_batcher_epoch(CnnBatcher *b, uint64_t epoch);
+CNN_API void cnn_batcher_epoch(CnnBatcher *b, uint64_t epoch);
 
 // Fills the next batch: x (B,c,h,w) float32 (see cnn_image_to_float; with
 // augmentation each image's draw is cnn_augment_draw(aug, seed, epoch, index
@@ -187,36 +187,36 @@ void cnn_batcher_epoch(CnnBatcher *b, uint64_t epoch);
 // parallel (OpenMP), and the result is bitwise the same for any thread count.
 // Returns B: cfg.batch, less for the final partial batch, 0 at the end of the
 // epoch (then call cnn_batcher_epoch).
-int cnn_batcher_next(CnnBatcher *b, float *x, uint8_t *labels);
+CNN_API int cnn_batcher_next(CnnBatcher *b, float *x, uint8_t *labels);
 // The size of the next batch (0 at the end of the epoch), without taking it.
-int cnn_batcher_peek(const CnnBatcher *b);
+CNN_API int cnn_batcher_peek(const CnnBatcher *b);
 // cnn_batcher_next for images [first, first + count) of the next batch only
 // (x and labels get those count images, the same as in the whole batch):
 // a data-parallel rank's part (cnn_net_batch_part). Returns the whole
 // batch's size and moves past all of it (-1, moving nowhere, for a range
 // outside the batch).
-int cnn_batcher_next_part(CnnBatcher *b, int first, int count, float *x, uint8_t *labels);
+CNN_API int cnn_batcher_next_part(CnnBatcher *b, int first, int count, float *x, uint8_t *labels);
 
 // Skips the first `batches` batches of the current epoch (for resuming).
-void cnn_batcher_skip(CnnBatcher *b, size_t batches);
+CNN_API void cnn_batcher_skip(CnnBatcher *b, size_t batches);
 
 // Batches per epoch (counting a final partial one unless drop_last).
-size_t cnn_batcher_num_batches(const CnnBatcher *b);
+CNN_API size_t cnn_batcher_num_batches(const CnnBatcher *b);
 
 // Data set indices of the last batch returned (*B of them; may be NULL).
-const uint32_t *cnn_batcher_indices(const CnnBatcher *b, int *B);
+CNN_API const uint32_t *cnn_batcher_indices(const CnnBatcher *b, int *B);
 
 // ---------------------------------------------------------------- evaluation
 // Evaluation-mode pass over a whole data set in batches of the net's max
 // batch: mean loss and confusion matrix cm (K,K) (overwritten).
-CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
+CNN_API CnnStatus cnn_evaluate(CnnNet *net, const CnnDataset *d, const float *mean, const float *std,
                        double *loss, int64_t *cm);
 // The same with test-time augmentation of `level`: 0 none; 1 each image's
 // logits are the mean of its own and its mirror image's (left to right); 2
 // (airbench94's) half of that and a quarter each of the same mean for the
 // image shifted by one pixel up and left and by one down and right, with
 // the edges mirrored: 6 forward passes per image.
-CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int level,
+CNN_API CnnStatus cnn_evaluate_tta(CnnNet *net, const CnnDataset *d, const float *mean, const float *std, int level,
                            double *loss, int64_t *cm);
 
 #ifdef __cplusplus
