@@ -102,15 +102,30 @@ void add_floats(float *dst, const float *src, size_t n);
 // Mixed precision (cnn_net_set_precision): products of bf16 inputs and
 // weights summed in fp32, as AVX512-BF16's VDPBF16PS does (src/bf16.c).
 // bf16 values are kept as floats whose low 16 bits are zero.
-float bf16_round(float f);  // VCVTNEPS2BF16: nearest even; denormals to zero; NaN quiet
+// VCVTNEPS2BF16's bits of f: the nearest bf16 (ties to even), denormals to
+// a signed zero, NaN quiet. Integer selects, which vectorise.
+static inline uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);  // carries into the exponent where it rounds up
+    const uint32_t nan = u | 0x00400000u, zero = u & 0x80000000u;
+    u = (u & 0x7fffffffu) > 0x7f800000u ? nan : (u & 0x7f800000u) ? rounded : zero;
+    return (uint16_t)(u >> 16);
+}
+// The same, as a float whose low 16 bits are zero.
+static inline float bf16_round(float f) {
+    const uint32_t u = (uint32_t)bf16_bits(f) << 16;
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
 void bf16_round_array(const float *src, float *dst, size_t n);
-// acc[k] (k < n) gains the products a[j] b[j * b_row + k] over j < m, in
-// VDPBF16PS's order: the pairs (1, 0), (3, 2), ... by bf16_step, the odd
-// one first; an odd m's last alone. a and b hold bf16 values.
-void bf16_pair_steps(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row, int m,
-                     int n);
-// acc[k] = bf16_step(acc[k], d[k], x), k < n.
-void bf16_axpy_steps(float *restrict acc, const float *restrict d, float x, int n);
+// A pair of bf16 values as VDPBF16PS reads one (the even element low).
+static inline uint32_t bf16_pair(float even, float odd) {
+    return (uint32_t)bf16_bits(even) | (uint32_t)bf16_bits(odd) << 16;
+}
+// The backend's bf16 product (Bf16Gemm in kernels/kernels.h).
+void bf16_gemm(const Bf16Gemm *g);
 // One of VDPBF16PS's two steps: acc + a * b with the product exact and one
 // rounding to nearest even, a denormal result flushed to zero (a and b
 // bf16 values, acc never denormal). The product of two bf16 values has 16
@@ -297,7 +312,7 @@ typedef struct {
 
 void dense_forward(const Dense *l, const float *x, float *y, int B, Workspace *ws);
 // bf16 mixed precision, portable (dense_bf16.c).
-size_t dense_bf16_scratch_size(const Dense *l);
+size_t dense_bf16_scratch_size(const Dense *l, int chunk_rows);  // floats a chunk
 size_t dense_bf16_packed_size(const Dense *l);
 void dense_bf16_forward(const Dense *l, const float *x, float *y, int B, Workspace *ws);
 void dense_bf16_backward(const Dense *l, const float *x, const float *dy, float *dx, int B, Workspace *ws);

@@ -260,6 +260,7 @@ START_TEST(test_conv_winograd) {
     ck_assert_int_eq(cnn_conv_select("winograd"), CNN_OK);
     ck_assert_str_eq(cnn_conv_name(), "winograd");
     for (int m = 2; m <= 4; m += 2) {
+        int ran = 0;  // by some backend (avx2, and those built on it)
         conv2d_winograd_set_tile(m);
         fwd_tol = m == 4 ? WINO4_TOL : FWD_TOL;
         for (int kb = 0; kernels_next(&kb);) {
@@ -268,8 +269,9 @@ START_TEST(test_conv_winograd) {
             expect_winograd = 1;
             for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_conv_case(cases[i], 400 + i);
             expect_winograd = 0;
-            tested++;
+            ran = 1;
         }
+        tested += ran;
         // Every backend (Winograd where it has it) against the reference's.
         run_conv_large_vs_twins((Conv2d){.C = 64, .H = 9, .W = 7, .OC = 72, .KH = 3, .KW = 3, .S = 1, .P = 1,
                                          .has_bias = 1});

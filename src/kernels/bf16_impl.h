@@ -1,15 +1,17 @@
-// bf16 mixed precision's two loops (see src/bf16.c for the arithmetic),
-// one definition included by the portable code (bf16.c) and by each
-// instruction set's kernel file (bf16_avx2.c), which the compiler
-// vectorises with that set. With FMA the step is fmaf (the product of two
-// bf16 values is exact, and the fused add rounds once, as VDPBF16PS); without
-// it, the exact double form of bf16_step. Both give the same bits.
+// bf16 mixed precision's product (Bf16Gemm, kernels.h) in plain C, one
+// definition included by the portable code (bf16.c) and by the AVX2 kernel
+// file (bf16_avx2.c), which the compiler vectorises over the lanes. With FMA
+// the step is fmaf (the product of two bf16 values is exact, and the fused
+// add rounds once, as VDPBF16PS); without it, the exact double form of
+// bf16_step. Both give the instruction's bits.
 #ifndef CNNC_BF16_IMPL_H
 #define CNNC_BF16_IMPL_H
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "kernels/kernels.h"
 
 static inline float bf16_impl_step(float acc, float a, float b) {
 #ifdef __FMA__
@@ -25,23 +27,36 @@ static inline float bf16_impl_step(float acc, float a, float b) {
     return f;
 }
 
-// acc[k] (k < n) gains a[j] b[j b_row + k] over j < m in VDPBF16PS's pairs:
-// (1, 0), (3, 2), ..., the odd one first; an odd m's last alone.
-static inline void bf16_impl_pair_steps(float *restrict acc, const float *restrict a, const float *restrict b,
-                                        size_t b_row, int m, int n) {
-    int j = 0;
-    for (; j + 1 < m; j += 2) {
-        const float a1 = a[j + 1], a0 = a[j];
-        const float *b1 = b + (size_t)(j + 1) * b_row, *b0 = b + (size_t)j * b_row;
-        for (int k = 0; k < n; k++) acc[k] = bf16_impl_step(bf16_impl_step(acc[k], a1, b1[k]), a0, b0[k]);
-    }
-    if (j < m)
-        for (int k = 0; k < n; k++) acc[k] = bf16_impl_step(acc[k], a[j], b[(size_t)j * b_row + k]);
+static inline float bf16_impl_hi(uint32_t u) {
+    float f;
+    u &= 0xffff0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
-// acc[k] = step(acc[k], d[k], x), k < n: one term of each of n sums.
-static inline void bf16_impl_axpy_steps(float *restrict acc, const float *restrict d, float x, int n) {
-    for (int k = 0; k < n; k++) acc[k] = bf16_impl_step(acc[k], d[k], x);
+static inline float bf16_impl_lo(uint32_t u) { return bf16_impl_hi(u << 16); }
+
+static inline void bf16_impl_gemm(const Bf16Gemm *g) {
+    const size_t kp = (size_t)g->kr * g->ks;
+    for (int j0 = 0; j0 < g->n; j0 += BF16_LANES) {
+        const int nv = g->n - j0 < BF16_LANES ? g->n - j0 : BF16_LANES;
+        const uint32_t *panel = g->b + (size_t)(j0 / BF16_LANES) * kp * BF16_LANES;
+        for (int i = 0; i < g->m; i++) {
+            float acc[BF16_LANES], *c = g->c + (size_t)i * g->ldc + j0;
+            for (int j = 0; j < BF16_LANES; j++) acc[j] = j < nv ? (g->init ? g->init[j0 + j] : c[j]) : 0.0f;
+            const uint16_t *a = g->a + (ptrdiff_t)i * g->a_row;
+            const uint32_t *b = panel;
+            for (int r = 0; r < g->kr; r++)
+                for (int s = 0; s < g->ks; s++, b += BF16_LANES) {
+                    uint32_t ap;
+                    memcpy(&ap, a + g->a_outer[r] + (ptrdiff_t)s * g->a_step, sizeof ap);
+                    const float a1 = bf16_impl_hi(ap), a0 = bf16_impl_lo(ap);
+                    for (int j = 0; j < BF16_LANES; j++)
+                        acc[j] = bf16_impl_step(bf16_impl_step(acc[j], a1, bf16_impl_hi(b[j])), a0, bf16_impl_lo(b[j]));
+                }
+            for (int j = 0; j < nv; j++) c[j] = acc[j];
+        }
+    }
 }
 
 #endif  // CNNC_BF16_IMPL_H

@@ -50,6 +50,28 @@ typedef struct {
 // transform ran 3-4x slower).
 static inline size_t wino_pos_floats(int blocks, size_t T) { return (size_t)blocks * T * 8 + 16; }
 
+// bf16 mixed precision's product, which every bf16 layer pass is made of:
+// c[i ldc + j] (i < m rows, j < n lanes) gains kr x ks pairs of bf16
+// products, pair (r, s) in that order, each as VDPBF16PS adds a pair: the
+// odd element's product first, then the even one's, each step rounded
+// once to nearest even, denormal results flushed (bf16_step). Pair (r, s)
+// of row i is the 32 bits at a + row_off(i) + a_outer[r] + s a_step (u16
+// units; row_off(i) = i a_row, the bf16 with the even index in the low
+// half); lane j's is b[((j / 32) kr ks + r ks + s) 32 + j % 32], panels of
+// 32 lanes, padded with zeros. The sums start from c, or from init[j] where
+// init is given; c rows hold n floats, the rest of the row untouched.
+#define BF16_LANES 32
+typedef struct Bf16Gemm {
+    int m, n, kr, ks;
+    const uint16_t *a;
+    const ptrdiff_t *a_outer;
+    ptrdiff_t a_step, a_row;
+    const uint32_t *b;
+    const float *init;
+    float *c;
+    size_t ldc;
+} Bf16Gemm;
+
 typedef struct {
     const char *name;     // as in CNNC_KERNELS and --kernels
     const char *summary;  // one line for start-up banners
@@ -137,11 +159,9 @@ typedef struct {
     // portable build of the same code).
     void (*dense_wgrad_tree)(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks,
                              int o0, int n, float *dw);
-    // bf16 mixed precision's loops (bf16_impl.h; NULL: the portable build):
-    // the same bits either way.
-    void (*bf16_pair_steps)(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row,
-                            int m, int n);
-    void (*bf16_axpy_steps)(float *restrict acc, const float *restrict d, float x, int n);
+    // bf16 mixed precision's one product (Bf16Gemm; NULL: the portable
+    // build of bf16_gemm_impl.h): the same bits from every backend.
+    void (*bf16_gemm)(const Bf16Gemm *g);
 } Kernels;
 
 // The convolution algorithm for layers both can run (cnn_conv_select):
@@ -171,9 +191,7 @@ void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, cons
                        float *C);
 void dense_forward_avx2(const float *x, int rows, int IN, const float *w, int OUT, const float *bias, float *y);
 void dense_input_grad_avx2(const float *dy, int rows, int OUT, const float *w, int IN, float *dx);
-void bf16_pair_steps_avx2(float *restrict acc, const float *restrict a, const float *restrict b, size_t b_row, int m,
-                          int n);
-void bf16_axpy_steps_avx2(float *restrict acc, const float *restrict d, float x, int n);
+void bf16_gemm_avx2(const Bf16Gemm *g);
 void dense_wgrad_tree_avx2(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks, int o0,
                            int n, float *dw);
 void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta,
@@ -202,6 +220,9 @@ void wino_dy_avx2(const WinoTransform *f, const float *dy, int OCB, int OH, int 
                   size_t image, int n, int TH, int TW, float *dM);
 void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, int CB, int OCB, size_t T,
                      int accumulate, float *dw);
+
+// ---------------------------------------------------------------- x86-64 AVX-512 + AVX512-BF16
+void bf16_gemm_avx512bf16(const Bf16Gemm *g);
 
 // ---------------------------------------------------------------- OpenBLAS
 // The core OpenBLAS should be switched to, or NULL to leave it as it is

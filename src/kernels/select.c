@@ -11,32 +11,50 @@
 
 static int always(void) { return 1; }
 
+// The AVX2 backend's fp32 kernels, shared by the backends built on it.
+#define AVX2_FP32_KERNELS                                    \
+    .gemm_small_k = gemm_small_k_avx2,                       \
+    .gemm_small_k_nt = gemm_small_k_nt_avx2,                 \
+    .conv_small_c_fwd = conv_small_c_fwd_avx2,               \
+    .conv_small_c_fwd_pool2 = conv_small_c_fwd_pool2_avx2,   \
+    .conv_small_c_wgrad = conv_small_c_wgrad_avx2,           \
+    .conv_fwd_blocked = conv_fwd_blocked_avx2,               \
+    .conv_wgrad_blocked = conv_wgrad_blocked_avx2,           \
+    .block_pad = block_pad_avx2,                             \
+    .unblock = unblock_avx2,                                 \
+    .wino_input = wino_input_avx2,                           \
+    .wino_output = wino_output_avx2,                         \
+    .wino_products = wino_products_avx2,                     \
+    .wino_filters = wino_filters_avx2,                       \
+    .wino_dy = wino_dy_avx2,                                 \
+    .wino_wgrad = wino_wgrad_avx2,                           \
+    .dense_fwd = dense_forward_avx2,                         \
+    .dense_dx = dense_input_grad_avx2,                       \
+    .dense_wgrad_tree = dense_wgrad_tree_avx2
+
+#if CNN_BF16_KERNELS
+static int has_avx512_bf16(void) {
+    const unsigned need = CPU_AVX2 | CPU_FMA | CPU_AVX512 | CPU_AVX512_BF16;
+    return (cpu_features() & need) == need;
+}
+#endif
+
 static const Kernels backends[] = {
+#if CNN_BF16_KERNELS
+    // fp32 stays on AVX2: Zen 4 runs AVX-512 FMAs at the AVX2 rate
+    {.name = "avx512bf16",
+     .summary = "the avx2 kernels for fp32; bf16 products on AVX512-BF16's VDPBF16PS, 12 x 32 tiles",
+     .cpu_supports = has_avx512_bf16,
+     AVX2_FP32_KERNELS,
+     .bf16_gemm = bf16_gemm_avx512bf16},
+#endif
 #if CNN_X86_KERNELS
     {.name = "avx2",
      .summary = "AVX2+FMA: direct convolution on 8-channel blocks where channels are (or round up to) multiples of 8, "
                 "small-K GEMMs for first convolutions, im2col + OpenBLAS for the rest",
      .cpu_supports = cpu_has_avx2_fma,
-     .gemm_small_k = gemm_small_k_avx2,
-     .gemm_small_k_nt = gemm_small_k_nt_avx2,
-     .conv_small_c_fwd = conv_small_c_fwd_avx2,
-     .conv_small_c_fwd_pool2 = conv_small_c_fwd_pool2_avx2,
-     .conv_small_c_wgrad = conv_small_c_wgrad_avx2,
-     .conv_fwd_blocked = conv_fwd_blocked_avx2,
-     .conv_wgrad_blocked = conv_wgrad_blocked_avx2,
-     .block_pad = block_pad_avx2,
-     .unblock = unblock_avx2,
-     .wino_input = wino_input_avx2,
-     .wino_output = wino_output_avx2,
-     .wino_products = wino_products_avx2,
-     .wino_filters = wino_filters_avx2,
-     .wino_dy = wino_dy_avx2,
-     .wino_wgrad = wino_wgrad_avx2,
-     .dense_fwd = dense_forward_avx2,
-     .dense_dx = dense_input_grad_avx2,
-     .dense_wgrad_tree = dense_wgrad_tree_avx2,
-     .bf16_pair_steps = bf16_pair_steps_avx2,
-     .bf16_axpy_steps = bf16_axpy_steps_avx2},
+     AVX2_FP32_KERNELS,
+     .bf16_gemm = bf16_gemm_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",

@@ -1,10 +1,23 @@
-// Convolution in bf16 mixed precision, portable C: inputs, weights and
-// output gradients rounded to bf16, products summed in fp32 by bf16_step,
-// in the order a VDPBF16PS kernel sums them (the contract below), so that
-// such a kernel and this code give the same bits. Parallel over the fixed
-// batch chunks, as every path: the same bits at any thread count.
+// Convolution in bf16 mixed precision: inputs, weights and output gradients
+// rounded to bf16, products summed in fp32 as VDPBF16PS sums them, through
+// the backend's bf16 product (bf16_gemm; the portable build gives the
+// instruction's bits). Each pass is one such product per image, its operands
+// laid out so that the product reads them where they lie:
+//  - forward: rows are output pixels, lanes output channels. The input is
+//    rounded into planes of channel pairs, zero-padded and split into
+//    S x S phases (stride S), so that a tap's inputs for consecutive output
+//    pixels are consecutive; each plane row holds Ws pixels, the output
+//    rows' last Ws - OW are computed and dropped;
+//  - input gradient: rows are input pixels, lanes input channels, the output
+//    gradient's channel pairs dilated by the stride and padded (a stride-2
+//    layer multiplies zeros three times in four);
+//  - weight gradient: rows are (tap, input channel), lanes output channels,
+//    the pairs two neighbouring output pixels of one row.
+// Parallel over the fixed batch chunks, as every path: the same bits at any
+// thread count.
 //
-// The order of the sums (every kernel of this precision keeps it):
+// The order of the sums (every backend keeps it; tests/test_bf16.c holds a
+// naive twin):
 //  - forward, y[oc,oh,ow]: from the bias, the taps (kh, kw) in order, and
 //    in each the input channels in pairs (0,1), (2,3), ...: channel 2j+1's
 //    product first, then 2j's (VDPBF16PS's order); an odd count's last
@@ -12,143 +25,273 @@
 //  - input gradient, dx[c,ih,iw]: from 0, the taps (kh, kw) that reach
 //    (ih, iw) in order, and in each the output channels in pairs likewise;
 //  - weight gradient, dw[oc,c,kh,kw]: from 0 in each batch chunk, its
-//    images in order, in each the output pixels (oh*OW + ow) in pairs
-//    likewise, then the chunks' fixed tree in fp32 (batch_sum);
+//    images in order, in each the output rows in order, in each the pixels
+//    in pairs (0,1), (2,3), ... likewise, an odd width's last alone; then the
+//    chunks' fixed tree in fp32 (batch_sum);
 //  - the bias gradient is fp32 (conv2d_bias_grad).
-// A tap outside the image adds a zero product and is skipped: results can
-// differ from a kernel that adds it only in the sign of a zero.
+// A tap outside the image adds a zero product (the twin skips it): the two
+// can differ only in the sign of a zero.
 #include <string.h>
 
 #include "layers/layer.h"
 
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t r16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t panels(int n) { return (size_t)(n + BF16_LANES - 1) / BF16_LANES; }
+static int imax(int a, int b) { return a > b ? a : b; }
 
-// One image (C,H,W) rounded into (H,W,C): a pixel's channels side by side.
-static void round_hwc(const float *x, int C, int HW, float *xr) {
-    for (int c = 0; c < C; c++)
-        for (int p = 0; p < HW; p++) xr[(size_t)p * C + c] = bf16_round(x[(size_t)c * HW + p]);
+typedef struct {
+    int S, taps, Cp2, OCp2;
+    int Hs, Ws;     // a phase plane of the padded input, plus a row of slack
+    size_t xplane;  // its elements, (Hs + 1) Ws
+    int Hz, Wz;     // the output gradient dilated and padded, plus a row of slack
+    size_t zplane;
+    int Mf, Md;     // rows of the forward and input-gradient products
+    int PW;         // pixel pairs in an output row
+} Geo;
+
+static Geo geo(const Conv2d *l) {
+    Geo g = {.S = l->S, .taps = l->KH * l->KW, .Cp2 = (l->C + 1) / 2, .OCp2 = (l->OC + 1) / 2};
+    g.Hs = (l->H + 2 * l->P + g.S - 1) / g.S;
+    g.Ws = (l->W + 2 * l->P + g.S - 1) / g.S;
+    g.xplane = (size_t)(g.Hs + 1) * g.Ws;
+    g.Hz = l->H + l->KH - 1;
+    g.Wz = l->W + l->KW - 1;
+    g.zplane = (size_t)(g.Hz + 1) * g.Wz;
+    g.Mf = l->OH * g.Ws;
+    g.Md = l->H * g.Wz;
+    g.PW = (l->OW + 1) / 2;
+    return g;
+}
+
+// Floats of each part of a chunk's scratch.
+static size_t fwd_x_size(const Conv2d *l, const Geo *g) {
+    (void)l;
+    return r16((size_t)g->S * g->S * g->Cp2 * g->xplane);
+}
+static size_t fwd_out_size(const Conv2d *l, const Geo *g) { return r16((size_t)g->Mf * l->OC); }
+static size_t bwd_x_size(const Conv2d *l, const Geo *g) {
+    return r16(((size_t)g->S * g->S * l->C * g->xplane + 1) / 2);
+}
+static size_t bwd_dy_size(const Conv2d *l, const Geo *g) { return r16(panels(l->OC) * l->OH * g->PW * BF16_LANES); }
+static size_t bwd_z_size(const Conv2d *l, const Geo *g) {
+    (void)l;
+    return r16((size_t)g->OCp2 * g->zplane);
+}
+static size_t bwd_out_size(const Conv2d *l, const Geo *g) { return r16((size_t)g->Md * l->C) + r16((size_t)l->C); }
+static size_t outer_size(const Conv2d *l, const Geo *g) {
+    return r16(2 * (size_t)imax(g->taps, l->OH) * sizeof(ptrdiff_t) / sizeof(float));
 }
 
 size_t conv2d_bf16_scratch_size(const Conv2d *l) {
-    const size_t in = (size_t)l->C * l->H * l->W, out = (size_t)l->OC * l->OH * l->OW;
-    return round16(in) + round16(out) + round16((size_t)l->OC) + round16((size_t)l->C);
+    const Geo g = geo(l);
+    const size_t fwd = fwd_x_size(l, &g) + fwd_out_size(l, &g) + outer_size(l, &g);
+    const size_t bwd = bwd_x_size(l, &g) + bwd_dy_size(l, &g) + bwd_z_size(l, &g) + bwd_out_size(l, &g) +
+                       outer_size(l, &g);
+    return fwd > bwd ? fwd : bwd;
 }
 
-size_t conv2d_bf16_packed_size(const Conv2d *l) { return (size_t)l->OC * l->C * l->KH * l->KW; }
+static size_t fwd_w_size(const Conv2d *l, const Geo *g) { return r16(panels(l->OC) * g->taps * g->Cp2 * BF16_LANES); }
+static size_t dx_w_size(const Conv2d *l, const Geo *g) { return r16(panels(l->C) * g->taps * g->OCp2 * BF16_LANES); }
+
+size_t conv2d_bf16_packed_size(const Conv2d *l) {
+    const Geo g = geo(l);
+    const size_t fwd = fwd_w_size(l, &g) + r16((size_t)l->OC), dx = dx_w_size(l, &g);
+    return fwd > dx ? fwd : dx;
+}
+
+static float weight(const Conv2d *l, int oc, int c, int t) {
+    return oc < l->OC && c < l->C ? l->w[((size_t)oc * l->C + c) * l->KH * l->KW + t] : 0.0f;
+}
+
+// The padded input of one image (C,H,W) as S x S phase planes: element
+// (r, c) of phase (a, b) is padded pixel (r S + a, c S + b). Pairs of
+// channels or single ones. Columns [c0, c1) of a
+// phase's row hold input pixels, the rest padding.
+static void phase_columns(const Conv2d *l, const Geo *g, int b, int *c0, int *c1) {
+    *c0 = 0;
+    while (*c0 * g->S + b - l->P < 0) (*c0)++;
+    *c1 = *c0;
+    while (*c1 < g->Ws && *c1 * g->S + b - l->P < l->W) (*c1)++;
+}
+
+// pairs: 32-bit pairs of channels (2p, 2p + 1), else 16-bit single channels.
+static void pack_x(const Conv2d *l, const Geo *g, const float *x, int pairs, void *dst) {
+    const size_t hw = (size_t)l->H * l->W, esize = pairs ? sizeof(uint32_t) : sizeof(uint16_t);
+    const int S = g->S, planes = pairs ? g->Cp2 : l->C;
+    for (int a = 0; a < S; a++)
+        for (int b = 0; b < S; b++) {
+            int c0, c1;
+            phase_columns(l, g, b, &c0, &c1);
+            for (int p = 0; p < planes; p++) {
+                char *plane = (char *)dst + ((size_t)(a * S + b) * planes + p) * g->xplane * esize;
+                const float *x0 = x + (size_t)(pairs ? 2 * p : p) * hw, *x1 = x0 + hw;
+                const int odd = pairs && 2 * p + 1 < l->C;
+                for (int r = 0; r <= g->Hs; r++) {
+                    const int ih = r * S + a - l->P;
+                    char *row = plane + (size_t)r * g->Ws * esize;
+                    memset(row, 0, g->Ws * esize);
+                    if (ih < 0 || ih >= l->H) continue;
+                    const float *s0 = x0 + (size_t)ih * l->W + (c0 * S + b - l->P), *s1 = x1 + (s0 - x0);
+                    uint32_t *r32 = (uint32_t *)row;
+                    uint16_t *r16 = (uint16_t *)row;
+                    if (odd)
+                        for (int c = c0; c < c1; c++) r32[c] = bf16_pair(s0[(c - c0) * S], s1[(c - c0) * S]);
+                    else if (pairs)
+                        for (int c = c0; c < c1; c++) r32[c] = bf16_bits(s0[(c - c0) * S]);
+                    else
+                        for (int c = c0; c < c1; c++) r16[c] = bf16_bits(s0[(c - c0) * S]);
+                }
+            }
+        }
+}
+
+// Where tap t's pairs start in the phase planes (16-bit units, pairs: 2 a pair).
+static ptrdiff_t tap_offset(const Conv2d *l, const Geo *g, int t, int channels) {
+    const int kh = t / l->KW, kw = t % l->KW;
+    return (ptrdiff_t)((kh % g->S) * g->S + kw % g->S) * channels * (ptrdiff_t)g->xplane +
+           (ptrdiff_t)(kh / g->S) * g->Ws + kw / g->S;
+}
 
 // ---------------------------------------------------------------- forward
 void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C,KH,KW), b (OC), y (B,OC,OH,OW)
-    const int C = l->C, OC = l->OC, KH = l->KH, KW = l->KW;
-    const size_t in_size = (size_t)C * l->H * l->W, taps = (size_t)KH * KW;
+    const Geo g = geo(l);
+    const int OC = l->OC, N = l->OH * l->OW;
+    const size_t in_size = (size_t)l->C * l->H * l->W, kp = (size_t)g.taps * g.Cp2;
     CNN_ASSERT(conv2d_bf16_packed_size(l) <= ws->packed_size && conv2d_bf16_scratch_size(l) <= ws->col_size);
-    // The weights rounded, as (KH,KW,C,OC): a tap's channel row of OC
-    // weights side by side.
-    float *wt = ws->packed;
-    for (int oc = 0; oc < OC; oc++)
-        for (int c = 0; c < C; c++)
-            for (size_t t = 0; t < taps; t++)
-                wt[(t * C + c) * OC + oc] = bf16_round(l->w[((size_t)oc * C + c) * taps + t]);
+    // Lanes: panels of 32 output channels, pair (t, cp) = channels 2cp, 2cp+1 of tap t.
+    uint32_t *wb = (uint32_t *)ws->packed;
+    float *bias = ws->packed + fwd_w_size(l, &g);
+    for (size_t oc = 0; oc < panels(OC) * BF16_LANES; oc++)
+        for (int t = 0; t < g.taps; t++)
+            for (int cp = 0; cp < g.Cp2; cp++)
+                wb[((oc / BF16_LANES) * kp + (size_t)t * g.Cp2 + cp) * BF16_LANES + oc % BF16_LANES] =
+                    bf16_pair(weight(l, (int)oc, 2 * cp, t), weight(l, (int)oc, 2 * cp + 1, t));
+    // DAZ on the bias, and +0 for -0 (see the contract's zeros)
+    for (int oc = 0; oc < OC; oc++) bias[oc] = l->has_bias ? bf16_step(l->b[oc], 0.0f, 0.0f) + 0.0f : 0.0f;
     const int nchunks = ws_chunks(ws, B);
-#pragma omp parallel for schedule(dynamic) if ((size_t)B * OC * C * taps * l->OH * l->OW >= CNN_PAR_MIN_WORK)
+#pragma omp parallel for schedule(dynamic) if ((size_t)B * OC * kp * N >= CNN_PAR_MIN_WORK)
     for (int ch = 0; ch < nchunks; ch++) {
-        float *xr = ws->col + (size_t)ch * ws->col_size;
-        float *acc = xr + round16(in_size) + round16((size_t)OC * l->OH * l->OW);
+        float *base = ws->col + (size_t)ch * ws->col_size;
+        uint32_t *xq = (uint32_t *)base;
+        float *out = base + fwd_x_size(l, &g);
+        ptrdiff_t *outer = (ptrdiff_t *)(out + fwd_out_size(l, &g));
+        for (int t = 0; t < g.taps; t++) outer[t] = 2 * tap_offset(l, &g, t, g.Cp2);
+        const Bf16Gemm gm = {.m = g.Mf, .n = OC, .kr = g.taps, .ks = g.Cp2, .a = (const uint16_t *)xq,
+                             .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.xplane, .a_row = 2, .b = wb,
+                             .init = bias, .c = out, .ldc = (size_t)OC};
         for (int i = ws_chunk_begin(ws, B, ch); i < ws_chunk_begin(ws, B, ch + 1); i++) {
-            round_hwc(x + (size_t)i * in_size, C, l->H * l->W, xr);
+            pack_x(l, &g, x + (size_t)i * in_size, 1, xq);
+            bf16_gemm(&gm);
             float *yi = conv2d_image_out(l, y, i, ws, ch);
-            for (int oh = 0; oh < l->OH; oh++)
-                for (int ow = 0; ow < l->OW; ow++) {
-                    // DAZ on the bias, and +0 for -0 (see the contract's zeros)
-                    for (int oc = 0; oc < OC; oc++) acc[oc] = l->has_bias ? bf16_step(l->b[oc], 0.0f, 0.0f) + 0.0f : 0.0f;
-                    for (int kh = 0; kh < KH; kh++) {
-                        const int ih = oh * l->S - l->P + kh;
-                        if (ih < 0 || ih >= l->H) continue;
-                        for (int kw = 0; kw < KW; kw++) {
-                            const int iw = ow * l->S - l->P + kw;
-                            if (iw < 0 || iw >= l->W) continue;
-                            bf16_pair_steps(acc, xr + ((size_t)ih * l->W + iw) * C, wt + ((size_t)kh * KW + kw) * C * OC,
-                                       (size_t)OC, C, OC);
-                        }
-                    }
-                    const size_t p = (size_t)oh * l->OW + ow, plane = (size_t)l->OH * l->OW;
-                    for (int oc = 0; oc < OC; oc++) yi[(size_t)oc * plane + p] = acc[oc];
-                }
+            for (int oc = 0; oc < OC; oc++)
+                for (int oh = 0; oh < l->OH; oh++)
+                    for (int ow = 0; ow < l->OW; ow++)
+                        yi[(size_t)oc * N + (size_t)oh * l->OW + ow] = out[((size_t)oh * g.Ws + ow) * OC + oc];
             conv2d_image_done(l, yi, i);
         }
     }
 }
 
 // ---------------------------------------------------------------- backward
-// One image's weight gradient into acc (KH,KW,C,OC), pixel pairs in order
-// (p+1 first; a pixel whose tap falls outside the image is skipped).
-static void weight_grad_image(const Conv2d *l, const float *xr, const float *dyr, float *acc) {
-    const int C = l->C, OC = l->OC, N = l->OH * l->OW;
-    for (int kh = 0; kh < l->KH; kh++)
-        for (int kw = 0; kw < l->KW; kw++) {
-            float *a = acc + ((size_t)kh * l->KW + kw) * C * OC;
-            for (int q = 0; q < N; q++) {
-                // 1, 0, 3, 2, ...: the odd pixel of each pair first; an odd
-                // count's last pixel alone
-                const int pix = (q ^ 1) < N ? q ^ 1 : q;
-                const int ih = (pix / l->OW) * l->S - l->P + kh, iw = (pix % l->OW) * l->S - l->P + kw;
-                if (ih < 0 || ih >= l->H || iw < 0 || iw >= l->W) continue;
-                const float *xv = xr + ((size_t)ih * l->W + iw) * C, *d = dyr + (size_t)pix * OC;
-                for (int c = 0; c < C; c++) bf16_axpy_steps(a + (size_t)c * OC, d, xv[c], OC);
-            }
+// One image's output gradient for the weight gradient: lanes of 32 output
+// channels, pair (oh, j) = pixels 2j, 2j+1 of output row oh.
+static void pack_dy_rows(const Conv2d *l, const Geo *g, const float *dy, uint32_t *dyb) {
+    const size_t kp = (size_t)l->OH * g->PW, N = (size_t)l->OH * l->OW;
+    for (size_t oc = 0; oc < panels(l->OC) * BF16_LANES; oc++) {
+        uint32_t *d = dyb + (oc / BF16_LANES) * kp * BF16_LANES + oc % BF16_LANES;
+        if ((int)oc >= l->OC) {  // a panel's padding
+            for (size_t k = 0; k < kp; k++) d[k * BF16_LANES] = 0;
+            continue;
         }
+        for (int oh = 0; oh < l->OH; oh++) {
+            const float *row = dy + oc * N + (size_t)oh * l->OW;
+            for (int j = 0; j < g->PW; j++, d += BF16_LANES)
+                *d = bf16_pair(row[2 * j], 2 * j + 1 < l->OW ? row[2 * j + 1] : 0.0f);
+        }
+    }
 }
 
-// One image's input gradient: every (ih, iw) from the taps that reach it.
-static void input_grad_image(const Conv2d *l, const float *dyr, const float *wd, float *acc, float *dxi) {
-    const int C = l->C, OC = l->OC;
-    const size_t plane = (size_t)l->H * l->W;
-    for (int ih = 0; ih < l->H; ih++)
-        for (int iw = 0; iw < l->W; iw++) {
-            for (int c = 0; c < C; c++) acc[c] = 0.0f;
-            for (int kh = 0; kh < l->KH; kh++) {
-                const int th = ih + l->P - kh;
-                if (th < 0 || th % l->S || th / l->S >= l->OH) continue;
-                for (int kw = 0; kw < l->KW; kw++) {
-                    const int tw = iw + l->P - kw;
-                    if (tw < 0 || tw % l->S || tw / l->S >= l->OW) continue;
-                    const size_t q = (size_t)(th / l->S) * l->OW + (size_t)(tw / l->S);
-                    bf16_pair_steps(acc, dyr + q * OC, wd + ((size_t)kh * l->KW + kw) * OC * C, (size_t)C, OC, C);
-                }
+// One image's output gradient, channel pairs, dilated by the stride and
+// padded: dy (qh, qw) at (qh S + KH - 1 - P, qw S + KW - 1 - P).
+static void pack_dy_dilated(const Conv2d *l, const Geo *g, const float *dy, uint32_t *z) {
+    const size_t N = (size_t)l->OH * l->OW;
+    memset(z, 0, sizeof(uint32_t) * g->OCp2 * g->zplane);
+    for (int op = 0; op < g->OCp2; op++) {
+        const float *d0 = dy + (size_t)2 * op * N;
+        const int odd = 2 * op + 1 < l->OC;
+        for (int qh = 0; qh < l->OH; qh++) {
+            const int r = qh * l->S + l->KH - 1 - l->P;
+            if (r < 0 || r >= g->Hz) continue;
+            for (int qw = 0; qw < l->OW; qw++) {
+                const int c = qw * l->S + l->KW - 1 - l->P;
+                if (c < 0 || c >= g->Wz) continue;
+                const size_t q = (size_t)qh * l->OW + qw;
+                z[(size_t)op * g->zplane + (size_t)r * g->Wz + c] = bf16_pair(d0[q], odd ? d0[N + q] : 0.0f);
             }
-            for (int c = 0; c < C; c++) dxi[(size_t)c * plane + (size_t)ih * l->W + iw] = acc[c];
         }
+    }
 }
 
 void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, float *dx, int B, Workspace *ws) {
     // x (B,C,H,W), dy (B,OC,OH,OW), dx (B,C,H,W) or NULL; dw (OC,C,KH,KW) +=, db (OC) +=
+    const Geo g = geo(l);
     const int C = l->C, OC = l->OC, N = l->OH * l->OW;
-    const size_t in_size = (size_t)C * l->H * l->W, taps = (size_t)l->KH * l->KW;
-    const size_t nw = (size_t)OC * C * taps, stride = ws->partial_size;
+    const size_t in_size = (size_t)C * l->H * l->W, taps = (size_t)g.taps;
+    const size_t nw = (size_t)OC * C * taps, stride = ws->partial_size, kp = taps * g.OCp2;
     CNN_ASSERT(nw + (size_t)OC <= stride && conv2d_bf16_packed_size(l) <= ws->packed_size &&
                conv2d_bf16_scratch_size(l) <= ws->col_size);
-    // The weights rounded, as (KH,KW,OC,C): a tap's output-channel row of
-    // C weights side by side.
-    float *wd = ws->packed;
-    for (int oc = 0; oc < OC; oc++)
-        for (int c = 0; c < C; c++)
+    // The input gradient's lanes: panels of 32 input channels, pair (t, op)
+    // = output channels 2op, 2op+1 of tap t.
+    uint32_t *wd = (uint32_t *)ws->packed;
+    if (dx)
+        for (size_t c = 0; c < panels(C) * BF16_LANES; c++)
             for (size_t t = 0; t < taps; t++)
-                wd[(t * OC + oc) * C + c] = bf16_round(l->w[((size_t)oc * C + c) * taps + t]);
+                for (int op = 0; op < g.OCp2; op++)
+                    wd[((c / BF16_LANES) * kp + t * g.OCp2 + op) * BF16_LANES + c % BF16_LANES] =
+                        bf16_pair(weight(l, 2 * op, (int)c, (int)t), weight(l, 2 * op + 1, (int)c, (int)t));
     const int nchunks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(dynamic) if ((size_t)B * OC * C * taps * N >= CNN_PAR_MIN_WORK)
     for (int ch = 0; ch < nchunks; ch++) {
-        float *xr = ws->col + (size_t)ch * ws->col_size;
-        float *dyr = xr + round16(in_size);
-        float *acc = dyr + round16((size_t)OC * N) + round16((size_t)OC);
+        float *base = ws->col + (size_t)ch * ws->col_size;
+        uint16_t *xs = (uint16_t *)base;
+        uint32_t *dyb = (uint32_t *)(base + bwd_x_size(l, &g));
+        uint32_t *z = dyb + bwd_dy_size(l, &g);
+        float *out = (float *)(z + bwd_z_size(l, &g)), *zeros = out + r16((size_t)g.Md * C);
+        ptrdiff_t *outer = (ptrdiff_t *)(out + bwd_out_size(l, &g));
         float *pdw = ws->partial + (size_t)ch * stride, *pdb = pdw + nw;
         memset(pdw, 0, sizeof(float) * (nw + (size_t)OC));
+        memset(zeros, 0, sizeof(float) * (size_t)C);
         for (int i = ws_chunk_begin(ws, B, ch); i < ws_chunk_begin(ws, B, ch + 1); i++) {
             const float *dyi = conv2d_image_dy(l, dy, i, ws, ch);
-            round_hwc(x + (size_t)i * in_size, C, l->H * l->W, xr);
-            round_hwc(dyi, OC, N, dyr);
-            weight_grad_image(l, xr, dyr, pdw);
+            // Weight gradient: rows (t, c) in (KH,KW,C,OC), one product a tap.
+            pack_x(l, &g, x + (size_t)i * in_size, 0, xs);
+            pack_dy_rows(l, &g, dyi, dyb);
+            for (int oh = 0; oh < l->OH; oh++) outer[oh] = (ptrdiff_t)oh * g.Ws;
+            for (int t = 0; t < g.taps; t++) {
+                const Bf16Gemm gm = {.m = C, .n = OC, .kr = l->OH, .ks = g.PW, .a = xs + tap_offset(l, &g, t, C),
+                                     .a_outer = outer, .a_step = 2, .a_row = (ptrdiff_t)g.xplane, .b = dyb,
+                                     .c = pdw + (size_t)t * C * OC, .ldc = (size_t)OC};
+                bf16_gemm(&gm);
+            }
             if (l->has_bias) conv2d_bias_grad(dyi, OC, (size_t)N, pdb);
-            if (dx) input_grad_image(l, dyr, wd, acc, dx + (size_t)i * in_size);
+            if (!dx) continue;
+            // Input gradient: rows the input pixels (W + KW - 1 a row).
+            pack_dy_dilated(l, &g, dyi, z);
+            for (int t = 0; t < g.taps; t++) {
+                const int kh = t / l->KW, kw = t % l->KW;
+                outer[t] = 2 * ((ptrdiff_t)(l->KH - 1 - kh) * g.Wz + (l->KW - 1 - kw));
+            }
+            const Bf16Gemm gm = {.m = g.Md, .n = C, .kr = g.taps, .ks = g.OCp2, .a = (const uint16_t *)z,
+                                 .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.zplane, .a_row = 2, .b = wd,
+                                 .init = zeros, .c = out, .ldc = (size_t)C};
+            bf16_gemm(&gm);
+            float *dxi = dx + (size_t)i * in_size;
+            const size_t plane = (size_t)l->H * l->W;
+            for (int c = 0; c < C; c++)
+                for (int ih = 0; ih < l->H; ih++)
+                    for (int iw = 0; iw < l->W; iw++)
+                        dxi[(size_t)c * plane + (size_t)ih * l->W + iw] = out[((size_t)ih * g.Wz + iw) * C + c];
         }
     }
     batch_sum(ws, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)OC : 0));

@@ -147,11 +147,11 @@ static int dense_tensors(const Layer *l, int idx, float *w, float *m, float *v, 
 }
 
 static void dense_scratch(const Layer *l, int max_batch, Workspace *need) {
-    (void)max_batch;
     const Dense d = {.IN = l->C, .OUT = l->OC};
+    const int rows = (max_batch + batch_chunks(max_batch) - 1) / batch_chunks(max_batch);
     if (dense_partial_size(&d) > need->partial_size) need->partial_size = dense_partial_size(&d);
     // Any net may switch to bf16 (cnn_net_set_precision) after it is built.
-    if (dense_bf16_scratch_size(&d) > need->col_size) need->col_size = dense_bf16_scratch_size(&d);
+    if (dense_bf16_scratch_size(&d, rows) > need->col_size) need->col_size = dense_bf16_scratch_size(&d, rows);
     if (dense_bf16_packed_size(&d) > need->packed_size) need->packed_size = dense_bf16_packed_size(&d);
 }
 
