@@ -18,7 +18,12 @@ static inline __m512bh pair_at(const uint16_t *p) {
 
 // Rows [0, mr) of one tile; two vectors of 16 lanes (nz = 2) or one.
 static inline __attribute__((always_inline)) void tile(const Bf16Gemm *g, const int mr, const int nz, int i0,
-                                                       int j0, const uint32_t *b, __mmask16 m0, __mmask16 m1) {
+                                                       int j0, const uint32_t *b, __mmask16 m0, __mmask16 m1,
+                                                       const int rows) {
+    // Rows at offsets a_rows (one pointer each) or a_row apart (one base).
+    const uint16_t *ap[MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) ap[i] = g->a + (g->a_rows ? g->a_rows[i0 + i] : 0);
     __m512 c0[MR], c1[MR];
     float *c = g->c + (size_t)i0 * g->ldc + j0;
     if (g->init) {
@@ -35,13 +40,13 @@ static inline __attribute__((always_inline)) void tile(const Bf16Gemm *g, const 
     const uint16_t *a = g->a + (ptrdiff_t)i0 * g->a_row;
     const ptrdiff_t row = g->a_row, step = g->a_step;
     for (int r = 0; r < g->kr; r++) {
-        const uint16_t *ar = a + g->a_outer[r];
-        for (int s = 0; s < g->ks; s++, ar += step, b += 32) {
+        ptrdiff_t off = g->a_outer[r];
+        for (int s = 0; s < g->ks; s++, off += step, b += 32) {
             const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
             const __m512bh b1 = nz == 2 ? (__m512bh)_mm512_loadu_si512(b + 16) : b0;
 #pragma GCC unroll 12
             for (int i = 0; i < mr; i++) {
-                const __m512bh av = pair_at(ar + (ptrdiff_t)i * row);
+                const __m512bh av = pair_at(rows ? ap[i] + off : a + off + (ptrdiff_t)i * row);
                 c0[i] = _mm512_dpbf16_ps(c0[i], av, b0);
                 if (nz == 2) c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
             }
@@ -54,20 +59,20 @@ static inline __attribute__((always_inline)) void tile(const Bf16Gemm *g, const 
     }
 }
 
-#define TILE_CASES(NZ)                                                                \
+#define TILE_CASES(NZ, ROWS)                                                                \
     switch (mr) {                                                                     \
-    case 12: tile(g, 12, NZ, i0, j0, b, m0, m1); break;                               \
-    case 11: tile(g, 11, NZ, i0, j0, b, m0, m1); break;                               \
-    case 10: tile(g, 10, NZ, i0, j0, b, m0, m1); break;                               \
-    case 9: tile(g, 9, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 8: tile(g, 8, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 7: tile(g, 7, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 6: tile(g, 6, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 5: tile(g, 5, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 4: tile(g, 4, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 3: tile(g, 3, NZ, i0, j0, b, m0, m1); break;                                 \
-    case 2: tile(g, 2, NZ, i0, j0, b, m0, m1); break;                                 \
-    default: tile(g, 1, NZ, i0, j0, b, m0, m1); break;                                \
+    case 12: tile(g, 12, NZ, i0, j0, b, m0, m1, ROWS); break;                               \
+    case 11: tile(g, 11, NZ, i0, j0, b, m0, m1, ROWS); break;                               \
+    case 10: tile(g, 10, NZ, i0, j0, b, m0, m1, ROWS); break;                               \
+    case 9: tile(g, 9, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 8: tile(g, 8, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 7: tile(g, 7, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 6: tile(g, 6, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 5: tile(g, 5, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 4: tile(g, 4, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 3: tile(g, 3, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    case 2: tile(g, 2, NZ, i0, j0, b, m0, m1, ROWS); break;                                 \
+    default: tile(g, 1, NZ, i0, j0, b, m0, m1, ROWS); break;                                \
     }
 
 void bf16_gemm_avx512bf16(const Bf16Gemm *g) {
@@ -79,10 +84,14 @@ void bf16_gemm_avx512bf16(const Bf16Gemm *g) {
         const uint32_t *b = g->b + (size_t)(j0 / 32) * kp * 32;
         for (int i0 = 0; i0 < g->m; i0 += MR) {
             const int mr = g->m - i0 < MR ? g->m - i0 : MR;
-            if (nv > 16) {
-                TILE_CASES(2)
+            if (g->a_rows && nv > 16) {
+                TILE_CASES(2, 1)
+            } else if (g->a_rows) {
+                TILE_CASES(1, 1)
+            } else if (nv > 16) {
+                TILE_CASES(2, 0)
             } else {
-                TILE_CASES(1)
+                TILE_CASES(1, 0)
             }
         }
     }

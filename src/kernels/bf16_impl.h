@@ -44,7 +44,7 @@ static inline void bf16_impl_gemm(const Bf16Gemm *g) {
         for (int i = 0; i < g->m; i++) {
             float acc[BF16_LANES], *c = g->c + (size_t)i * g->ldc + j0;
             for (int j = 0; j < BF16_LANES; j++) acc[j] = j < nv ? (g->init ? g->init[j0 + j] : c[j]) : 0.0f;
-            const uint16_t *a = g->a + (ptrdiff_t)i * g->a_row;
+            const uint16_t *a = g->a + (g->a_rows ? g->a_rows[i] : (ptrdiff_t)i * g->a_row);
             const uint32_t *b = panel;
             for (int r = 0; r < g->kr; r++)
                 for (int s = 0; s < g->ks; s++, b += BF16_LANES) {

@@ -56,15 +56,15 @@ static inline size_t wino_pos_floats(int blocks, size_t T) { return (size_t)bloc
 // odd element's product first, then the even one's, each step rounded
 // once to nearest even, denormal results flushed (bf16_step). Pair (r, s)
 // of row i is the 32 bits at a + row_off(i) + a_outer[r] + s a_step (u16
-// units; row_off(i) = i a_row, the bf16 with the even index in the low
-// half); lane j's is b[((j / 32) kr ks + r ks + s) 32 + j % 32], panels of
+// units; row_off(i) = a_rows[i] where given, else i a_row; the bf16 with
+// the even index in the low half); lane j's is b[((j / 32) kr ks + r ks + s) 32 + j % 32], panels of
 // 32 lanes, padded with zeros. The sums start from c, or from init[j] where
 // init is given; c rows hold n floats, the rest of the row untouched.
 #define BF16_LANES 32
 typedef struct Bf16Gemm {
     int m, n, kr, ks;
     const uint16_t *a;
-    const ptrdiff_t *a_outer;
+    const ptrdiff_t *a_outer, *a_rows;
     ptrdiff_t a_step, a_row;
     const uint32_t *b;
     const float *init;

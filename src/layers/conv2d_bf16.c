@@ -82,11 +82,20 @@ static size_t outer_size(const Conv2d *l, const Geo *g) {
     return r16(2 * (size_t)imax(g->taps, l->OH) * sizeof(ptrdiff_t) / sizeof(float));
 }
 
+static size_t rows_size(const Conv2d *l, const Geo *g) {
+    return r16(2 * (size_t)g->taps * l->C * sizeof(ptrdiff_t) / sizeof(float));
+}
+
+// The weight gradient's rows (t, c) as one product of every tap's rows
+// where the channels are few (a tile's 12 rows span taps), else one product
+// a tap (rows a plane apart: one base pointer).
+static int wgrad_rows_flat(const Conv2d *l) { return l->C < 24; }
+
 size_t conv2d_bf16_scratch_size(const Conv2d *l) {
     const Geo g = geo(l);
     const size_t fwd = fwd_x_size(l, &g) + fwd_out_size(l, &g) + outer_size(l, &g);
     const size_t bwd = bwd_x_size(l, &g) + bwd_dy_size(l, &g) + bwd_z_size(l, &g) + bwd_out_size(l, &g) +
-                       outer_size(l, &g);
+                       outer_size(l, &g) + rows_size(l, &g);
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -152,6 +161,16 @@ static ptrdiff_t tap_offset(const Conv2d *l, const Geo *g, int t, int channels) 
            (ptrdiff_t)(kh / g->S) * g->Ws + kw / g->S;
 }
 
+// n pixels of a product's output (n, ch) into their planes, plane floats
+// apart: eight pixels at a time, so that reads and writes stay in L1.
+static void unpack_rows(const float *out, int n, int ch, float *dst, size_t plane) {
+    for (int q0 = 0; q0 < n; q0 += 8) {
+        const int q1 = q0 + 8 < n ? q0 + 8 : n;
+        for (int c = 0; c < ch; c++)
+            for (int q = q0; q < q1; q++) dst[(size_t)c * plane + q] = out[(size_t)q * ch + c];
+    }
+}
+
 // ---------------------------------------------------------------- forward
 void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Workspace *ws) {
     // x (B,C,H,W), w (OC,C,KH,KW), b (OC), y (B,OC,OH,OW)
@@ -184,10 +203,8 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
             pack_x(l, &g, x + (size_t)i * in_size, 1, xq);
             bf16_gemm(&gm);
             float *yi = conv2d_image_out(l, y, i, ws, ch);
-            for (int oc = 0; oc < OC; oc++)
-                for (int oh = 0; oh < l->OH; oh++)
-                    for (int ow = 0; ow < l->OW; ow++)
-                        yi[(size_t)oc * N + (size_t)oh * l->OW + ow] = out[((size_t)oh * g.Ws + ow) * OC + oc];
+            for (int oh = 0; oh < l->OH; oh++)
+                unpack_rows(out + (size_t)oh * g.Ws * OC, l->OW, OC, yi + (size_t)oh * l->OW, (size_t)N);
             conv2d_image_done(l, yi, i);
         }
     }
@@ -198,18 +215,17 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
 // channels, pair (oh, j) = pixels 2j, 2j+1 of output row oh.
 static void pack_dy_rows(const Conv2d *l, const Geo *g, const float *dy, uint32_t *dyb) {
     const size_t kp = (size_t)l->OH * g->PW, N = (size_t)l->OH * l->OW;
-    for (size_t oc = 0; oc < panels(l->OC) * BF16_LANES; oc++) {
-        uint32_t *d = dyb + (oc / BF16_LANES) * kp * BF16_LANES + oc % BF16_LANES;
-        if ((int)oc >= l->OC) {  // a panel's padding
-            for (size_t k = 0; k < kp; k++) d[k * BF16_LANES] = 0;
-            continue;
+    memset(dyb, 0, sizeof(uint32_t) * panels(l->OC) * kp * BF16_LANES);  // odd widths' and channels' padding
+    for (int oh = 0; oh < l->OH; oh++)
+        for (int j0 = 0; j0 < g->PW; j0 += 8) {  // eight pairs a block: reads and writes stay in L1
+            const int j1 = j0 + 8 < g->PW ? j0 + 8 : g->PW;
+            for (int oc = 0; oc < l->OC; oc++) {
+                const float *row = dy + (size_t)oc * N + (size_t)oh * l->OW;
+                uint32_t *d = dyb + ((size_t)(oc / BF16_LANES) * kp + (size_t)oh * g->PW) * BF16_LANES + oc % BF16_LANES;
+                for (int j = j0; j < j1; j++)
+                    d[(size_t)j * BF16_LANES] = bf16_pair(row[2 * j], 2 * j + 1 < l->OW ? row[2 * j + 1] : 0.0f);
+            }
         }
-        for (int oh = 0; oh < l->OH; oh++) {
-            const float *row = dy + oc * N + (size_t)oh * l->OW;
-            for (int j = 0; j < g->PW; j++, d += BF16_LANES)
-                *d = bf16_pair(row[2 * j], 2 * j + 1 < l->OW ? row[2 * j + 1] : 0.0f);
-        }
-    }
 }
 
 // One image's output gradient, channel pairs, dilated by the stride and
@@ -259,6 +275,7 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
         uint32_t *z = dyb + bwd_dy_size(l, &g);
         float *out = (float *)(z + bwd_z_size(l, &g)), *zeros = out + r16((size_t)g.Md * C);
         ptrdiff_t *outer = (ptrdiff_t *)(out + bwd_out_size(l, &g));
+        ptrdiff_t *rows = (ptrdiff_t *)(out + bwd_out_size(l, &g) + outer_size(l, &g));
         float *pdw = ws->partial + (size_t)ch * stride, *pdb = pdw + nw;
         memset(pdw, 0, sizeof(float) * (nw + (size_t)OC));
         memset(zeros, 0, sizeof(float) * (size_t)C);
@@ -268,6 +285,14 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
             pack_x(l, &g, x + (size_t)i * in_size, 0, xs);
             pack_dy_rows(l, &g, dyi, dyb);
             for (int oh = 0; oh < l->OH; oh++) outer[oh] = (ptrdiff_t)oh * g.Ws;
+            if (wgrad_rows_flat(l)) {
+                for (int t = 0; t < g.taps; t++)
+                    for (int c = 0; c < C; c++)
+                        rows[t * C + c] = tap_offset(l, &g, t, C) + (ptrdiff_t)c * (ptrdiff_t)g.xplane;
+                const Bf16Gemm gm = {.m = g.taps * C, .n = OC, .kr = l->OH, .ks = g.PW, .a = xs, .a_outer = outer,
+                                     .a_rows = rows, .a_step = 2, .b = dyb, .c = pdw, .ldc = (size_t)OC};
+                bf16_gemm(&gm);
+            } else
             for (int t = 0; t < g.taps; t++) {
                 const Bf16Gemm gm = {.m = C, .n = OC, .kr = l->OH, .ks = g.PW, .a = xs + tap_offset(l, &g, t, C),
                                      .a_outer = outer, .a_step = 2, .a_row = (ptrdiff_t)g.xplane, .b = dyb,
@@ -287,11 +312,8 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
                                  .init = zeros, .c = out, .ldc = (size_t)C};
             bf16_gemm(&gm);
             float *dxi = dx + (size_t)i * in_size;
-            const size_t plane = (size_t)l->H * l->W;
-            for (int c = 0; c < C; c++)
-                for (int ih = 0; ih < l->H; ih++)
-                    for (int iw = 0; iw < l->W; iw++)
-                        dxi[(size_t)c * plane + (size_t)ih * l->W + iw] = out[((size_t)ih * g.Wz + iw) * C + c];
+            for (int ih = 0; ih < l->H; ih++)
+                unpack_rows(out + (size_t)ih * g.Wz * C, l->W, C, dxi + (size_t)ih * l->W, (size_t)l->H * l->W);
         }
     }
     batch_sum(ws, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)OC : 0));
