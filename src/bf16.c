@@ -31,6 +31,12 @@ void bf16_gemm(const Bf16Gemm *g) {
     else bf16_impl_gemm(g);
 }
 
+void bf16_bits_array(const float *src, uint16_t *dst, size_t n) {
+    const Kernels *k = kernels();
+    if (k->bf16_convert) k->bf16_convert(src, dst, n);
+    else bf16_impl_convert(src, dst, n);
+}
+
 void bf16_round_array(const float *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = bf16_round(src[i]);
 }

@@ -102,16 +102,6 @@ void add_floats(float *dst, const float *src, size_t n);
 // Mixed precision (cnn_net_set_precision): products of bf16 inputs and
 // weights summed in fp32, as AVX512-BF16's VDPBF16PS does (src/bf16.c).
 // bf16 values are kept as floats whose low 16 bits are zero.
-// VCVTNEPS2BF16's bits of f: the nearest bf16 (ties to even), denormals to
-// a signed zero, NaN quiet. Integer selects, which vectorise.
-static inline uint16_t bf16_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);  // carries into the exponent where it rounds up
-    const uint32_t nan = u | 0x00400000u, zero = u & 0x80000000u;
-    u = (u & 0x7fffffffu) > 0x7f800000u ? nan : (u & 0x7f800000u) ? rounded : zero;
-    return (uint16_t)(u >> 16);
-}
 // The same, as a float whose low 16 bits are zero.
 static inline float bf16_round(float f) {
     const uint32_t u = (uint32_t)bf16_bits(f) << 16;
@@ -120,6 +110,8 @@ static inline float bf16_round(float f) {
     return r;
 }
 void bf16_round_array(const float *src, float *dst, size_t n);
+// dst[i] = bf16_bits(src[i]), i < n, on the backend's conversion.
+void bf16_bits_array(const float *src, uint16_t *dst, size_t n);
 // A pair of bf16 values as VDPBF16PS reads one (the even element low).
 static inline uint32_t bf16_pair(float even, float odd) {
     return (uint32_t)bf16_bits(even) | (uint32_t)bf16_bits(odd) << 16;

@@ -55,6 +55,34 @@ START_TEST(test_bf16_round) {
 }
 END_TEST
 
+// Every backend's conversion of arrays (VCVTNEPS2BF16 where the CPU has it)
+// gives bf16_bits, over random bit patterns (NaNs, infinities, denormals
+// among them) and every length's tail.
+START_TEST(test_bf16_bits_array) {
+    enum { N = 4099 };
+    float *src = malloc(N * sizeof(float));
+    uint16_t *dst = malloc((N + 1) * sizeof(uint16_t));
+    CnnRng r;
+    cnn_rng_seed(&r, 2);
+    for (int i = 0; i < N; i++) {
+        const uint32_t u = (uint32_t)cnn_rng_below(&r, 0x10000u) << 16 | (uint32_t)cnn_rng_below(&r, 0x10000u);
+        src[i] = from_bits(i % 7 == 0 ? (u & 0x807fffffu) : i % 11 == 0 ? (u | 0x7f800000u) : u);
+    }
+    for (int kb = 0; kernels_next(&kb);)
+        for (int n = 0; n <= 40; n++) {
+            const int len = n < 35 ? n : N - (40 - n);
+            dst[len] = 0xabcd;
+            bf16_bits_array(src, dst, (size_t)len);
+            for (int i = 0; i < len; i++)
+                ck_assert_msg(dst[i] == bf16_bits(src[i]), "%s: bf16 of 0x%08x: 0x%04x, want 0x%04x",
+                              cnn_kernels_name(), bits(src[i]), dst[i], bf16_bits(src[i]));
+            ck_assert_msg(dst[len] == 0xabcd, "%s: wrote past %d elements", cnn_kernels_name(), len);
+        }
+    free(src);
+    free(dst);
+}
+END_TEST
+
 static float ftz(float r) { return fabsf(r) < FLT_MIN ? copysignf(0.0f, r) : r; }
 
 // bf16_step is VDPBF16PS's fused step: fmaf (one rounding) with the result
@@ -490,6 +518,7 @@ static Suite *bf16_suite(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_bf16_round);
     tcase_add_test(tc, test_bf16_step_is_one_rounding);
+    tcase_add_test(tc, test_bf16_bits_array);
     tcase_add_test(tc, test_conv_bf16);
     tcase_add_test(tc, test_dense_bf16);
     tcase_add_test(tc, test_bf16_nets_bit_identical_across_thread_counts);

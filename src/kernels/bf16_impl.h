@@ -36,6 +36,10 @@ static inline float bf16_impl_hi(uint32_t u) {
 
 static inline float bf16_impl_lo(uint32_t u) { return bf16_impl_hi(u << 16); }
 
+static inline void bf16_impl_convert(const float *src, uint16_t *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_bits(src[i]);
+}
+
 static inline void bf16_impl_gemm(const Bf16Gemm *g) {
     const size_t kp = (size_t)g->kr * g->ks;
     for (int j0 = 0; j0 < g->n; j0 += BF16_LANES) {

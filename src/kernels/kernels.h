@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 // A convolution on channel-blocked tensors: 8 channels a block, the block's
 // channels innermost ([block][row][column][8]). The input plane is already
@@ -49,6 +50,17 @@ typedef struct {
 // each transform evicted what it had just written (tfcnn's 15x15 input
 // transform ran 3-4x slower).
 static inline size_t wino_pos_floats(int blocks, size_t T) { return (size_t)blocks * T * 8 + 16; }
+
+// VCVTNEPS2BF16's bits of f: the nearest bf16 (ties to even), denormals to
+// a signed zero, NaN quiet. Integer selects, which vectorise.
+static inline uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    const uint32_t rounded = u + 0x7fffu + ((u >> 16) & 1u);  // carries into the exponent where it rounds up
+    const uint32_t nan = u | 0x00400000u, zero = u & 0x80000000u;
+    u = (u & 0x7fffffffu) > 0x7f800000u ? nan : (u & 0x7f800000u) ? rounded : zero;
+    return (uint16_t)(u >> 16);
+}
 
 // bf16 mixed precision's product, which every bf16 layer pass is made of:
 // c[i ldc + j] (i < m rows, j < n lanes) gains kr x ks pairs of bf16
@@ -162,6 +174,8 @@ typedef struct {
     // bf16 mixed precision's one product (Bf16Gemm; NULL: the portable
     // build of bf16_gemm_impl.h): the same bits from every backend.
     void (*bf16_gemm)(const Bf16Gemm *g);
+    // dst[i] = bf16_bits(src[i]) for i < n (NULL: the portable loop).
+    void (*bf16_convert)(const float *src, uint16_t *dst, size_t n);
 } Kernels;
 
 // The convolution algorithm for layers both can run (cnn_conv_select):
@@ -192,6 +206,7 @@ void gemm_small_k_avx2(int M, int N, int K, const float *A, const float *B, cons
 void dense_forward_avx2(const float *x, int rows, int IN, const float *w, int OUT, const float *bias, float *y);
 void dense_input_grad_avx2(const float *dy, int rows, int OUT, const float *w, int IN, float *dx);
 void bf16_gemm_avx2(const Bf16Gemm *g);
+void bf16_convert_avx2(const float *src, uint16_t *dst, size_t n);
 void dense_wgrad_tree_avx2(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks, int o0,
                            int n, float *dw);
 void gemm_small_k_nt_avx2(int M, int K, int N, const float *A, const float *B, float beta,
@@ -223,6 +238,7 @@ void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, in
 
 // ---------------------------------------------------------------- x86-64 AVX-512 + AVX512-BF16
 void bf16_gemm_avx512bf16(const Bf16Gemm *g);
+void bf16_convert_avx512bf16(const float *src, uint16_t *dst, size_t n);
 
 // ---------------------------------------------------------------- OpenBLAS
 // The core OpenBLAS should be switched to, or NULL to leave it as it is

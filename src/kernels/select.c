@@ -46,7 +46,8 @@ static const Kernels backends[] = {
      .summary = "the avx2 kernels for fp32; bf16 products on AVX512-BF16's VDPBF16PS, 12 x 32 tiles",
      .cpu_supports = has_avx512_bf16,
      AVX2_FP32_KERNELS,
-     .bf16_gemm = bf16_gemm_avx512bf16},
+     .bf16_gemm = bf16_gemm_avx512bf16,
+     .bf16_convert = bf16_convert_avx512bf16},
 #endif
 #if CNN_X86_KERNELS
     {.name = "avx2",
@@ -54,7 +55,8 @@ static const Kernels backends[] = {
                 "small-K GEMMs for first convolutions, im2col + OpenBLAS for the rest",
      .cpu_supports = cpu_has_avx2_fma,
      AVX2_FP32_KERNELS,
-     .bf16_gemm = bf16_gemm_avx2},
+     .bf16_gemm = bf16_gemm_avx2,
+     .bf16_convert = bf16_convert_avx2},
 #endif
     {.name = "reference",
      .summary = "im2col + OpenBLAS for every convolution, portable C",

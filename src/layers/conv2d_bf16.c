@@ -69,6 +69,10 @@ static size_t fwd_x_size(const Conv2d *l, const Geo *g) {
     return r16((size_t)g->S * g->S * g->Cp2 * g->xplane);
 }
 static size_t fwd_out_size(const Conv2d *l, const Geo *g) { return r16((size_t)g->Mf * l->OC); }
+// An image (or an output gradient) converted to bf16 whole, before packing.
+static size_t u16_size(size_t n) { return r16((n + 1) / 2); }
+static size_t in_u16_size(const Conv2d *l) { return u16_size((size_t)l->C * l->H * l->W); }
+static size_t dy_u16_size(const Conv2d *l) { return u16_size((size_t)l->OC * l->OH * l->OW); }
 static size_t bwd_x_size(const Conv2d *l, const Geo *g) {
     return r16(((size_t)g->S * g->S * l->C * g->xplane + 1) / 2);
 }
@@ -93,9 +97,9 @@ static int wgrad_rows_flat(const Conv2d *l) { return l->C < 24; }
 
 size_t conv2d_bf16_scratch_size(const Conv2d *l) {
     const Geo g = geo(l);
-    const size_t fwd = fwd_x_size(l, &g) + fwd_out_size(l, &g) + outer_size(l, &g);
+    const size_t fwd = fwd_x_size(l, &g) + fwd_out_size(l, &g) + outer_size(l, &g) + in_u16_size(l);
     const size_t bwd = bwd_x_size(l, &g) + bwd_dy_size(l, &g) + bwd_z_size(l, &g) + bwd_out_size(l, &g) +
-                       outer_size(l, &g) + rows_size(l, &g);
+                       outer_size(l, &g) + rows_size(l, &g) + in_u16_size(l) + dy_u16_size(l);
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -104,12 +108,22 @@ static size_t dx_w_size(const Conv2d *l, const Geo *g) { return r16(panels(l->C)
 
 size_t conv2d_bf16_packed_size(const Conv2d *l) {
     const Geo g = geo(l);
+    const size_t w16 = u16_size((size_t)l->OC * l->C * g.taps);
     const size_t fwd = fwd_w_size(l, &g) + r16((size_t)l->OC), dx = dx_w_size(l, &g);
-    return fwd > dx ? fwd : dx;
+    return (fwd > dx ? fwd : dx) + w16;
 }
 
-static float weight(const Conv2d *l, int oc, int c, int t) {
-    return oc < l->OC && c < l->C ? l->w[((size_t)oc * l->C + c) * l->KH * l->KW + t] : 0.0f;
+// The weights in bf16 (w16: l->w converted), zero outside.
+static uint32_t weight(const Conv2d *l, const uint16_t *w16, int oc, int c, int t) {
+    return oc < l->OC && c < l->C ? w16[((size_t)oc * l->C + c) * l->KH * l->KW + t] : 0u;
+}
+static uint32_t pair16(uint32_t even, uint32_t odd) { return even | odd << 16; }
+
+// l->w in bf16 at the end of the packed weights (packed_floats before it).
+static const uint16_t *weights_u16(const Conv2d *l, float *packed, size_t packed_floats) {
+    uint16_t *w16 = (uint16_t *)(packed + packed_floats);
+    bf16_bits_array(l->w, w16, (size_t)l->OC * l->C * l->KH * l->KW);
+    return w16;
 }
 
 // The padded input of one image (C,H,W) as S x S phase planes: element
@@ -123,8 +137,9 @@ static void phase_columns(const Conv2d *l, const Geo *g, int b, int *c0, int *c1
     while (*c1 < g->Ws && *c1 * g->S + b - l->P < l->W) (*c1)++;
 }
 
-// pairs: 32-bit pairs of channels (2p, 2p + 1), else 16-bit single channels.
-static void pack_x(const Conv2d *l, const Geo *g, const float *x, int pairs, void *dst) {
+// x16: the image in bf16. pairs: 32-bit pairs of channels (2p, 2p + 1),
+// else 16-bit single channels.
+static void pack_x(const Conv2d *l, const Geo *g, const uint16_t *x, int pairs, void *dst) {
     const size_t hw = (size_t)l->H * l->W, esize = pairs ? sizeof(uint32_t) : sizeof(uint16_t);
     const int S = g->S, planes = pairs ? g->Cp2 : l->C;
     for (int a = 0; a < S; a++)
@@ -133,22 +148,26 @@ static void pack_x(const Conv2d *l, const Geo *g, const float *x, int pairs, voi
             phase_columns(l, g, b, &c0, &c1);
             for (int p = 0; p < planes; p++) {
                 char *plane = (char *)dst + ((size_t)(a * S + b) * planes + p) * g->xplane * esize;
-                const float *x0 = x + (size_t)(pairs ? 2 * p : p) * hw, *x1 = x0 + hw;
+                const uint16_t *x0 = x + (size_t)(pairs ? 2 * p : p) * hw, *x1 = x0 + hw;
                 const int odd = pairs && 2 * p + 1 < l->C;
                 for (int r = 0; r <= g->Hs; r++) {
                     const int ih = r * S + a - l->P;
                     char *row = plane + (size_t)r * g->Ws * esize;
                     memset(row, 0, g->Ws * esize);
                     if (ih < 0 || ih >= l->H) continue;
-                    const float *s0 = x0 + (size_t)ih * l->W + (c0 * S + b - l->P), *s1 = x1 + (s0 - x0);
-                    uint32_t *r32 = (uint32_t *)row;
-                    uint16_t *r16 = (uint16_t *)row;
-                    if (odd)
-                        for (int c = c0; c < c1; c++) r32[c] = bf16_pair(s0[(c - c0) * S], s1[(c - c0) * S]);
+                    const uint16_t *s0 = x0 + (size_t)ih * l->W + (c0 * S + b - l->P), *s1 = x1 + (s0 - x0);
+                    uint32_t *r32 = (uint32_t *)row + c0;
+                    uint16_t *r16 = (uint16_t *)row + c0;
+                    const int n = c1 - c0;
+                    if (S == 1 && !pairs) memcpy(r16, s0, (size_t)n * sizeof *r16);
+                    else if (S == 1 && odd)
+                        for (int c = 0; c < n; c++) r32[c] = pair16(s0[c], s1[c]);
+                    else if (odd)
+                        for (int c = 0; c < n; c++) r32[c] = pair16(s0[c * S], s1[c * S]);
                     else if (pairs)
-                        for (int c = c0; c < c1; c++) r32[c] = bf16_bits(s0[(c - c0) * S]);
+                        for (int c = 0; c < n; c++) r32[c] = s0[c * S];
                     else
-                        for (int c = c0; c < c1; c++) r16[c] = bf16_bits(s0[(c - c0) * S]);
+                        for (int c = 0; c < n; c++) r16[c] = s0[c * S];
                 }
             }
         }
@@ -181,11 +200,13 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
     // Lanes: panels of 32 output channels, pair (t, cp) = channels 2cp, 2cp+1 of tap t.
     uint32_t *wb = (uint32_t *)ws->packed;
     float *bias = ws->packed + fwd_w_size(l, &g);
+    const uint16_t *w16 = weights_u16(l, ws->packed, fwd_w_size(l, &g) + r16((size_t)OC));
+#pragma omp parallel for schedule(static) if ((size_t)OC * kp >= CNN_PAR_MIN_WORK / 16)
     for (size_t oc = 0; oc < panels(OC) * BF16_LANES; oc++)
         for (int t = 0; t < g.taps; t++)
             for (int cp = 0; cp < g.Cp2; cp++)
                 wb[((oc / BF16_LANES) * kp + (size_t)t * g.Cp2 + cp) * BF16_LANES + oc % BF16_LANES] =
-                    bf16_pair(weight(l, (int)oc, 2 * cp, t), weight(l, (int)oc, 2 * cp + 1, t));
+                    pair16(weight(l, w16, (int)oc, 2 * cp, t), weight(l, w16, (int)oc, 2 * cp + 1, t));
     // DAZ on the bias, and +0 for -0 (see the contract's zeros)
     for (int oc = 0; oc < OC; oc++) bias[oc] = l->has_bias ? bf16_step(l->b[oc], 0.0f, 0.0f) + 0.0f : 0.0f;
     const int nchunks = ws_chunks(ws, B);
@@ -195,12 +216,14 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
         uint32_t *xq = (uint32_t *)base;
         float *out = base + fwd_x_size(l, &g);
         ptrdiff_t *outer = (ptrdiff_t *)(out + fwd_out_size(l, &g));
+        uint16_t *x16 = (uint16_t *)(out + fwd_out_size(l, &g) + outer_size(l, &g));
         for (int t = 0; t < g.taps; t++) outer[t] = 2 * tap_offset(l, &g, t, g.Cp2);
         const Bf16Gemm gm = {.m = g.Mf, .n = OC, .kr = g.taps, .ks = g.Cp2, .a = (const uint16_t *)xq,
                              .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.xplane, .a_row = 2, .b = wb,
                              .init = bias, .c = out, .ldc = (size_t)OC};
         for (int i = ws_chunk_begin(ws, B, ch); i < ws_chunk_begin(ws, B, ch + 1); i++) {
-            pack_x(l, &g, x + (size_t)i * in_size, 1, xq);
+            bf16_bits_array(x + (size_t)i * in_size, x16, in_size);
+            pack_x(l, &g, x16, 1, xq);
             bf16_gemm(&gm);
             float *yi = conv2d_image_out(l, y, i, ws, ch);
             for (int oh = 0; oh < l->OH; oh++)
@@ -213,38 +236,44 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
 // ---------------------------------------------------------------- backward
 // One image's output gradient for the weight gradient: lanes of 32 output
 // channels, pair (oh, j) = pixels 2j, 2j+1 of output row oh.
-static void pack_dy_rows(const Conv2d *l, const Geo *g, const float *dy, uint32_t *dyb) {
+static void pack_dy_rows(const Conv2d *l, const Geo *g, const uint16_t *dy, uint32_t *dyb) {
     const size_t kp = (size_t)l->OH * g->PW, N = (size_t)l->OH * l->OW;
     memset(dyb, 0, sizeof(uint32_t) * panels(l->OC) * kp * BF16_LANES);  // odd widths' and channels' padding
     for (int oh = 0; oh < l->OH; oh++)
         for (int j0 = 0; j0 < g->PW; j0 += 8) {  // eight pairs a block: reads and writes stay in L1
             const int j1 = j0 + 8 < g->PW ? j0 + 8 : g->PW;
             for (int oc = 0; oc < l->OC; oc++) {
-                const float *row = dy + (size_t)oc * N + (size_t)oh * l->OW;
+                const uint16_t *row = dy + (size_t)oc * N + (size_t)oh * l->OW;
                 uint32_t *d = dyb + ((size_t)(oc / BF16_LANES) * kp + (size_t)oh * g->PW) * BF16_LANES + oc % BF16_LANES;
-                for (int j = j0; j < j1; j++)
-                    d[(size_t)j * BF16_LANES] = bf16_pair(row[2 * j], 2 * j + 1 < l->OW ? row[2 * j + 1] : 0.0f);
+                const int whole = j1 < l->OW / 2 ? j1 : l->OW / 2;  // pairs with both pixels
+                int j = j0;
+                for (; j < whole; j++) memcpy(d + (size_t)j * BF16_LANES, row + 2 * j, sizeof *d);
+                for (; j < j1; j++) d[(size_t)j * BF16_LANES] = row[2 * j];
             }
         }
 }
 
 // One image's output gradient, channel pairs, dilated by the stride and
 // padded: dy (qh, qw) at (qh S + KH - 1 - P, qw S + KW - 1 - P).
-static void pack_dy_dilated(const Conv2d *l, const Geo *g, const float *dy, uint32_t *z) {
+static void pack_dy_dilated(const Conv2d *l, const Geo *g, const uint16_t *dy, uint32_t *z) {
     const size_t N = (size_t)l->OH * l->OW;
+    const int S = l->S, ch = l->KW - 1 - l->P;
+    int q0 = 0, q1 = l->OW;  // the columns that land inside the plane
+    while (q0 < q1 && q0 * S + ch < 0) q0++;
+    while (q1 > q0 && (q1 - 1) * S + ch >= g->Wz) q1--;
     memset(z, 0, sizeof(uint32_t) * g->OCp2 * g->zplane);
     for (int op = 0; op < g->OCp2; op++) {
-        const float *d0 = dy + (size_t)2 * op * N;
+        const uint16_t *d0 = dy + (size_t)2 * op * N, *d1 = d0 + N;
         const int odd = 2 * op + 1 < l->OC;
         for (int qh = 0; qh < l->OH; qh++) {
-            const int r = qh * l->S + l->KH - 1 - l->P;
+            const int r = qh * S + l->KH - 1 - l->P;
             if (r < 0 || r >= g->Hz) continue;
-            for (int qw = 0; qw < l->OW; qw++) {
-                const int c = qw * l->S + l->KW - 1 - l->P;
-                if (c < 0 || c >= g->Wz) continue;
-                const size_t q = (size_t)qh * l->OW + qw;
-                z[(size_t)op * g->zplane + (size_t)r * g->Wz + c] = bf16_pair(d0[q], odd ? d0[N + q] : 0.0f);
-            }
+            const size_t q = (size_t)qh * l->OW;
+            uint32_t *zr = z + (size_t)op * g->zplane + (size_t)r * g->Wz;
+            if (odd)
+                for (int qw = q0; qw < q1; qw++) zr[qw * S + ch] = pair16(d0[q + qw], d1[q + qw]);
+            else
+                for (int qw = q0; qw < q1; qw++) zr[qw * S + ch] = d0[q + qw];
         }
     }
 }
@@ -260,12 +289,15 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
     // The input gradient's lanes: panels of 32 input channels, pair (t, op)
     // = output channels 2op, 2op+1 of tap t.
     uint32_t *wd = (uint32_t *)ws->packed;
-    if (dx)
+    if (dx) {
+        const uint16_t *w16 = weights_u16(l, ws->packed, dx_w_size(l, &g));
+#pragma omp parallel for schedule(static) if ((size_t)C * kp >= CNN_PAR_MIN_WORK / 16)
         for (size_t c = 0; c < panels(C) * BF16_LANES; c++)
             for (size_t t = 0; t < taps; t++)
                 for (int op = 0; op < g.OCp2; op++)
                     wd[((c / BF16_LANES) * kp + t * g.OCp2 + op) * BF16_LANES + c % BF16_LANES] =
-                        bf16_pair(weight(l, 2 * op, (int)c, (int)t), weight(l, 2 * op + 1, (int)c, (int)t));
+                        pair16(weight(l, w16, 2 * op, (int)c, (int)t), weight(l, w16, 2 * op + 1, (int)c, (int)t));
+    }
     const int nchunks = ws_chunks(ws, B);
 #pragma omp parallel for schedule(dynamic) if ((size_t)B * OC * C * taps * N >= CNN_PAR_MIN_WORK)
     for (int ch = 0; ch < nchunks; ch++) {
@@ -276,14 +308,17 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
         float *out = (float *)(z + bwd_z_size(l, &g)), *zeros = out + r16((size_t)g.Md * C);
         ptrdiff_t *outer = (ptrdiff_t *)(out + bwd_out_size(l, &g));
         ptrdiff_t *rows = (ptrdiff_t *)(out + bwd_out_size(l, &g) + outer_size(l, &g));
+        uint16_t *x16 = (uint16_t *)((float *)rows + rows_size(l, &g)), *dy16 = x16 + 2 * in_u16_size(l);
         float *pdw = ws->partial + (size_t)ch * stride, *pdb = pdw + nw;
         memset(pdw, 0, sizeof(float) * (nw + (size_t)OC));
         memset(zeros, 0, sizeof(float) * (size_t)C);
         for (int i = ws_chunk_begin(ws, B, ch); i < ws_chunk_begin(ws, B, ch + 1); i++) {
             const float *dyi = conv2d_image_dy(l, dy, i, ws, ch);
             // Weight gradient: rows (t, c) in (KH,KW,C,OC), one product a tap.
-            pack_x(l, &g, x + (size_t)i * in_size, 0, xs);
-            pack_dy_rows(l, &g, dyi, dyb);
+            bf16_bits_array(x + (size_t)i * in_size, x16, in_size);
+            bf16_bits_array(dyi, dy16, (size_t)OC * N);
+            pack_x(l, &g, x16, 0, xs);
+            pack_dy_rows(l, &g, dy16, dyb);
             for (int oh = 0; oh < l->OH; oh++) outer[oh] = (ptrdiff_t)oh * g.Ws;
             if (wgrad_rows_flat(l)) {
                 for (int t = 0; t < g.taps; t++)
@@ -302,7 +337,7 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
             if (l->has_bias) conv2d_bias_grad(dyi, OC, (size_t)N, pdb);
             if (!dx) continue;
             // Input gradient: rows the input pixels (W + KW - 1 a row).
-            pack_dy_dilated(l, &g, dyi, z);
+            pack_dy_dilated(l, &g, dy16, z);
             for (int t = 0; t < g.taps; t++) {
                 const int kh = t / l->KW, kw = t % l->KW;
                 outer[t] = 2 * ((ptrdiff_t)(l->KH - 1 - kh) * g.Wz + (l->KW - 1 - kw));
