@@ -47,6 +47,7 @@ typedef struct {
     size_t zplane;
     int Mf, Md;     // rows of the forward and input-gradient products
     int PW;         // pixel pairs in an output row
+    int G;          // images of one weight-gradient product
 } Geo;
 
 static Geo geo(const Conv2d *l) {
@@ -60,6 +61,12 @@ static Geo geo(const Conv2d *l) {
     g.Mf = l->OH * g.Ws;
     g.Md = l->H * g.Wz;
     g.PW = (l->OW + 1) / 2;
+    // Small planes: several images' pairs a product, so that each pass over
+    // the sums (C x OC floats a tap) takes 96 pairs or more (7x7 planes ran
+    // their weight gradient at 41% of the peak one image a product).
+    const int pairs = l->OH * g.PW;
+    g.G = (96 + pairs - 1) / pairs;
+    if (g.G > 16) g.G = 16;
     return g;
 }
 
@@ -73,17 +80,21 @@ static size_t fwd_out_size(const Conv2d *l, const Geo *g) { return r16((size_t)g
 static size_t u16_size(size_t n) { return r16((n + 1) / 2); }
 static size_t in_u16_size(const Conv2d *l) { return u16_size((size_t)l->C * l->H * l->W); }
 static size_t dy_u16_size(const Conv2d *l) { return u16_size((size_t)l->OC * l->OH * l->OW); }
-static size_t bwd_x_size(const Conv2d *l, const Geo *g) {
-    return r16(((size_t)g->S * g->S * l->C * g->xplane + 1) / 2);
+// An image's phase planes in the weight gradient's product (16-bit units).
+static size_t bwd_x_image(const Conv2d *l, const Geo *g) {
+    return 2 * r16(((size_t)g->S * g->S * l->C * g->xplane + 1) / 2);
 }
-static size_t bwd_dy_size(const Conv2d *l, const Geo *g) { return r16(panels(l->OC) * l->OH * g->PW * BF16_LANES); }
+static size_t bwd_x_size(const Conv2d *l, const Geo *g) { return (size_t)g->G * bwd_x_image(l, g) / 2; }
+static size_t bwd_dy_size(const Conv2d *l, const Geo *g) {
+    return r16(panels(l->OC) * g->G * l->OH * g->PW * BF16_LANES);
+}
 static size_t bwd_z_size(const Conv2d *l, const Geo *g) {
     (void)l;
     return r16((size_t)g->OCp2 * g->zplane);
 }
 static size_t bwd_out_size(const Conv2d *l, const Geo *g) { return r16((size_t)g->Md * l->C) + r16((size_t)l->C); }
 static size_t outer_size(const Conv2d *l, const Geo *g) {
-    return r16(2 * (size_t)imax(g->taps, l->OH) * sizeof(ptrdiff_t) / sizeof(float));
+    return r16(2 * (size_t)imax(g->taps, g->G * l->OH) * sizeof(ptrdiff_t) / sizeof(float));
 }
 
 static size_t rows_size(const Conv2d *l, const Geo *g) {
@@ -234,11 +245,12 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
 }
 
 // ---------------------------------------------------------------- backward
-// One image's output gradient for the weight gradient: lanes of 32 output
-// channels, pair (oh, j) = pixels 2j, 2j+1 of output row oh.
-static void pack_dy_rows(const Conv2d *l, const Geo *g, const uint16_t *dy, uint32_t *dyb) {
-    const size_t kp = (size_t)l->OH * g->PW, N = (size_t)l->OH * l->OW;
-    memset(dyb, 0, sizeof(uint32_t) * panels(l->OC) * kp * BF16_LANES);  // odd widths' and channels' padding
+// Image j of n's output gradient for the weight gradient: lanes of 32
+// output channels, pair (j OH + oh, p) = pixels 2p, 2p+1 of output row oh
+// (the caller zeroes dyb: odd widths' and channels' padding).
+static void pack_dy_rows(const Conv2d *l, const Geo *g, const uint16_t *dy, int j_image, int n, uint32_t *dyb) {
+    const size_t kp = (size_t)n * l->OH * g->PW, N = (size_t)l->OH * l->OW;
+    dyb += (size_t)j_image * l->OH * g->PW * BF16_LANES;
     for (int oh = 0; oh < l->OH; oh++)
         for (int j0 = 0; j0 < g->PW; j0 += 8) {  // eight pairs a block: reads and writes stay in L1
             const int j1 = j0 + 8 < g->PW ? j0 + 8 : g->PW;
@@ -312,43 +324,53 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
         float *pdw = ws->partial + (size_t)ch * stride, *pdb = pdw + nw;
         memset(pdw, 0, sizeof(float) * (nw + (size_t)OC));
         memset(zeros, 0, sizeof(float) * (size_t)C);
-        for (int i = ws_chunk_begin(ws, B, ch); i < ws_chunk_begin(ws, B, ch + 1); i++) {
-            const float *dyi = conv2d_image_dy(l, dy, i, ws, ch);
-            // Weight gradient: rows (t, c) in (KH,KW,C,OC), one product a tap.
-            bf16_bits_array(x + (size_t)i * in_size, x16, in_size);
-            bf16_bits_array(dyi, dy16, (size_t)OC * N);
-            pack_x(l, &g, x16, 0, xs);
-            pack_dy_rows(l, &g, dy16, dyb);
-            for (int oh = 0; oh < l->OH; oh++) outer[oh] = (ptrdiff_t)oh * g.Ws;
+        const int i1 = ws_chunk_begin(ws, B, ch + 1);
+        for (int g0 = ws_chunk_begin(ws, B, ch); g0 < i1; g0 += g.G) {
+            const int n = i1 - g0 < g.G ? i1 - g0 : g.G;
+            memset(dyb, 0, sizeof(uint32_t) * panels(OC) * n * l->OH * g.PW * BF16_LANES);
+            for (int j = 0; j < n; j++) {
+                const int i = g0 + j;
+                const float *dyi = conv2d_image_dy(l, dy, i, ws, ch);
+                bf16_bits_array(x + (size_t)i * in_size, x16, in_size);
+                bf16_bits_array(dyi, dy16, (size_t)OC * N);
+                pack_x(l, &g, x16, 0, xs + (size_t)j * bwd_x_image(l, &g));
+                pack_dy_rows(l, &g, dy16, j, n, dyb);
+                if (l->has_bias) conv2d_bias_grad(dyi, OC, (size_t)N, pdb);
+                if (!dx) continue;
+                // Input gradient: rows the input pixels (W + KW - 1 a row).
+                pack_dy_dilated(l, &g, dy16, z);
+                for (int t = 0; t < g.taps; t++) {
+                    const int kh = t / l->KW, kw = t % l->KW;
+                    outer[t] = 2 * ((ptrdiff_t)(l->KH - 1 - kh) * g.Wz + (l->KW - 1 - kw));
+                }
+                const Bf16Gemm gm = {.m = g.Md, .n = C, .kr = g.taps, .ks = g.OCp2, .a = (const uint16_t *)z,
+                                     .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.zplane, .a_row = 2, .b = wd,
+                                     .init = zeros, .c = out, .ldc = (size_t)C};
+                bf16_gemm(&gm);
+                float *dxi = dx + (size_t)i * in_size;
+                for (int ih = 0; ih < l->H; ih++)
+                    unpack_rows(out + (size_t)ih * g.Wz * C, l->W, C, dxi + (size_t)ih * l->W, (size_t)l->H * l->W);
+            }
+            // Weight gradient of the n images: rows (t, c) in (KH,KW,C,OC),
+            // the pairs' rows (j, oh) in order.
+            for (int r = 0; r < n * l->OH; r++)
+                outer[r] = (ptrdiff_t)(r / l->OH) * (ptrdiff_t)bwd_x_image(l, &g) + (ptrdiff_t)(r % l->OH) * g.Ws;
             if (wgrad_rows_flat(l)) {
                 for (int t = 0; t < g.taps; t++)
                     for (int c = 0; c < C; c++)
                         rows[t * C + c] = tap_offset(l, &g, t, C) + (ptrdiff_t)c * (ptrdiff_t)g.xplane;
-                const Bf16Gemm gm = {.m = g.taps * C, .n = OC, .kr = l->OH, .ks = g.PW, .a = xs, .a_outer = outer,
-                                     .a_rows = rows, .a_step = 2, .b = dyb, .c = pdw, .ldc = (size_t)OC};
+                const Bf16Gemm gm = {.m = g.taps * C, .n = OC, .kr = n * l->OH, .ks = g.PW, .a = xs,
+                                     .a_outer = outer, .a_rows = rows, .a_step = 2, .b = dyb, .c = pdw,
+                                     .ldc = (size_t)OC};
                 bf16_gemm(&gm);
             } else
-            for (int t = 0; t < g.taps; t++) {
-                const Bf16Gemm gm = {.m = C, .n = OC, .kr = l->OH, .ks = g.PW, .a = xs + tap_offset(l, &g, t, C),
-                                     .a_outer = outer, .a_step = 2, .a_row = (ptrdiff_t)g.xplane, .b = dyb,
-                                     .c = pdw + (size_t)t * C * OC, .ldc = (size_t)OC};
-                bf16_gemm(&gm);
-            }
-            if (l->has_bias) conv2d_bias_grad(dyi, OC, (size_t)N, pdb);
-            if (!dx) continue;
-            // Input gradient: rows the input pixels (W + KW - 1 a row).
-            pack_dy_dilated(l, &g, dy16, z);
-            for (int t = 0; t < g.taps; t++) {
-                const int kh = t / l->KW, kw = t % l->KW;
-                outer[t] = 2 * ((ptrdiff_t)(l->KH - 1 - kh) * g.Wz + (l->KW - 1 - kw));
-            }
-            const Bf16Gemm gm = {.m = g.Md, .n = C, .kr = g.taps, .ks = g.OCp2, .a = (const uint16_t *)z,
-                                 .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.zplane, .a_row = 2, .b = wd,
-                                 .init = zeros, .c = out, .ldc = (size_t)C};
-            bf16_gemm(&gm);
-            float *dxi = dx + (size_t)i * in_size;
-            for (int ih = 0; ih < l->H; ih++)
-                unpack_rows(out + (size_t)ih * g.Wz * C, l->W, C, dxi + (size_t)ih * l->W, (size_t)l->H * l->W);
+                for (int t = 0; t < g.taps; t++) {
+                    const Bf16Gemm gm = {.m = C, .n = OC, .kr = n * l->OH, .ks = g.PW,
+                                         .a = xs + tap_offset(l, &g, t, C), .a_outer = outer, .a_step = 2,
+                                         .a_row = (ptrdiff_t)g.xplane, .b = dyb, .c = pdw + (size_t)t * C * OC,
+                                         .ldc = (size_t)OC};
+                    bf16_gemm(&gm);
+                }
         }
     }
     batch_sum(ws, ws->partial, stride, nchunks, nw + (l->has_bias ? (size_t)OC : 0));
