@@ -39,7 +39,7 @@ static void usage(FILE *f) {
             "count (fp32: the faster of its AVX2 and AVX-512 FMA loops; bf16: its VDPBF16PS\n"
             "dot products, where it has them) and SGEMM GFLOP/s of a 2048^3 product, all\n"
             "measured in the same run.\n"
-            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx2, reference.\n"
+            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx512bf16, avx2, reference.\n"
             "--conv (or CNNC_CONV) the algorithm of 3x3 convolutions: auto, direct, winograd.\n");
 }
 
