@@ -226,7 +226,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)B * o.C * o.H * o.W; i++) x[i] = cnn_rng_uniform(&r);
     for (int i = 0; i < B; i++) y[i] = (uint8_t)cnn_rng_below(&r, (uint32_t)K);
     const double flops = cnn_net_flops(net);
-    char blas[512], kinfo[256], cpu[128];
+    char blas[512], kinfo[1024], cpu[128];
     cnn_threads_init(o.threads[0]);
     if (o.kernels ? cnn_kernels_select(o.kernels) : cnn_kernels_from_env()) return 2;
     if (o.conv ? cnn_conv_select(o.conv) : cnn_conv_from_env()) return 2;

@@ -104,7 +104,7 @@ static void run_build(Run *r) {
     Options *o = r->o;
     catch_stop_signals();
     r->threads = setup_compute(o);
-    char info[512], kinfo[256];
+    char info[512], kinfo[1024];
     cnn_threads_describe(info, sizeof info);
     cnn_kernels_describe(kinfo, sizeof kinfo);
     printf("cnnc %s trainer: %s\n", CNNC_VERSION, info);
