@@ -6,8 +6,8 @@
 //  - forward: rows are output pixels, lanes output channels. The input is
 //    rounded into planes of channel pairs, zero-padded and split into
 //    S x S phases (stride S), so that a tap's inputs for consecutive output
-//    pixels are consecutive; each plane row holds Ws pixels, the output
-//    rows' last Ws - OW are computed and dropped;
+//    pixels are consecutive; the product's rows are the output pixels alone
+//    (an offset each: a plane row holds Ws >= OW pixels, the taps' reach);
 //  - input gradient: rows are input pixels, lanes input channels, the output
 //    gradient's channel pairs dilated by the stride and padded (a stride-2
 //    layer multiplies zeros three times in four);
@@ -58,8 +58,8 @@ static Geo geo(const Conv2d *l) {
     g.Hz = l->H + l->KH - 1;
     g.Wz = l->W + l->KW - 1;
     g.zplane = (size_t)(g.Hz + 1) * g.Wz;
-    g.Mf = l->OH * g.Ws;
-    g.Md = l->H * g.Wz;
+    g.Mf = l->OH * l->OW;
+    g.Md = l->H * l->W;
     g.PW = (l->OW + 1) / 2;
     // Small planes: several images' pairs a product, so that each pass over
     // the sums (C x OC floats a tap) takes 96 pairs or more (7x7 planes ran
@@ -92,13 +92,26 @@ static size_t bwd_z_size(const Conv2d *l, const Geo *g) {
     (void)l;
     return r16((size_t)g->OCp2 * g->zplane);
 }
-static size_t bwd_out_size(const Conv2d *l, const Geo *g) { return r16((size_t)g->Md * l->C) + r16((size_t)l->C); }
+static size_t bwd_out_size(const Conv2d *l, const Geo *g) {
+    return r16((size_t)g->Md * l->C) + r16((size_t)imax(l->C, l->OC));
+}
 static size_t outer_size(const Conv2d *l, const Geo *g) {
     return r16(2 * (size_t)imax(g->taps, g->G * l->OH) * sizeof(ptrdiff_t) / sizeof(float));
 }
 
 static size_t rows_size(const Conv2d *l, const Geo *g) {
     return r16(2 * (size_t)g->taps * l->C * sizeof(ptrdiff_t) / sizeof(float));
+}
+// The forward's and the input gradient's row offsets: one per pixel computed.
+static size_t pixel_rows_size(const Conv2d *l) {
+    return r16((size_t)imax(l->OH * l->OW, l->H * l->W) * sizeof(ptrdiff_t) / sizeof(float));
+}
+// Rows of a product that computes the h x w pixels of planes `width` wide:
+// pixel (r, c) reads its pairs from 2 (r width + c) on, so that the columns
+// past w, which the planes hold for the taps' reach, cost no products.
+static void pixel_rows(int h, int w, int width, ptrdiff_t *rows) {
+    for (int r = 0; r < h; r++)
+        for (int c = 0; c < w; c++) rows[(size_t)r * w + c] = 2 * ((ptrdiff_t)r * width + c);
 }
 
 // The weight gradient's rows (t, c) as one product of every tap's rows
@@ -108,9 +121,11 @@ static int wgrad_rows_flat(const Conv2d *l) { return l->C < 24; }
 
 size_t conv2d_bf16_scratch_size(const Conv2d *l) {
     const Geo g = geo(l);
-    const size_t fwd = fwd_x_size(l, &g) + fwd_out_size(l, &g) + outer_size(l, &g) + in_u16_size(l);
+    const size_t fwd =
+        fwd_x_size(l, &g) + fwd_out_size(l, &g) + outer_size(l, &g) + in_u16_size(l) + pixel_rows_size(l);
     const size_t bwd = bwd_x_size(l, &g) + bwd_dy_size(l, &g) + bwd_z_size(l, &g) + bwd_out_size(l, &g) +
-                       outer_size(l, &g) + rows_size(l, &g) + in_u16_size(l) + dy_u16_size(l);
+                       outer_size(l, &g) + rows_size(l, &g) + in_u16_size(l) + dy_u16_size(l) +
+                       pixel_rows_size(l);
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -228,17 +243,18 @@ void conv2d_bf16_forward(const Conv2d *l, const float *x, float *y, int B, Works
         float *out = base + fwd_x_size(l, &g);
         ptrdiff_t *outer = (ptrdiff_t *)(out + fwd_out_size(l, &g));
         uint16_t *x16 = (uint16_t *)(out + fwd_out_size(l, &g) + outer_size(l, &g));
+        ptrdiff_t *rows = (ptrdiff_t *)(out + fwd_out_size(l, &g) + outer_size(l, &g) + in_u16_size(l));
         for (int t = 0; t < g.taps; t++) outer[t] = 2 * tap_offset(l, &g, t, g.Cp2);
-        const Bf16Gemm gm = {.m = g.Mf, .n = OC, .kr = g.taps, .ks = g.Cp2, .a = (const uint16_t *)xq,
-                             .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.xplane, .a_row = 2, .b = wb,
+        pixel_rows(l->OH, l->OW, g.Ws, rows);
+        const Bf16Gemm gm = {.m = N, .n = OC, .kr = g.taps, .ks = g.Cp2, .a = (const uint16_t *)xq,
+                             .a_outer = outer, .a_rows = rows, .a_step = 2 * (ptrdiff_t)g.xplane, .b = wb,
                              .init = bias, .c = out, .ldc = (size_t)OC};
         for (int i = ws_chunk_begin(ws, B, ch); i < ws_chunk_begin(ws, B, ch + 1); i++) {
             bf16_bits_array(x + (size_t)i * in_size, x16, in_size);
             pack_x(l, &g, x16, 1, xq);
             bf16_gemm(&gm);
             float *yi = conv2d_image_out(l, y, i, ws, ch);
-            for (int oh = 0; oh < l->OH; oh++)
-                unpack_rows(out + (size_t)oh * g.Ws * OC, l->OW, OC, yi + (size_t)oh * l->OW, (size_t)N);
+            unpack_rows(out, N, OC, yi, (size_t)N);
             conv2d_image_done(l, yi, i);
         }
     }
@@ -321,11 +337,17 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
         ptrdiff_t *outer = (ptrdiff_t *)(out + bwd_out_size(l, &g));
         ptrdiff_t *rows = (ptrdiff_t *)(out + bwd_out_size(l, &g) + outer_size(l, &g));
         uint16_t *x16 = (uint16_t *)((float *)rows + rows_size(l, &g)), *dy16 = x16 + 2 * in_u16_size(l);
+        ptrdiff_t *drows = (ptrdiff_t *)(dy16 + 2 * dy_u16_size(l));
+        pixel_rows(l->H, l->W, g.Wz, drows);
         float *pdw = ws->partial + (size_t)ch * stride, *pdb = pdw + nw;
-        memset(pdw, 0, sizeof(float) * (nw + (size_t)OC));
-        memset(zeros, 0, sizeof(float) * (size_t)C);
-        const int i1 = ws_chunk_begin(ws, B, ch + 1);
-        for (int g0 = ws_chunk_begin(ws, B, ch); g0 < i1; g0 += g.G) {
+        memset(pdb, 0, sizeof(float) * (size_t)OC);
+        memset(zeros, 0, sizeof(float) * (size_t)imax(C, OC));
+        const int i0 = ws_chunk_begin(ws, B, ch), i1 = ws_chunk_begin(ws, B, ch + 1);
+        // The chunk's first product starts its sums from zeros (init), not
+        // from a cleared pdw: sums this large (C OC taps) live beyond L2.
+        if (i0 == i1) memset(pdw, 0, sizeof(float) * nw);
+        for (int g0 = i0; g0 < i1; g0 += g.G) {
+            const float *from = g0 == i0 ? zeros : NULL;
             const int n = i1 - g0 < g.G ? i1 - g0 : g.G;
             memset(dyb, 0, sizeof(uint32_t) * panels(OC) * n * l->OH * g.PW * BF16_LANES);
             for (int j = 0; j < n; j++) {
@@ -337,19 +359,18 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
                 pack_dy_rows(l, &g, dy16, j, n, dyb);
                 if (l->has_bias) conv2d_bias_grad(dyi, OC, (size_t)N, pdb);
                 if (!dx) continue;
-                // Input gradient: rows the input pixels (W + KW - 1 a row).
+                // Input gradient: rows the input pixels (planes W + KW - 1 wide).
                 pack_dy_dilated(l, &g, dy16, z);
                 for (int t = 0; t < g.taps; t++) {
                     const int kh = t / l->KW, kw = t % l->KW;
                     outer[t] = 2 * ((ptrdiff_t)(l->KH - 1 - kh) * g.Wz + (l->KW - 1 - kw));
                 }
                 const Bf16Gemm gm = {.m = g.Md, .n = C, .kr = g.taps, .ks = g.OCp2, .a = (const uint16_t *)z,
-                                     .a_outer = outer, .a_step = 2 * (ptrdiff_t)g.zplane, .a_row = 2, .b = wd,
+                                     .a_outer = outer, .a_rows = drows, .a_step = 2 * (ptrdiff_t)g.zplane, .b = wd,
                                      .init = zeros, .c = out, .ldc = (size_t)C};
                 bf16_gemm(&gm);
                 float *dxi = dx + (size_t)i * in_size;
-                for (int ih = 0; ih < l->H; ih++)
-                    unpack_rows(out + (size_t)ih * g.Wz * C, l->W, C, dxi + (size_t)ih * l->W, (size_t)l->H * l->W);
+                unpack_rows(out, g.Md, C, dxi, (size_t)g.Md);
             }
             // Weight gradient of the n images: rows (t, c) in (KH,KW,C,OC),
             // the pairs' rows (j, oh) in order.
@@ -360,15 +381,15 @@ void conv2d_bf16_backward(const Conv2d *l, const float *x, const float *dy, floa
                     for (int c = 0; c < C; c++)
                         rows[t * C + c] = tap_offset(l, &g, t, C) + (ptrdiff_t)c * (ptrdiff_t)g.xplane;
                 const Bf16Gemm gm = {.m = g.taps * C, .n = OC, .kr = n * l->OH, .ks = g.PW, .a = xs,
-                                     .a_outer = outer, .a_rows = rows, .a_step = 2, .b = dyb, .c = pdw,
-                                     .ldc = (size_t)OC};
+                                     .a_outer = outer, .a_rows = rows, .a_step = 2, .b = dyb, .init = from,
+                                     .c = pdw, .ldc = (size_t)OC};
                 bf16_gemm(&gm);
             } else
                 for (int t = 0; t < g.taps; t++) {
                     const Bf16Gemm gm = {.m = C, .n = OC, .kr = n * l->OH, .ks = g.PW,
                                          .a = xs + tap_offset(l, &g, t, C), .a_outer = outer, .a_step = 2,
-                                         .a_row = (ptrdiff_t)g.xplane, .b = dyb, .c = pdw + (size_t)t * C * OC,
-                                         .ldc = (size_t)OC};
+                                         .a_row = (ptrdiff_t)g.xplane, .b = dyb, .init = from,
+                                         .c = pdw + (size_t)t * C * OC, .ldc = (size_t)OC};
                     bf16_gemm(&gm);
                 }
         }
