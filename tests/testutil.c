@@ -119,6 +119,19 @@ int kernels_next(int *i) {
     return 0;
 }
 
+int kernels_use(int i) {
+    int ok;
+    const char *name = cnn_kernels_list(i, &ok);
+    if (!ok) {
+        printf("[kernels %s: this CPU lacks its features, skipped]\n", name);
+        return 0;
+    }
+    ck_assert_int_eq(cnn_kernels_select(name), CNN_OK);
+    ck_assert_str_eq(cnn_kernels_name(), name);
+    printf("[kernels %s]\n", name);
+    return 1;
+}
+
 // ---------------------------------------------------------------- synthetic data
 // Class k of K: a bright 3x3 blob at a class-specific place, in channel k % C,
 // on uniform noise. Easy to learn, impossible without looking at space and channel.

@@ -64,6 +64,10 @@ double dense_objective(void *ctx);
 // with the automatic choice restored, after the last:
 //   for (int kb = 0; kernels_next(&kb);) { ... }
 int kernels_next(int *i);
+// Selects backend i alone (for a Check loop test over 0 .. cnn_kernels_count()-1,
+// so that each backend has a timeout of its own) and prints its name; returns 0,
+// printing a "skipped" line, where this CPU cannot run it.
+int kernels_use(int i);
 
 // ---------------------------------------------------------------- training
 // Class k of K: a bright 3x3 blob at a class-specific place in channel k % C.
