@@ -139,6 +139,8 @@ typedef struct CnnNet CnnNet;
 // unknown, or (with one) if it needs more than n bytes: CNN_DESC_MAX is enough.
 #define CNN_DESC_MAX 4096
 CNN_API CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n);
+// The name of built-in model i (0, 1, ...), NULL past the last.
+CNN_API const char *cnn_builtin_model_name(int i);
 
 // Builds a sequential network from a description (a built-in name, meaning
 // 10 classes, or a layer
@@ -148,6 +150,11 @@ CNN_API CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, si
 // the layer and the shapes.
 CNN_API CnnStatus cnn_net_create(CnnNet **out, const char *desc, int C, int H, int W,
                          int max_batch, uint64_t seed);
+// Reads a layer list as cnn_net_create does, without input shapes or any
+// allocation: CNN_EFORMAT (with the message cnn_net_create would give) for
+// an unknown layer, a bad argument or bad syntax. Shapes are checked only
+// by cnn_net_create.
+CNN_API CnnStatus cnn_model_check(const char *desc);
 // Largest network cnn_net_create may allocate, in bytes (parameters, moments,
 // activations and workspaces together); bigger ones fail with CNN_ENOMEM
 // before anything is allocated. 0 (the default): 90% of physical memory.

@@ -105,6 +105,12 @@ CnnStatus model_desc_parse(const char *desc, LayerSpec *specs, int max_specs, in
     return st;
 }
 
+CnnStatus cnn_model_check(const char *desc) {
+    LayerSpec specs[CNN_MAX_LAYERS];
+    int n;
+    return model_desc_parse(desc, specs, CNN_MAX_LAYERS, &n);
+}
+
 // Names given so far and the tensors they mean (the latest wins).
 typedef struct {
     int n;

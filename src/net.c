@@ -84,6 +84,10 @@ static const struct {
                    "maxpool(3) flatten dense(%d,bias=0) mul(0.11111111)"},
 };
 
+const char *cnn_builtin_model_name(int i) {
+    return i >= 0 && i < (int)(sizeof BUILTINS / sizeof BUILTINS[0]) ? BUILTINS[i].name : NULL;
+}
+
 CnnStatus cnn_builtin_model(const char *name, int classes, char *buf, size_t n) {
     for (size_t i = 0; i < sizeof BUILTINS / sizeof BUILTINS[0]; i++)
         if (!strcmp(name, BUILTINS[i].name)) {

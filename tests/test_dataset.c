@@ -1,5 +1,6 @@
-// Data set operations: limit_train / val_split options, subsets, grayscale
-// rounding, channel statistics and argument errors of cnn_dataset_load.
+// Data set operations: limit_train / val_split / limit_test options, subsets
+// and stratified samples, image folders' classes, grayscale rounding,
+// channel statistics and argument errors of cnn_dataset_load.
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -99,6 +100,199 @@ START_TEST(test_subset) {
     ck_assert_int_eq(cnn_dataset_subset(&d, 0, 0, &s), CNN_EARG);
     ck_assert_empty(&s);
     cnn_dataset_free(&d);
+}
+END_TEST
+
+// ---------------------------------------------------------------- stratified samples
+// n images in class order (have[k] of class k), image i's first pixel i % 256
+// and second i / 256, so that an image tells where it came from.
+static void class_ordered(CnnDataset *d, const size_t *have, int K) {
+    size_t n = 0;
+    for (int k = 0; k < K; k++) n += have[k];
+    gen_dataset(d, n, 1, 1, 2);
+    d->classes = K;
+    for (int k = 0, i = 0; k < K; k++)
+        for (size_t j = 0; j < have[k]; j++, i++) {
+            d->labels[i] = (uint8_t)k;
+            d->images[2 * i] = (uint8_t)(i % 256);
+            d->images[2 * i + 1] = (uint8_t)(i / 256);
+        }
+}
+
+static size_t origin(const CnnDataset *d, size_t i) { return d->images[2 * i] + 256u * d->images[2 * i + 1]; }
+
+static void count_classes(const CnnDataset *d, size_t *got, int K) {
+    for (int k = 0; k < K; k++) got[k] = 0;
+    for (size_t i = 0; i < d->n; i++) got[d->labels[i]]++;
+}
+
+START_TEST(test_sample_stratified) {
+    const size_t have[3] = {50, 30, 20};
+    CnnDataset d, a, rest, b, rest_b;
+    class_ordered(&d, have, 3);
+    // 30 of 100: one each, then 27 in proportion to 49, 29, 19 (13.6, 8.1, 5.3): 15, 9, 6.
+    ck_assert_int_eq(cnn_dataset_sample(&d, 30, 7, &a, &rest), CNN_OK);
+    size_t got[3];
+    count_classes(&a, got, 3);
+    ck_assert_uint_eq(got[0], 15);
+    ck_assert_uint_eq(got[1], 9);
+    ck_assert_uint_eq(got[2], 6);
+    ck_assert_uint_eq(rest.n, 70);
+    // Sample and rest split the images, each in the source's order.
+    uint8_t seen[100] = {0};
+    for (size_t i = 0; i < a.n; i++) seen[origin(&a, i)]++;
+    for (size_t i = 0; i < rest.n; i++) seen[origin(&rest, i)]++;
+    for (int i = 0; i < 100; i++) ck_assert_int_eq(seen[i], 1);
+    for (size_t i = 1; i < a.n; i++) ck_assert_uint_lt(origin(&a, i - 1), origin(&a, i));
+    for (size_t i = 1; i < rest.n; i++) ck_assert_uint_lt(origin(&rest, i - 1), origin(&rest, i));
+    for (size_t i = 0; i < a.n; i++) ck_assert_int_eq(a.labels[i], d.labels[origin(&a, i)]);
+    // Not the first images of each class, and the seed decides which.
+    ck_assert_uint_ne(origin(&a, a.n - 1), 50 + 30 + 5);
+    ck_assert_int_eq(cnn_dataset_sample(&d, 30, 7, &b, &rest_b), CNN_OK);
+    ck_assert_mem_eq(a.images, b.images, 60);
+    cnn_dataset_free(&b);
+    cnn_dataset_free(&rest_b);
+    ck_assert_int_eq(cnn_dataset_sample(&d, 30, 8, &b, NULL), CNN_OK);
+    ck_assert_msg(memcmp(a.images, b.images, 60) != 0, "seeds 7 and 8 drew the same images");
+    count_classes(&b, got, 3);
+    ck_assert_uint_eq(got[0], 15);
+    cnn_dataset_free(&a);
+    cnn_dataset_free(&b);
+    cnn_dataset_free(&rest);
+    // All of them: the source itself, nothing left.
+    ck_assert_int_eq(cnn_dataset_sample(&d, 100, 1, &a, &rest), CNN_OK);
+    ck_assert_mem_eq(a.images, d.images, 200);
+    ck_assert_empty(&rest);
+    cnn_dataset_free(&a);
+    cnn_set_quiet(1);
+    ck_assert_int_eq(cnn_dataset_sample(&d, 0, 1, &a, &rest), CNN_EARG);
+    ck_assert_int_eq(cnn_dataset_sample(&d, 101, 1, &a, &rest), CNN_EARG);
+    ck_assert_empty(&a);
+    ck_assert_empty(&rest);
+    cnn_dataset_free(&d);
+}
+END_TEST
+
+START_TEST(test_sample_small_classes) {
+    // Every class gets one when there are enough for all; fewer than the
+    // classes go one each to some of them.
+    const size_t have[4] = {97, 2, 0, 1};
+    CnnDataset d, a;
+    class_ordered(&d, have, 4);
+    size_t got[4];
+    ck_assert_int_eq(cnn_dataset_sample(&d, 10, 3, &a, NULL), CNN_OK);
+    count_classes(&a, got, 4);
+    ck_assert_uint_eq(got[0], 8);
+    ck_assert_uint_eq(got[1], 1);
+    ck_assert_uint_eq(got[2], 0);
+    ck_assert_uint_eq(got[3], 1);
+    cnn_dataset_free(&a);
+    ck_assert_int_eq(cnn_dataset_sample(&d, 2, 3, &a, NULL), CNN_OK);
+    count_classes(&a, got, 4);
+    ck_assert_uint_eq(got[0] + got[1] + got[3], 2);
+    ck_assert_uint_eq(got[2], 0);
+    ck_assert_uint_le(got[1], 1);
+    ck_assert_uint_le(got[3], 1);
+    cnn_dataset_free(&a);
+    cnn_dataset_free(&d);
+}
+END_TEST
+
+// ROOT/<split>/<class>/NN.pgm: n 2x2 images a class, pixel 0 the class and
+// pixel 1 the image's number, so that an image tells where it came from.
+static void write_folder(const char *root, const char *split, int classes, int n) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", root, split);
+    mkdir(root, 0755);
+    make_dir(path);
+    for (int k = 0; k < classes; k++) {
+        snprintf(path, sizeof path, "%s/%s/%c", root, split, 'a' + k);
+        make_dir(path);
+        for (int i = 0; i < n; i++) {
+            uint8_t pgm[16] = "P5 2 2 255\n";
+            pgm[11] = (uint8_t)k, pgm[12] = (uint8_t)i, pgm[13] = 0, pgm[14] = 0;
+            snprintf(path, sizeof path, "%s/%s/%c/%02d.pgm", root, split, 'a' + k, i);
+            write_raw(path, pgm, 15);
+        }
+    }
+}
+
+START_TEST(test_folder_sampled_splits) {
+    const char *root = tmp_path("shapes");
+    write_folder(root, "train", 3, 40);
+    write_folder(root, "test", 3, 10);
+    char name[600];
+    snprintf(name, sizeof name, "folder:%s", root);
+    CnnDataset tr, va, te, tr2, va2, te2;
+    size_t got[3];
+    // The last 30 would be class c alone; each class gives 10.
+    CnnDataOptions opt = {.grayscale = 1, .val_split = 30, .limit_test = 15, .seed = 5};
+    ck_assert_int_eq(cnn_dataset_load(name, NULL, &opt, &tr, &va, &te), CNN_OK);
+    ck_assert_uint_eq(va.n, 30);
+    count_classes(&va, got, 3);
+    for (int k = 0; k < 3; k++) ck_assert_uint_eq(got[k], 10);
+    count_classes(&tr, got, 3);
+    for (int k = 0; k < 3; k++) ck_assert_uint_eq(got[k], 30);
+    count_classes(&te, got, 3);
+    for (int k = 0; k < 3; k++) ck_assert_uint_eq(got[k], 5);
+    ck_assert_int_eq(va.images[0], va.labels[0]);  // pixel 0 is the class
+    // Another seed, other images; the same seed, the same ones.
+    opt.seed = 6;
+    ck_assert_int_eq(cnn_dataset_load(name, NULL, &opt, &tr2, &va2, &te2), CNN_OK);
+    ck_assert_msg(memcmp(va.images, va2.images, 30 * 4) != 0, "seeds 5 and 6 held out the same images");
+    cnn_dataset_free(&tr2);
+    cnn_dataset_free(&va2);
+    cnn_dataset_free(&te2);
+    opt.seed = 5;
+    ck_assert_int_eq(cnn_dataset_load(name, NULL, &opt, &tr2, &va2, &te2), CNN_OK);
+    ck_assert_mem_eq(va.images, va2.images, 30 * 4);
+    ck_assert_mem_eq(tr.images, tr2.images, 90 * 4);
+    ck_assert_mem_eq(te.images, te2.images, 15 * 4);
+    cnn_dataset_free(&tr2);
+    cnn_dataset_free(&va2);
+    cnn_dataset_free(&te2);
+    cnn_dataset_free(&tr);
+    cnn_dataset_free(&va);
+    cnn_dataset_free(&te);
+    // The first 60 would be classes a and b alone.
+    opt = (CnnDataOptions){.grayscale = 1, .limit_train = 60, .seed = 5};
+    ck_assert_int_eq(cnn_dataset_load(name, NULL, &opt, &tr, &va, &te), CNN_OK);
+    count_classes(&tr, got, 3);
+    for (int k = 0; k < 3; k++) ck_assert_uint_eq(got[k], 20);
+    ck_assert_uint_eq(te.n, 30);
+    cnn_dataset_free(&tr);
+    cnn_dataset_free(&te);
+}
+END_TEST
+
+START_TEST(test_folder_empty_class) {
+    const char *root = tmp_path("shapes");
+    write_folder(root, "train", 2, 3);
+    write_folder(root, "test", 2, 1);
+    CnnDataset tr, te;
+    char name[600], empty[600];
+    snprintf(name, sizeof name, "folder:%s", root);
+    cnn_set_quiet(1);
+    // Refused, by its name, in train/ and in test/.
+    snprintf(empty, sizeof empty, "%s/train/zebra", root);
+    make_dir(empty);
+    ck_assert_error(cnn_dataset_load(name, NULL, NULL, &tr, NULL, &te), CNN_EFORMAT, empty,
+                    "class folder has no images");
+    ck_assert_empty(&tr);
+    ck_assert_empty(&te);
+    rmdir(empty);
+    snprintf(empty, sizeof empty, "%s/test/b", root);
+    char file[700];
+    snprintf(file, sizeof file, "%s/00.pgm", empty);
+    unlink(file);
+    ck_assert_error(cnn_dataset_load(name, NULL, NULL, &tr, NULL, &te), CNN_EFORMAT, empty,
+                    "class folder has no images");
+    // A class left out of test/ is fine.
+    rmdir(empty);
+    ck_assert_int_eq(cnn_dataset_load(name, NULL, NULL, &tr, NULL, &te), CNN_OK);
+    ck_assert_uint_eq(te.n, 1);
+    cnn_dataset_free(&tr);
+    cnn_dataset_free(&te);
 }
 END_TEST
 
@@ -206,6 +400,10 @@ Suite *dataset_suite(void) {
     tcase_add_test(tc, test_limit_and_val_split);
     tcase_add_test(tc, test_options_that_do_not_fit);
     tcase_add_test(tc, test_subset);
+    tcase_add_test(tc, test_sample_stratified);
+    tcase_add_test(tc, test_sample_small_classes);
+    tcase_add_test(tc, test_folder_sampled_splits);
+    tcase_add_test(tc, test_folder_empty_class);
     tcase_add_test(tc, test_grayscale_rounding);
     tcase_add_test(tc, test_channel_stats);
     tcase_add_test(tc, test_class_names_file);

@@ -34,9 +34,9 @@ same)
     for model in tfcnn "$BN"; do
         dir=data
         [ "$model" = tfcnn ] && dir=data28
-        quiet train --model "$model" --epochs 2 --checkpoint one.safetensors --data-dir "$dir"
+        quiet train --model "$model" --epochs 2 --checkpoint one.safetensors --data-dir "$dir" --overwrite
         for n in 2 4; do
-            quiet ranks "$n" --model "$model" --epochs 2 --checkpoint "np$n.safetensors" --data-dir "$dir"
+            quiet ranks "$n" --model "$model" --epochs 2 --checkpoint "np$n.safetensors" --data-dir "$dir" --overwrite
             grep -q "data-parallel: $n ranks x 1 thread" out.txt || fail "no data-parallel banner: $(cat out.txt)"
             cmp one.safetensors "np$n.safetensors" || fail "$model: $n ranks differ from one process"
             echo "ok: $model: -np $n gives one process's bytes"

@@ -64,6 +64,17 @@ usage)
     expect 2 "unknown kernels 'sse9' \(expected auto, .*reference\)" "$trainer" --data-dir data --kernels sse9
     CNNC_KERNELS=sse9 expect 2 "CNNC_KERNELS: cannot use kernels 'sse9'" "$trainer" --data-dir data
     expect 2 "unknown layer 'resnet'" "$trainer" --data-dir data --model resnet --epochs 1
+    # A mistyped model name is told apart from a description, before any data is loaded.
+    expect 2 "--model tfcn: not a built-in model \(lenet, tfcnn, vgg8bn, resnet20, airbench94\); a model description such as \"conv.*\" is also accepted" \
+        "$trainer" --data-dir data --model tfcn --epochs 1
+    grep -q "^data:" <<<"$out" && fail "data loaded before refusing --model tfcn: $out"
+    expect 2 "--model tfcn: not a built-in model" "$trainer" summary --dataset folder:nowhere --model tfcn
+    expect 2 "layer 1: unknown layer 'relz'" "$trainer" --dataset folder:nowhere --model "conv(4,3) relz flatten dense(10)"
+    grep -q "nowhere" <<<"$out" && fail "data loaded before refusing a bad model description: $out"
+    expect 0 "--overwrite +let a new run replace an existing --checkpoint" "$trainer" train --help
+    expect 0 "--limit-train N +use only N training images \(0: all, the default\)" "$trainer" train --help
+    grep -q "random images, every class in proportion" <<<"$out" || fail "--help does not say how subsets are drawn: $out"
+    grep -q "the first N" <<<"$out" || fail "--help does not say the built-in sets take the first N: $out"
     expect 2 "kernel 5x5 does not fit" "$trainer" --data-dir data --model "conv(4,5) maxpool(2) conv(4,5) flatten dense(10)"
     expect 2 "ends in 7 outputs but mnist has 10 classes" "$trainer" --data-dir data --model "flatten dense(7)"
     # summary accepts and refuses exactly what train does
@@ -131,6 +142,24 @@ PY
     train --epochs 1 >/dev/null || fail "default checkpoint run"
     "$trainer" --data-dir data --model "flatten dense(10)" --epochs 1 >/dev/null || fail "second model"
     [ "$(ls cnnc-mnist-custom-*.safetensors | wc -l)" -eq 2 ] || fail "custom models share a default file: $(ls)"
+    # No run overwrites a checkpoint unasked: refused before any data is loaded,
+    # unless it resumes or starts from that file, or with --overwrite.
+    cp a.safetensors a-kept.safetensors
+    expect 2 "--checkpoint a.safetensors: the file exists; continue its run with --resume a.safetensors, replace it with --overwrite, or give another --checkpoint" \
+        train --epochs 1 --checkpoint a.safetensors
+    grep -q "^data:" <<<"$out" && fail "data loaded before refusing an existing checkpoint: $out"
+    cmp a.safetensors a-kept.safetensors || fail "a refused run changed a.safetensors"
+    expect 2 "--checkpoint cnnc-mnist-custom-[0-9a-f]+.safetensors \(the default\): the file exists" train --epochs 1
+    expect 0 "epoch 1/1" train --epochs 1 --checkpoint a.safetensors --overwrite
+    ! cmp -s a.safetensors a-kept.safetensors || fail "--overwrite did not replace a.safetensors"
+    expect 0 "init: weights from a-kept.safetensors" train --epochs 1 --init-from a-kept.safetensors --checkpoint a-kept.safetensors
+    # The checkpoint keeps the data folder as an absolute path: eval finds it
+    # from another folder; a --data-dir given there wins.
+    mkdir -p elsewhere
+    (cd elsewhere && expect 0 "eval: $work/a.safetensors on mnist test \(100 images\)" "$trainer" eval --checkpoint "$work/a.safetensors") ||
+        exit 1
+    (cd elsewhere && expect 1 "mnist is not available in nowhere/mnist" "$trainer" eval --checkpoint "$work/a.safetensors" \
+        --data-dir nowhere) || exit 1
     # A checkpoint written by the library alone (no trainer metadata): eval
     # needs --dataset and then feeds pixels/255, as the batcher does by default.
     train --epochs 2 --no-normalize --checkpoint raw.safetensors >/dev/null || fail "--no-normalize run"
@@ -153,7 +182,9 @@ PY
     expect 2 "lib.safetensors: the checkpoint does not name its data set .*give --dataset" \
         "$trainer" eval --checkpoint lib.safetensors --data-dir data
     expect 0 "eval: lib.safetensors on mnist test .*$want" "$trainer" eval --checkpoint lib.safetensors --data-dir data --dataset mnist
-    expect 0 "digit3.png: " "$trainer" predict --checkpoint lib.safetensors data/mnist/digit3.png
+    # Such a checkpoint names no classes: predict calls them by their index.
+    expect 0 "digit3.png: [0-9] \([0-9.]+%\), [0-9] \([0-9.]+%\), [0-9] \(" "$trainer" predict --checkpoint lib.safetensors \
+        data/mnist/digit3.png
     if [ -n "$root" ] && command -v gnuplot >/dev/null; then
         expect 0 "plot-metrics: wrote run.png" "$root/tools/plot-metrics" run.csv run.png
         [ "$(head -c 4 run.png | tail -c 3)" = PNG ] || fail "run.png is not a PNG"
@@ -201,6 +232,8 @@ PY
     expect 2 "--early-stop needs --val-split N" train --epochs 2 --early-stop 2
     expect 2 "--save-best b.safetensors: give another file than --checkpoint" train --val-split 50 --save-best b.safetensors --checkpoint b.safetensors
     train --epochs 4 --val-split 100 --save-best best.safetensors --checkpoint last.safetensors | tee sb.txt >/dev/null
+    expect 2 "--save-best best.safetensors: the file exists; replace it with --overwrite, or give another --save-best" \
+        train --epochs 1 --val-split 100 --save-best best.safetensors --checkpoint sb2.safetensors
     be=$(grep -o "^epoch [0-9]/4 .* val loss [0-9.]* acc [0-9.]*" sb.txt |
          awk '{split($2, e, "/"); a = $NF + 0; if (a > best) {best = a; ep = e[1]}} END {print ep}')
     grep -aq "\"epoch\":\"$be\"" best.safetensors || fail "best.safetensors is not epoch $be: $(cat sb.txt)"
@@ -220,7 +253,7 @@ PY
         --model "flatten dense(10)" --epochs 1 --checkpoint ft2.safetensors
     # A validation split is reported as such.
     expect 0 "epoch 1/1 .* val loss" train --epochs 1 --val-split 100 --checkpoint v.safetensors
-    expect 0 "^test loss [0-9.]+ acc" train --epochs 1 --val-split 100 --checkpoint v.safetensors
+    expect 0 "^test loss [0-9.]+ acc" train --epochs 1 --val-split 100 --checkpoint v.safetensors --overwrite
     ;;
 folder)
     # Your own images: the tiny set written out as PGM files in an ImageFolder
@@ -256,7 +289,7 @@ PY
     grep -q "3x16x20, 10 classes" <<<"$out" || fail "--image-size not applied: $out"
     expect 0 "skipped 1 unreadable file" "$trainer" --dataset folder:imgs --model "$MODEL" --epochs 1 --checkpoint g.safetensors
     expect 1 "imgs/train/class5/broken.png: cannot decode image" "$trainer" --dataset folder:imgs --model "$MODEL" \
-        --epochs 1 --strict --checkpoint g.safetensors
+        --epochs 1 --strict --checkpoint g.safetensors --overwrite
     mkdir -p nosplit/a nosplit/b
     expect 1 "nosplit: an image folder needs train/ and test/ inside" "$trainer" --dataset folder:nosplit --checkpoint n.safetensors
     mkdir -p imgs/test/class99
@@ -286,6 +319,50 @@ PY
     expect 2 "--image-size: '0' is not a whole number in 1..4096" "$trainer" --dataset list:list --image-size 0x8
     echo "no-comma-here" >>list/train.csv
     expect 1 "list/train.csv:403: 'no-comma-here' is not path,label" "$trainer" --dataset list:list --checkpoint l2.safetensors
+    # The checkpoint keeps the folder's absolute path: eval finds it from elsewhere.
+    mkdir -p elsewhere
+    (cd elsewhere && expect 0 "eval: $work/f.safetensors on folder:.*/imgs test \(100 images\)" \
+        "$trainer" eval --checkpoint "$work/f.safetensors") || exit 1
+    # Three classes of 8x8 grey images told apart by brightness, 40 training
+    # and 10 test images each, read class after class.
+    python3 - shapes <<'PY' || fail "cannot write the shapes folder"
+import os, random, sys
+rng = random.Random(3)
+for split, n in (("train", 40), ("test", 10)):
+    for k, name in enumerate(("circle", "square", "triangle")):
+        d = os.path.join(sys.argv[1], split, name)
+        os.makedirs(d, exist_ok=True)
+        for i in range(n):
+            px = bytes(min(255, max(0, 40 + 90 * k + rng.randint(-20, 20))) for _ in range(64))
+            open(os.path.join(d, "%02d.pgm" % i), "wb").write(b"P5 8 8 255\n" + px)
+PY
+    SMALL="conv(4,3,pad=1) relu flatten dense(3)"
+    shapes() { "$trainer" --dataset folder:shapes --model "$SMALL" --grayscale --epochs 1 "$@"; }
+    # Subsets are seeded random images of every class, not the first or last N.
+    expect 0 "images per class: train 30-30, validation 10-10, test 10-10" shapes --val-split 30 --checkpoint v1.safetensors --threads 1
+    OMP_NUM_THREADS=3 expect 0 "images per class: train 30-30, validation 10-10" shapes --val-split 30 --checkpoint v3.safetensors
+    cmp v1.safetensors v3.safetensors || fail "--val-split: 1 and 3 threads differ"
+    expect 0 "images per class: train 30-30, validation 10-10" shapes --val-split 30 --checkpoint v4.safetensors --seed 4
+    ! cmp -s v1.safetensors v4.safetensors || fail "--val-split: seeds 1 and 4 gave the same run"
+    expect 0 "images per class: train 20-20, test 10-10" shapes --limit-train 60 --checkpoint l60.safetensors
+    expect 0 "images per class: train 40-40, test 5-5" "$trainer" eval --checkpoint l60.safetensors --limit-test 15
+    for c in circle square triangle; do
+        grep -qE "^  $c +[0-9.]+ +[0-9.]+ +[0-9.]+ +5$" <<<"$out" || fail "eval --limit-test 15: $c lacks support 5: $out"
+    done
+    # UTF-8 class names are cut at a character boundary in the tables.
+    long="xéééééééééééééé"  # 15 characters, 29 bytes
+    cp -r shapes utf
+    mv utf/train/triangle "utf/train/$long"
+    mv utf/test/triangle "utf/test/$long"
+    expect 0 "^  xééééééééééééé +[0-9.]+ " "$trainer" eval --checkpoint l60.safetensors --dataset folder:utf
+    python3 -c 'import sys; sys.stdin.buffer.read().decode("utf-8")' <<<"$out" || fail "eval cut a UTF-8 name: $out"
+    # An empty class folder is refused by name; an unreadable first image is named once.
+    mkdir shapes/train/zebra
+    expect 1 "cnnc: shapes/train/zebra: class folder has no images" shapes --checkpoint z.safetensors
+    rmdir shapes/train/zebra
+    cp data/mnist/not-an-image.png shapes/train/circle/0-broken.png
+    expect 0 "skipped 1 unreadable file" "$trainer" summary --dataset folder:shapes --model "$SMALL"
+    [ "$(grep -c "0-broken.png: cannot decode image" <<<"$out")" -eq 1 ] || fail "the broken first image is not named once: $out"
     ;;
 threads)
     expect 0 "cnnc .* trainer: 3 OpenMP threads" train --epochs 1 --threads 3 --checkpoint t3.safetensors
@@ -342,9 +419,9 @@ resume)
                 "--precision bf16 --optimizer sgd --lr 0.05" \
                 "--augment --crop-pad 2 --reflect-pad --hflip-alternate --tta-shift --warmup 40 --lr-start 0.3"; do
         # shellcheck disable=SC2086
-        train --epochs 3 $opts --checkpoint s.safetensors >/dev/null || fail "straight run: $opts"
+        train --epochs 3 $opts --checkpoint s.safetensors --overwrite >/dev/null || fail "straight run: $opts"
         # shellcheck disable=SC2086
-        train --epochs 1 $opts --checkpoint p.safetensors >/dev/null || fail "first epoch: $opts"
+        train --epochs 1 $opts --checkpoint p.safetensors --overwrite >/dev/null || fail "first epoch: $opts"
         "$trainer" --resume p.safetensors --epochs 3 --data-dir data >/dev/null || fail "resume: $opts"
         cmp s.safetensors p.safetensors || fail "resumed run differs with $opts"
         echo "ok: resume bit-identical with $opts"
@@ -374,14 +451,14 @@ resume)
     for flag in "--no-decay-bn-bias" "--label-smoothing 0.1" "--lookahead 2" "--warmup 9 --lr-start 0.5" "--drop-last" \
         "--precision bf16"; do
         # shellcheck disable=SC2086
-        train --epochs 1 $base --checkpoint b.safetensors >/dev/null || fail "base run"
+        train --epochs 1 $base --checkpoint b.safetensors --overwrite >/dev/null || fail "base run"
         # shellcheck disable=SC2086
-        train --epochs 1 $base $flag --checkpoint f.safetensors >/dev/null || fail "run with $flag"
+        train --epochs 1 $base $flag --checkpoint f.safetensors --overwrite >/dev/null || fail "run with $flag"
         ! cmp -s b.safetensors f.safetensors || fail "$flag changed nothing"
     done
     # Flip test-time augmentation: another loss, in train and in eval.
-    train --epochs 1 --log plain.csv --checkpoint b.safetensors >/dev/null || fail "run without --tta"
-    train --epochs 1 --log tta.csv --tta --checkpoint f.safetensors >/dev/null || fail "run with --tta"
+    train --epochs 1 --log plain.csv --checkpoint b.safetensors --overwrite >/dev/null || fail "run without --tta"
+    train --epochs 1 --log tta.csv --tta --checkpoint f.safetensors --overwrite >/dev/null || fail "run with --tta"
     [ "$(sed -n 2p plain.csv | cut -d, -f6)" != "$(sed -n 2p tta.csv | cut -d, -f6)" ] || fail "--tta: same eval loss"
     expect 0 "accuracy" "$trainer" eval --checkpoint f.safetensors --data-dir data --tta
     tta_loss=$(grep -oE "loss [0-9.]+" <<<"$out")
@@ -465,7 +542,7 @@ failures)
     cp good.safetensors keep.safetensors
     # Divergence: a NaN weight after step 10 (epoch 2 of 7-step epochs at batch 64).
     CNNC_FAULT_NAN_AT_STEP=10 expect 1 "training diverged at epoch 2, batch 5: loss is nan; keep.safetensors keeps the last good epoch" \
-        "$trainer" --data-dir data --model "$MODEL" --epochs 3 --checkpoint keep.safetensors
+        "$trainer" --data-dir data --model "$MODEL" --epochs 3 --checkpoint keep.safetensors --overwrite
     expect 0 "accuracy" "$trainer" eval --checkpoint keep.safetensors --data-dir data
     grep -aq '"epoch":"1"' keep.safetensors || fail "the kept checkpoint is not the epoch-1 one"
     # Unwritable output folder, and a full disk (a file size limit makes write() fail with EFBIG).
@@ -477,7 +554,7 @@ failures)
     [ -e never.safetensors ] && fail "a diverged first epoch left a checkpoint"
     cp good.safetensors full.safetensors
     (ulimit -f 8; trap '' XFSZ; exec "$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 1 \
-        --checkpoint full.safetensors) >full.out 2>&1
+        --checkpoint full.safetensors --overwrite) >full.out 2>&1
     rc=$?
     [ "$rc" -eq 1 ] || fail "disk full: exit $rc, expected 1: $(cat full.out)"
     grep -q "full.safetensors: cannot write checkpoint: File too large (the previous file, if any, is untouched)" full.out ||
@@ -539,7 +616,9 @@ crash)
             grep -aq '"batch_in_epoch":"0"' k.safetensors || fail "checkpoint after kill $kills is not at an epoch boundary"
             cmd=("$trainer" --resume k.safetensors --data-dir data)
         else
-            cmd=("$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 40 --checkpoint k.safetensors)
+            # (A run may end before its kill: the last command then runs it again.)
+            cmd=("$trainer" --data-dir data --model "$MODEL" --batch 32 --seed 7 --epochs 40 --checkpoint k.safetensors
+                --overwrite)
         fi
         [ "$kills" -ge 8 ] && break
         "${cmd[@]}" >/dev/null 2>&1 &

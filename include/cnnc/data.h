@@ -40,12 +40,18 @@ typedef struct {
 
 typedef struct {
     int grayscale;       // 1: RGB -> 1 channel, round((R+G+B)/3); no-op for 1-channel sets
-    size_t limit_train;  // > 0: keep only the first limit_train training images
-    size_t val_split;    // > 0: move the last val_split of those into the validation set
+    size_t limit_train;  // > 0: keep only the first limit_train training images (see seed)
+    size_t val_split;    // > 0: move the last val_split of those into the validation set (see seed)
     // Image folders ("folder:ROOT"): the images' height and width (0: the
     // first image's), and whether an unreadable file stops the load (else it
     // is skipped and counted in CnnDataset.skipped).
     int height, width, strict;
+    size_t limit_test;   // > 0: keep only the first limit_test test images (all if fewer; see seed)
+    // Image folders and lists are read class after class, so for them
+    // limit_train, val_split and limit_test take seeded random images instead,
+    // stratified by class (cnn_dataset_sample), each from its own stream of
+    // this seed. The other sets keep their files' order.
+    uint64_t seed;
 } CnnDataOptions;
 
 // Loads a data set by name from its own folder:
@@ -58,7 +64,7 @@ typedef struct {
 //       cnn_list_load (dir is not used); 3 channels, or 1 with grayscale.
 // dir NULL means "data/<name>". opt NULL means all defaults (zeros).
 // limit_train is applied first, then val_split; both must leave at least one
-// training image (else CNN_EARG). val may be NULL when val_split is 0, and is
+// training image (else CNN_EARG); then limit_test. val may be NULL when val_split is 0, and is
 // left empty then. The caller frees train, val and test with cnn_dataset_free.
 CNN_API CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptions *opt,
                            CnnDataset *train, CnnDataset *val, CnnDataset *test);
@@ -84,7 +90,8 @@ CNN_API CnnStatus cnn_cifar_load(const char *const *paths, int npaths, int cifar
 // An image folder in torchvision's ImageFolder layout: ROOT/train/<class>/*
 // and ROOT/test/<class>/* (PNG, JPEG, BMP, PGM/PPM). Classes are train's
 // sub-folders in byte order of their names (2..256 of them; a test class
-// folder must also be in train), files are read in byte order of their
+// folder must also be in train, and every class folder must hold a file:
+// CNN_EFORMAT names an empty one), files are read in byte order of their
 // names, hidden ones left out. Each image is converted to C channels (1 or
 // 3) and resized to H x W (H, W <= 0: the first readable image's size). A
 // file that cannot be read is named on stderr and skipped (counted in
@@ -106,6 +113,17 @@ CNN_API CnnStatus cnn_dataset_read_class_names(CnnDataset *d, const char *path);
 
 // out = images first .. first+count-1 of src (a deep copy, class names too).
 CNN_API CnnStatus cnn_dataset_subset(const CnnDataset *src, size_t first, size_t count, CnnDataset *out);
+
+// A seeded random sample of count images of src, stratified by class, and
+// (rest not NULL) the other images. Each class present gets its share of
+// count in proportion to its images (largest remainders, ties in a seeded
+// order), and at least one image when count reaches the number of classes
+// present; a class's images are drawn from the stream cnn_rng_derive(seed,
+// class, 0). Both keep src's order and class names (deep copies); rest stays
+// empty when count is src->n. CNN_EARG unless 0 < count <= src->n. The same
+// on any machine and for any thread count.
+CNN_API CnnStatus cnn_dataset_sample(const CnnDataset *src, size_t count, uint64_t seed, CnnDataset *sample,
+                                     CnnDataset *rest);
 
 // In place: 3 channels -> 1 channel, each pixel round((R+G+B)/3). 1 channel: no-op.
 // Other channel counts: CNN_ESHAPE.

@@ -25,8 +25,9 @@ char *data_path_join(const char *a, const char *b);
 // Decodes total image files into out (C x H x W each, labels[i] for
 // paths[i]), with the classes' names; unreadable files are skipped and
 // counted in out->skipped, or with strict end the load. what names the set.
+// *H, *W <= 0: the first readable image's size, which is set there.
 CnnStatus data_decode_images(const char *what, char *const *paths, const uint8_t *labels, size_t total,
-                             char *const *class_names, int classes, int C, int H, int W, int strict,
+                             char *const *class_names, int classes, int C, int *H, int *W, int strict,
                              CnnDataset *out);
 
 #endif  // CNNC_DATA_INTERNAL_H

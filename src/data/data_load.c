@@ -1,6 +1,6 @@
 // cnn_dataset_load: finds a named data set's files in its folder (the
 // layouts tools/fetch-data produces, see data/README.md), loads train and
-// test, then applies the grayscale, limit_train and val_split options.
+// test, then applies the grayscale, limit_train, val_split and limit_test options.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +138,30 @@ static CnnStatus load_cifar_set(const char *name, const char *dir, const CifarLa
 }
 
 // ---------------------------------------------------------------- options
-static CnnStatus apply_options(const CnnDataOptions *opt, CnnDataset *train, CnnDataset *val,
+// One stream of the seed per choice (1 limit_train, 2 val_split, 3 limit_test).
+static uint64_t choice_seed(uint64_t seed, uint64_t which) {
+    CnnRng r;
+    cnn_rng_derive(&r, seed, UINT64_MAX - 1, which);
+    return cnn_rng_u64(&r);
+}
+
+// d becomes count of its images: a stratified sample (sampled) or its first
+// ones; the count of files skipped while loading stays.
+static CnnStatus keep_images(CnnDataset *d, size_t count, int sampled, uint64_t seed) {
+    if (!sampled) {
+        dataset_truncate(d, count);
+        return CNN_OK;
+    }
+    CnnDataset kept;
+    CnnStatus s = cnn_dataset_sample(d, count, seed, &kept, NULL);
+    if (s != CNN_OK) return s;
+    kept.skipped = d->skipped;
+    cnn_dataset_free(d);
+    *d = kept;
+    return CNN_OK;
+}
+
+static CnnStatus apply_options(const CnnDataOptions *opt, int sampled, CnnDataset *train, CnnDataset *val,
                                CnnDataset *test) {
     CnnStatus s = CNN_OK;
     if (opt->grayscale) {
@@ -150,7 +173,8 @@ static CnnStatus apply_options(const CnnDataOptions *opt, CnnDataset *train, Cnn
         if (opt->limit_train > train->n)
             return cnn_error(CNN_EARG, "limit_train %zu exceeds the %zu training images",
                              opt->limit_train, train->n);
-        dataset_truncate(train, opt->limit_train);
+        s = keep_images(train, opt->limit_train, sampled, choice_seed(opt->seed, 1));
+        if (s != CNN_OK) return s;
     }
     if (opt->val_split > 0) {
         if (opt->val_split >= train->n)
@@ -158,9 +182,20 @@ static CnnStatus apply_options(const CnnDataOptions *opt, CnnDataset *train, Cnn
                              opt->val_split, train->n,
                              opt->limit_train ? " after limit_train" : "");
         size_t keep = train->n - opt->val_split;
-        s = cnn_dataset_subset(train, keep, opt->val_split, val);
-        if (s == CNN_OK) dataset_truncate(train, keep);
+        if (sampled) {
+            CnnDataset rest;
+            s = cnn_dataset_sample(train, opt->val_split, choice_seed(opt->seed, 2), val, &rest);
+            if (s != CNN_OK) return s;
+            rest.skipped = train->skipped;
+            cnn_dataset_free(train);
+            *train = rest;
+        } else {
+            s = cnn_dataset_subset(train, keep, opt->val_split, val);
+            if (s == CNN_OK) dataset_truncate(train, keep);
+        }
     }
+    if (s == CNN_OK && opt->limit_test > 0 && opt->limit_test < test->n)
+        s = keep_images(test, opt->limit_test, sampled, choice_seed(opt->seed, 3));
     return s;
 }
 
@@ -196,7 +231,8 @@ CnnStatus cnn_dataset_load(const char *name, const char *dir, const CnnDataOptio
                          "unknown data set '%s' (expected mnist, fashion-mnist, cifar10, "
                          "cifar100, folder:PATH or list:PATH)",
                          name);
-    if (s == CNN_OK) s = apply_options(opt, train, val, test);
+    const int own = strncmp(name, "folder:", 7) == 0 || strncmp(name, "list:", 5) == 0;  // in class order
+    if (s == CNN_OK) s = apply_options(opt, own, train, val, test);
     if (s != CNN_OK) {
         cnn_dataset_free(train);
         cnn_dataset_free(test);

@@ -60,46 +60,29 @@ static CnnStatus list_dir(const char *dir, int want_dirs, NameList *out) {
     }
     closedir(d);
     if (st) names_free(out);
-    else qsort(out->names, out->n, sizeof *out->names, name_cmp);
+    else if (out->n) qsort(out->names, out->n, sizeof *out->names, name_cmp);  // names is NULL for none
     return st;
 }
 
-// The size of the first image of the first class that decodes: the data
-// set's H x W when the caller gives none.
-static CnnStatus first_image_size(const char *split, const NameList *classes, int *H, int *W) {
-    for (size_t k = 0; k < classes->n; k++) {
-        char *dir = data_path_join(split, classes->names[k]);
-        NameList files;
-        CnnStatus st = dir ? list_dir(dir, 0, &files) : cnn_error(CNN_ENOMEM, "cannot allocate a path");
-        for (size_t i = 0; !st && i < files.n; i++) {
-            char *path = data_path_join(dir, files.names[i]);
-            if (path && cnn_image_size(path, H, W) == CNN_OK) {
-                free(path);
-                names_free(&files);
-                free(dir);
-                return CNN_OK;
-            }
-            free(path);
-        }
-        if (!st) names_free(&files);
-        free(dir);
-        if (st) return st;
-    }
-    return cnn_error(CNN_EFORMAT, "%s: no readable image in any class folder", split);
-}
-
 CnnStatus data_decode_images(const char *what, char *const *paths, const uint8_t *labels, size_t total,
-                             char *const *class_names, int classes, int C, int H, int W, int strict,
+                             char *const *class_names, int classes, int C, int *H, int *W, int strict,
                              CnnDataset *out) {
+    memset(out, 0, sizeof *out);
     if (total == 0) return cnn_error(CNN_EFORMAT, "%s: no image files", what);
-    CnnStatus st = dataset_alloc(out, what, total, C, H, W, classes);
-    if (!st) st = dataset_set_names(out, (const char *const *)class_names);
-    const size_t image = (size_t)C * H * W;
-    size_t n = 0;
+    CnnStatus st = CNN_OK;
+    size_t n = 0, skipped = 0;
     for (size_t i = 0; i < total && !st; i++) {
-        CnnStatus s = cnn_image_load(paths[i], C, H, W, out->images + n * image);
+        // Without a size, the first image that decodes gives it; files before
+        // it fail here, and are named once.
+        CnnStatus s = *H > 0 && *W > 0 ? CNN_OK : cnn_image_size(paths[i], H, W);
+        if (!s && !out->images) {
+            st = dataset_alloc(out, what, total, C, *H, *W, classes);
+            if (!st) st = dataset_set_names(out, (const char *const *)class_names);
+            if (st) break;
+        }
+        if (!s) s = cnn_image_load(paths[i], C, *H, *W, out->images + n * cnn_dataset_image_size(out));
         if (s == CNN_ENOMEM || (s && strict)) st = s;
-        else if (s) out->skipped++;
+        else if (s) skipped++;
         else out->labels[n++] = labels[i];
     }
     if (!st && n == 0) st = cnn_error(CNN_EFORMAT, "%s: none of its %zu files is a readable image", what, total);
@@ -107,15 +90,15 @@ CnnStatus data_decode_images(const char *what, char *const *paths, const uint8_t
         cnn_dataset_free(out);
         return st;
     }
-    const size_t skipped = out->skipped;
     dataset_truncate(out, n);
     out->skipped = skipped;
     return CNN_OK;
 }
 
 // One split (ROOT/train or ROOT/test) with the given classes: its files in
-// class order, then in name order within a class.
-static CnnStatus load_split(const char *split, const NameList *classes, int C, int H, int W,
+// class order, then in name order within a class (*H, *W <= 0: the first
+// readable image's size, set here).
+static CnnStatus load_split(const char *split, const NameList *classes, int C, int *H, int *W,
                             int strict, CnnDataset *out) {
     char **paths = NULL;
     uint8_t *labels = NULL;
@@ -125,7 +108,11 @@ static CnnStatus load_split(const char *split, const NameList *classes, int C, i
         char *dir = data_path_join(split, classes->names[k]);
         NameList files = {0};
         if (!dir) st = cnn_error(CNN_ENOMEM, "cannot allocate a path");
-        else if (data_dir_exists(dir)) st = list_dir(dir, 0, &files);  // a class may be absent from test
+        else if (data_dir_exists(dir)) {  // a class may be absent from test, but not empty
+            st = list_dir(dir, 0, &files);
+            if (!st && files.n == 0)
+                st = cnn_error(CNN_EFORMAT, "%s: class folder has no images; add some or remove the folder", dir);
+        }
         for (size_t i = 0; i < files.n && !st; i++, total++) {
             if (total == cap) {
                 cap = cap ? 2 * cap : 256;
@@ -177,9 +164,8 @@ CnnStatus cnn_folder_load(const char *root, int C, int H, int W, int strict, Cnn
         if (!bsearch(&test_classes.names[i], classes.names, classes.n, sizeof *classes.names, name_cmp))
             st = cnn_error(CNN_EFORMAT, "%s/%s: a test class with no folder in %s", te, test_classes.names[i], tr);
     names_free(&test_classes);
-    if (!st && (H <= 0 || W <= 0)) st = first_image_size(tr, &classes, &H, &W);
-    if (!st) st = load_split(tr, &classes, C, H, W, strict, train);
-    if (!st) st = load_split(te, &classes, C, H, W, strict, test);
+    if (!st) st = load_split(tr, &classes, C, &H, &W, strict, train);
+    if (!st) st = load_split(te, &classes, C, &H, &W, strict, test);
     if (st) {
         cnn_dataset_free(train);
         cnn_dataset_free(test);

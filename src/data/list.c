@@ -86,8 +86,8 @@ static CnnStatus label_rows(const char *csv, const Rows *r, char **names, size_t
     return CNN_OK;
 }
 
-static CnnStatus load_list(const char *csv, const Rows *r, char **names, size_t nclasses, int C, int H,
-                           int W, int strict, CnnDataset *out) {
+static CnnStatus load_list(const char *csv, const Rows *r, char **names, size_t nclasses, int C, int *H,
+                           int *W, int strict, CnnDataset *out) {
     uint8_t *labels = malloc(r->n);
     if (!labels) return cnn_error(CNN_ENOMEM, "%s: cannot hold the labels", csv);
     CnnStatus st = label_rows(csv, r, names, nclasses, labels);
@@ -119,12 +119,9 @@ CnnStatus cnn_list_load(const char *root, int C, int H, int W, int strict, CnnDa
         if (nclasses < 2 || nclasses > 256)
             st = cnn_error(CNN_EFORMAT, "%s: %zu classes; a classifier needs 2..256", tr, nclasses);
     }
-    int h = H, w = W;
-    for (size_t i = 0; !st && (h <= 0 || w <= 0) && i < rtr.n; i++)
-        if (cnn_image_size(rtr.paths[i], &h, &w) == CNN_OK) break;
-    if (!st && (h <= 0 || w <= 0)) st = cnn_error(CNN_EFORMAT, "%s: no readable image", tr);
-    if (!st) st = load_list(tr, &rtr, names, nclasses, C, h, w, strict, train);
-    if (!st) st = load_list(te, &rte, names, nclasses, C, h, w, strict, test);
+    int h = H, w = W;  // <= 0: the first readable training image's, from load_list
+    if (!st) st = load_list(tr, &rtr, names, nclasses, C, &h, &w, strict, train);
+    if (!st) st = load_list(te, &rte, names, nclasses, C, &h, &w, strict, test);
     if (st) {
         cnn_dataset_free(train);
         cnn_dataset_free(test);

@@ -1,4 +1,5 @@
 // trainer: data sets, the model and the compute setup.
+#define _XOPEN_SOURCE 700  // realpath
 #include "trainer.h"
 
 // ---------------------------------------------------------------- data and model
@@ -25,37 +26,89 @@ static void dataset_dir(const Options *o, char *buf, size_t n) {
         snprintf(buf, n, "/usr/share/datasets/fashion-mnist");
 }
 
+// An image folder or list by its absolute path, as checkpoints keep it so
+// that eval and --resume find it from any folder (as given if it does not
+// resolve; the built-in sets' names as they are).
+const char *absolute_dataset(const char *dataset, char *buf, size_t n) {
+    char abs[PATH_MAX];
+    if (!is_image_set(dataset) || !realpath(image_root(dataset), abs)) return dataset;
+    snprintf(buf, n, "%.*s%s", (int)(image_root(dataset) - dataset), dataset, abs);
+    return buf;
+}
+
+// A data set as the user reads it: an image folder or list inside the
+// current folder by its relative path.
+const char *dataset_shown(const char *dataset, char *buf, size_t n) {
+    char cwd[PATH_MAX];
+    const char *root = is_image_set(dataset) ? image_root(dataset) : NULL;
+    if (!root || root[0] != '/' || !getcwd(cwd, sizeof cwd)) return dataset;
+    const size_t k = strlen(cwd);
+    if (strncmp(root, cwd, k) || root[k] != '/' || !root[k + 1]) return dataset;
+    snprintf(buf, n, "%.*s%s", (int)(root - dataset), dataset, root + k + 1);
+    return buf;
+}
+
+// The fewest and most images a class has in d ("0-0" when empty): a class
+// missing from a split shows as a 0.
+static void class_range(const CnnDataset *d, int K, char *buf, size_t n) {
+    size_t have[256] = {0}, lo = (size_t)-1, hi = 0;
+    for (size_t i = 0; i < d->n; i++) have[d->labels[i]]++;
+    for (int k = 0; k < K && k < 256; k++) {
+        lo = have[k] < lo ? have[k] : lo;
+        hi = have[k] > hi ? have[k] : hi;
+    }
+    snprintf(buf, n, "%zu-%zu", d->n ? lo : 0, hi);
+}
+
 void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnDataset *test) {
-    char dir[1024];
+    char dir[1024], shown[1024 + 16];
     dataset_dir(o, dir, sizeof dir);
     CnnDataOptions dopt = {.grayscale = o->grayscale, .limit_train = o->limit_train, .val_split = o->val_split,
-                           .height = o->image_h, .width = o->image_w, .strict = o->strict};
+                           .height = o->image_h, .width = o->image_w, .strict = o->strict,
+                           .limit_test = o->limit_test, .seed = o->seed};
     double t0 = now();
     CnnStatus st = cnn_dataset_load(o->dataset, dir, &dopt, train, val, test);
+    const char *name = dataset_shown(o->dataset, shown, sizeof shown);
     if (is_image_set(o->dataset)) {
         check(st);
-        snprintf(dir, sizeof dir, "%s", image_root(o->dataset));
+        snprintf(dir, sizeof dir, "%s", image_root(name));
         if (train->skipped || test->skipped)
-            fprintf(stderr, "trainer: %s: skipped %zu unreadable file%s (named above; --strict stops at the first)\n",
+            fprintf(stderr, "trainer: %s: skipped %zu unreadable file%s (named above; --strict refuses the load at the first)\n",
                     dir, train->skipped + test->skipped, train->skipped + test->skipped == 1 ? "" : "s");
     } else if (st == CNN_EIO)
         die(EXIT_RUNTIME, "%s is not available in %s; get it with: tools/fetch-data %s --dir %s", o->dataset, dir,
             o->dataset, o->data_dir);
     check(st);
-    if (o->limit_test && o->limit_test < test->n) {
-        CnnDataset first;
-        check(cnn_dataset_subset(test, 0, o->limit_test, &first));
-        cnn_dataset_free(test);
-        *test = first;
-    }
     // With --json, stdout holds the JSON alone.
-    fprintf(o->json ? stderr : stdout, "data: %s from %s: %zu train, %zu %s, %zu test, %dx%dx%d, %d classes (loaded in %.2f s)\n", o->dataset, dir,
-           train->n, val->n, "validation", test->n, train->c, train->h, train->w, train->classes, now() - t0);
+    FILE *out = o->json ? stderr : stdout;
+    fprintf(out, "data: %s from %s: %zu train, %zu %s, %zu test, %dx%dx%d, %d classes (loaded in %.2f s)\n", name, dir,
+            train->n, val->n, "validation", test->n, train->c, train->h, train->w, train->classes, now() - t0);
+    char tr[48], va[48], te[48];
+    class_range(train, train->classes, tr, sizeof tr);
+    class_range(val, train->classes, va, sizeof va);
+    class_range(test, train->classes, te, sizeof te);
+    fprintf(out, "images per class: train %s%s%s, test %s\n", tr, val->n ? ", validation " : "", val->n ? va : "", te);
 }
 
 int is_builtin(const char *model) {
     char buf[CNN_DESC_MAX];
     return cnn_builtin_model(model, 10, buf, sizeof buf) == CNN_OK;
+}
+
+// --model before any data is loaded: a built-in name, or a layer list that
+// reads (its shapes are checked once the images' size is known). A single
+// word that is neither is most likely a mistyped model name.
+void check_model_text(const char *model) {
+    if (is_builtin(model) || cnn_model_check(model) == CNN_OK) return;
+    if (strspn(model, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == strlen(model)) {
+        char names[256] = "";
+        size_t len = 0;
+        for (int i = 0; cnn_builtin_model_name(i) && len < sizeof names; i++)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", cnn_builtin_model_name(i));
+        die(EXIT_USAGE, "--model %s: not a built-in model (%s); a model description such as "
+            "\"conv(32,3) relu maxpool(2) flatten dense(10)\" is also accepted", model, names);
+    }
+    check_model(CNN_EFORMAT);  // the library named the problem
 }
 
 // Threads, OpenBLAS's core and the compute kernels, before any work; a

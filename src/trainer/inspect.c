@@ -54,15 +54,20 @@ int cmd_eval(Options *o) {
                 "trainer train): give --dataset NAME", o->checkpoint);
         o->dataset = canonical_dataset(ds);
     }
+    data_dir_from_checkpoint(o, &m);
+    // --limit-test takes the run's images of an image folder (its seed) unless --seed says otherwise.
+    if (!o->set_seed && cnn_meta_get(&m, "seed")) o->seed = (uint64_t)meta_int(&m, o->checkpoint, "seed", 0, 0x7fffffffffffffffLL);
     int dc, dh, dw;
     dataset_shape(o->dataset, 0, &dc, &dh, &dw);
     o->grayscale = grey ? !strcmp(grey, "1") : C == 1 && dc == 3;
     o->image_h = H, o->image_w = W;  // image folders are read at the model's size
     CnnDataset train = {0}, val = {0}, test = {0};
     load_data(o, &train, &val, &test);
+    char shown_buf[PATH_MAX + 16];
+    const char *shown = dataset_shown(o->dataset, shown_buf, sizeof shown_buf);
     if (test.c != C || test.h != H || test.w != W || test.classes != cnn_net_num_classes(net))
         die(EXIT_USAGE, "%s: the model takes %dx%dx%d images and %d classes; %s has %dx%dx%d and %d", o->checkpoint, C, H,
-            W, cnn_net_num_classes(net), o->dataset, test.c, test.h, test.w, test.classes);
+            W, cnn_net_num_classes(net), shown, test.c, test.h, test.w, test.classes);
     const int K = test.classes;
     int64_t *cm = calloc((size_t)K * K, sizeof *cm);
     double loss, t0 = now();
@@ -74,7 +79,7 @@ int cmd_eval(Options *o) {
         cJSON *r = cJSON_CreateObject(), *names = cJSON_AddArrayToObject(r, "classes");
         cJSON *conf = cJSON_AddArrayToObject(r, "confusion");  // rows: true class, columns: predicted
         cJSON_AddStringToObject(r, "checkpoint", o->checkpoint);
-        cJSON_AddStringToObject(r, "dataset", o->dataset);
+        cJSON_AddStringToObject(r, "dataset", shown);
         cJSON_AddNumberToObject(r, "images", (double)test.n);
         cJSON_AddNumberToObject(r, "loss", loss);
         cJSON_AddNumberToObject(r, "accuracy", met.accuracy);
@@ -90,7 +95,7 @@ int cmd_eval(Options *o) {
         print_json(r);
     } else {
         printf("eval: %s on %s test (%zu images): loss %.4f accuracy %.2f%%  macro P %.4f R %.4f F1 %.4f  (%.0f img/s)\n",
-               o->checkpoint, o->dataset, test.n, loss, 100 * met.accuracy, met.macro_precision, met.macro_recall,
+               o->checkpoint, shown, test.n, loss, 100 * met.accuracy, met.macro_precision, met.macro_recall,
                met.macro_f1, test.n / secs);
         print_class_table(&met, cm, K, test.class_names);
     }
@@ -170,6 +175,7 @@ int cmd_predict(Options *o) {
 }
 
 int cmd_summary(Options *o) {
+    check_model_text(o->model);
     int C, H, W, classes = dataset_classes(o->dataset);
     dataset_shape(o->dataset, o->grayscale, &C, &H, &W);
     if (is_image_set(o->dataset)) {  // its shape and classes are its images'

@@ -84,18 +84,33 @@ void print_summary(const CnnNet *net) {
            cnn_net_num_params(net) * 4.0 / 1e6, fl);
 }
 // ---------------------------------------------------------------- reports
+// A table cell: s cut to its first `width` characters, whole UTF-8
+// characters only (printf's precision counts bytes and may split one), then
+// padded with spaces to `width` on the right (left) or the left.
+static const char *cell(const char *s, int width, int left, char *buf, size_t n) {
+    size_t end = 0;
+    int chars = 0;
+    for (; s[end]; end++)
+        if (((unsigned char)s[end] & 0xC0) != 0x80 && chars++ == width) break;  // the start of one too many
+    const int pad = chars < width ? width - chars : 0;
+    if (left) snprintf(buf, n, "%.*s%*s", (int)end, s, pad, "");
+    else snprintf(buf, n, "%*s%.*s", pad, "", (int)end, s);
+    return buf;
+}
+
 void print_class_table(const CnnMetrics *m, const int64_t *cm, int K, char **names) {
+    char c[96];
     printf("\n  %-14s %9s %9s %9s %8s\n", "class", "precision", "recall", "F1", "support");
     for (int k = 0; k < K && k < CNN_METRICS_MAX_CLASSES; k++)
-        printf("  %-14.14s %9.4f %9.4f %9.4f %8lld\n", names ? names[k] : "?", m->precision[k], m->recall[k], m->f1[k],
-               (long long)m->support[k]);
+        printf("  %s %9.4f %9.4f %9.4f %8lld\n", cell(names ? names[k] : "?", 14, 1, c, sizeof c), m->precision[k],
+               m->recall[k], m->f1[k], (long long)m->support[k]);
     printf("  %-14s %9.4f %9.4f %9.4f\n", "macro avg", m->macro_precision, m->macro_recall, m->macro_f1);
     if (K > 20) return;  // a 100x100 matrix helps nobody on a terminal
     printf("\nconfusion matrix (rows: true class, columns: predicted):\n       ");
-    for (int k = 0; k < K; k++) printf(" %5.5s", names ? names[k] : "?");
+    for (int k = 0; k < K; k++) printf(" %s", cell(names ? names[k] : "?", 5, 0, c, sizeof c));
     printf("\n");
     for (int i = 0; i < K; i++) {
-        printf("  %-5.5s", names ? names[i] : "?");
+        printf("  %s", cell(names ? names[i] : "?", 5, 1, c, sizeof c));
         for (int j = 0; j < K; j++) printf(" %5lld", (long long)cm[(size_t)i * K + j]);
         printf("\n");
     }

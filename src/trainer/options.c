@@ -21,15 +21,20 @@ static const char *HELP_TRAIN =
     "data:\n"
     "  --dataset NAME        mnist, fashion-mnist, cifar10 or cifar100 (default mnist), or\n"
     "                        folder:PATH, your own images: PATH/train/<class>/*.png and\n"
-    "                        PATH/test/<class>/*.png (PNG, JPEG, BMP, PGM/PPM; one folder per class),\n"
-    "                        or list:PATH, PATH/train.csv and PATH/test.csv of path,label lines\n"
+    "                        PATH/test/<class>/*.png (PNG, JPEG, BMP, PGM/PPM; one folder per class,\n"
+    "                        none empty), or list:PATH, PATH/train.csv and PATH/test.csv of\n"
+    "                        path,label lines\n"
     "  --data-dir DIR        folder holding <dataset>/ as tools/fetch-data lays it out (default data)\n"
+    "                        (checkpoints keep PATH and DIR as absolute paths, for eval and --resume)\n"
     "  --grayscale           colour images as one channel (mean of R, G, B)\n"
     "  --image-size HxW      image folders: resize every image to HxW (default: the first image's size)\n"
     "  --strict              image folders: stop at the first unreadable file (default: skip and count)\n"
-    "  --limit-train N       use only the first N training images\n"
-    "  --val-split N         hold out the last N training images and evaluate on them\n"
-    "  --limit-test N        evaluate on the first N test images only\n"
+    "  --limit-train N       use only N training images (0: all, the default)\n"
+    "  --val-split N         hold out N of those training images and evaluate on them\n"
+    "  --limit-test N        evaluate on N test images only (0: all, the default)\n"
+    "                        (image folders and lists: random images, every class in proportion,\n"
+    "                        drawn from --seed; the other data sets: the first N, the last N\n"
+    "                        for --val-split)\n"
     "  --tta                 evaluate each image with its mirror image (mean of the two logits)\n"
     "  --tta-shift           --tta, and the same for the image shifted a pixel up-left and down-right\n"
     "                        (weights 1/2, 1/4, 1/4; airbench94's 6 views)\n"
@@ -61,14 +66,14 @@ static const char *HELP_TRAIN =
     "  --schedule S          constant, step, cosine or linear (decay to 0 at the end; with\n"
     "                        --warmup the one-cycle triangle) (default constant)\n"
     "  --warmup N            steps of linear learning-rate warm-up (default 0)\n"
+    ;
+// (Two strings: ISO C promises string literals of up to 4095 characters.)
+static const char *HELP_TRAIN_RUN =
     "  --lr-start F          the warm-up starts at F x --lr (default 0: at lr/N)\n"
     "  --lr-end F            cosine and linear end at F x --lr (default 0)\n"
     "  --lookahead K         Lookahead: every K steps the weights and batch-norm statistics move to\n"
     "                        slow += a (fast - slow) with a = 1 - 0.95^K (step/steps)^3, and restart\n"
     "                        from there; the run ends on the slow weights (airbench94: 5)\n"
-    ;
-// (Two strings: ISO C promises string literals of up to 4095 characters.)
-static const char *HELP_TRAIN_RUN =
     "  --whiten-bias-epochs N  the whitening layers' biases (conv(...,init=whiten)) train for the\n"
     "                        first N epochs, then stay as they are (airbench94: 3; default 0: all)\n"
     "  --drop-last           each epoch leaves out its last partial batch (airbench94 does)\n"
@@ -81,9 +86,12 @@ static const char *HELP_TRAIN_RUN =
     "                        avx2 or reference (im2col + OpenBLAS); also CNNC_KERNELS=NAME\n"
     "  --conv ALGO           3x3 stride-1 convolutions: auto (default: Winograd F(4x4,3x3) where\n"
     "                        it was measured faster), direct or winograd; also CNNC_CONV=ALGO\n"
-    "  --seed S              seeds initialisation, shuffling, augmentation and dropout (default 1)\n"
+    "  --seed S              seeds initialisation, shuffling, augmentation, dropout and the image\n"
+    "                        folders' and lists' subsets (default 1)\n"
     "  --checkpoint FILE     written atomically after every epoch and on Ctrl-C\n"
-    "                        (default cnnc-<dataset>-<model>.safetensors)\n"
+    "                        (default cnnc-<dataset>-<model>.safetensors); a file that exists is\n"
+    "                        refused unless it is the --resume or --init-from file, or --overwrite\n"
+    "  --overwrite           let a new run replace an existing --checkpoint (and --save-best) file\n"
     "  --resume FILE         continue a run from its checkpoint (settings come from the file;\n"
     "                        --epochs may extend it)\n"
     "  --save-best FILE      also write the epoch with the best validation accuracy to FILE (needs --val-split)\n"
@@ -100,15 +108,18 @@ static const char *HELP_TRAIN_RUN =
 static const char *HELP_EVAL =
     "usage: trainer eval --checkpoint FILE [--dataset NAME] [--data-dir DIR] [--batch N] [--threads N]\n"
     "                    [--kernels NAME] [--conv ALGO] [--precision P] [--limit-test N] [--tta]\n"
-    "                    [--tta-shift] [--json]\n"
+    "                    [--tta-shift] [--json] [--seed S]\n"
     "\n"
-    "Evaluates a checkpoint on the test split of its data set (or --dataset): loss, accuracy,\n"
-    "macro precision, recall and F1, a per-class table and the confusion matrix. --json prints\n"
-    "them as one JSON object instead (classes, confusion rows by true class). --tta scores each\n"
-    "image by the mean of its logits and its mirror image's (horizontal-flip test-time\n"
-    "augmentation); --tta-shift adds the same for the image shifted by a pixel up-left and\n"
-    "down-right (airbench94's 6 views, weights 1/2, 1/4, 1/4). The model computes in the\n"
-    "precision it trained in (fp32 or bf16) unless --precision says otherwise.\n";
+    "Evaluates a checkpoint on the test split of its data set (or --dataset; the checkpoint keeps\n"
+    "its folder as an absolute path, which --data-dir overrides): loss, accuracy, macro precision,\n"
+    "recall and F1, a per-class table and the confusion matrix. --json prints them as one JSON\n"
+    "object instead (classes, confusion rows by true class). --tta scores each image by the mean\n"
+    "of its logits and its mirror image's (horizontal-flip test-time augmentation); --tta-shift\n"
+    "adds the same for the image shifted by a pixel up-left and down-right (airbench94's 6 views,\n"
+    "weights 1/2, 1/4, 1/4). The model computes in the precision it trained in (fp32 or bf16)\n"
+    "unless --precision says otherwise. --limit-test N evaluates N test images: of an image folder\n"
+    "or list, random ones with every class in proportion, drawn as the run did (from its --seed,\n"
+    "unless --seed is given).\n";
 
 static const char *HELP_PREDICT =
     "usage: trainer predict --checkpoint FILE [--top K] [--invert] [--json] IMAGE...\n"
@@ -230,7 +241,7 @@ void parse_args(int argc, char **argv, Options *o) {
             ranks_exit_ok();
             exit(0);
         } else if (VALUE("--dataset")) { o->dataset = canonical_dataset(val); o->set_dataset = 1; }
-        else if (VALUE("--data-dir")) o->data_dir = val;
+        else if (VALUE("--data-dir")) { o->data_dir = val; o->set_data_dir = 1; }
         else if (VALUE("--model")) { o->model = val; o->set_model = 1; }
         else if (VALUE("--epochs")) { o->epochs = (int)parse_long(flag, val, 1, 100000); o->set_epochs = 1; }
         else if (VALUE("--batch")) o->batch = (int)parse_long(flag, val, 1, 65536);
@@ -283,9 +294,10 @@ void parse_args(int argc, char **argv, Options *o) {
             o->limit_test = (size_t)parse_long(flag, val, 0, 1L << 40);
             o->set_limit_test = 1;
         }
-        else if (VALUE("--seed")) o->seed = (uint64_t)parse_long(flag, val, 0, 0x7fffffffffffffffL);
+        else if (VALUE("--seed")) { o->seed = (uint64_t)parse_long(flag, val, 0, 0x7fffffffffffffffL); o->set_seed = 1; }
         else if (VALUE("--checkpoint")) o->checkpoint = val;
         else if (VALUE("--resume")) o->resume = val;
+        else if (SWITCH("--overwrite")) o->overwrite = 1;
         else if (VALUE("--log")) o->log_path = val;
         else if (VALUE("--log-every")) o->log_every = (int)parse_long(flag, val, 1, 1000000000);
         else if (VALUE("--save-best")) o->save_best = val;

@@ -1,4 +1,5 @@
 // trainer: checkpoint metadata, the run's settings in it, and saving a run.
+#define _XOPEN_SOURCE 700  // realpath
 #include "trainer.h"
 
 // ---------------------------------------------------------------- checkpoint metadata
@@ -58,14 +59,26 @@ void class_names_meta(const CnnDataset *d, char *buf, size_t size) {
         len += (size_t)snprintf(buf + len, size - len, "%s%s", k ? "\n" : "", d->class_names ? d->class_names[k] : "?");
 }
 
-// Splits "a\nb\nc" into K names (pointers into a copy the caller frees).
+// Splits "a\nb\nc" into K names (pointers into a copy the caller frees); a
+// class the text does not name (a checkpoint written by the library alone
+// names none) is called by its index, as the data sets' default names are.
 char **split_names(const char *s, int K, char **copy) {
-    *copy = strdup(s);
+    enum { DIGITS = 12 };
+    const size_t n = strlen(s);
+    *copy = malloc(n + 1 + (size_t)K * DIGITS);
     char **names = calloc((size_t)K, sizeof *names);
-    char *p = *copy;
+    if (!*copy || !names) die(EXIT_RUNTIME, "out of memory for %d class names", K);
+    memcpy(*copy, s, n + 1);
+    char *p = n ? *copy : NULL, *spare = *copy + n + 1;
     for (int k = 0; k < K; k++) {
-        names[k] = p ? p : "?";
-        char *nl = p ? strchr(p, '\n') : NULL;
+        if (!p) {
+            snprintf(spare, DIGITS, "%d", k);
+            names[k] = spare;
+            spare += DIGITS;
+            continue;
+        }
+        names[k] = p;
+        char *nl = strchr(p, '\n');
         if (nl) *nl = 0;
         p = nl ? nl + 1 : NULL;
     }
@@ -154,9 +167,11 @@ static void run_keys_load(Options *o, const CnnMeta *m, const char *path) {
 // Restores the run's settings from a checkpoint's metadata (the file decides).
 void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
     const char *ds = need(m, path, "dataset");
-    if (o->set_dataset && strcmp(ds, o->dataset))
+    char given[PATH_MAX + 16], kept[PATH_MAX + 16];  // image sets by their absolute paths
+    if (o->set_dataset && strcmp(absolute_dataset(ds, kept, sizeof kept), absolute_dataset(o->dataset, given, sizeof given)))
         die(EXIT_USAGE, "--resume %s: the checkpoint trained on %s, not %s", path, ds, o->dataset);
-    o->dataset = canonical_dataset(ds);
+    if (!o->set_dataset) o->dataset = canonical_dataset(ds);
+    data_dir_from_checkpoint(o, m);
     o->model = need(m, path, "model");
     run_keys_load(o, m, path);
     if (cnn_schedule_parse(need(m, path, "schedule"), &o->schedule)) exit(EXIT_RUNTIME);
@@ -168,6 +183,14 @@ void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path) {
     if (!o->log_path && log && *log) o->log_path = log;
     if (!o->set_limit_test && cnn_meta_get(m, "limit_test"))
         o->limit_test = (size_t)meta_int(m, path, "limit_test", 0, 1LL << 40);
+}
+
+// The folder of the built-in data sets, as the run that wrote a checkpoint
+// had it, unless --data-dir is given or the folder is gone (then the default).
+void data_dir_from_checkpoint(Options *o, const CnnMeta *m) {
+    const char *dir = cnn_meta_get(m, "data_dir");  // absent in older checkpoints
+    struct stat sb;
+    if (!o->set_data_dir && dir && *dir && !stat(dir, &sb) && S_ISDIR(sb.st_mode)) o->data_dir = dir;
 }
 
 // The precision a checkpoint's run trained in (fp32 where it says none).
@@ -209,7 +232,10 @@ void save_run(const Options *o, const char *path, CnnNet *net, const CnnOptimize
     char mean_s[96], std_s[96];
     join_floats(mean, C, mean_s, sizeof mean_s);
     join_floats(stdv, C, std_s, sizeof std_s);
-    cnn_meta_set(&m, "dataset", "%s", o->dataset);
+    // Absolute paths: eval and --resume find the data from any folder.
+    char ds[PATH_MAX + 16], dir[PATH_MAX];
+    cnn_meta_set(&m, "dataset", "%s", absolute_dataset(o->dataset, ds, sizeof ds));
+    cnn_meta_set(&m, "data_dir", "%s", realpath(o->data_dir, dir) ? dir : o->data_dir);
     cnn_meta_set(&m, "class_names", "%s", names);
     cnn_meta_set(&m, "normalize_mean", "%s", mean_s);
     cnn_meta_set(&m, "normalize_std", "%s", std_s);

@@ -48,13 +48,32 @@ typedef struct {
     double xseconds, xbytes;  // exchange totals at the last epoch's end (data parallelism)
 } Run;
 
+// 1 if paths a and b name the same file.
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return a && b && !stat(a, &sa) && !stat(b, &sb) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+// A new run writes no checkpoint over an existing file unasked: only over
+// the one it resumes or starts from, or with --overwrite.
+static void keep_existing(const char *flag, const char *path, int is_default, const Options *o) {
+    struct stat sb;
+    if (rank_id() != 0 || o->overwrite || stat(path, &sb)) return;  // only rank 0 writes
+    if (same_file(path, o->resume) || same_file(path, o->init_from)) return;
+    const int ckpt = !strcmp(flag, "--checkpoint");
+    die(EXIT_USAGE, "%s %s%s: the file exists; %s%s%sreplace it with --overwrite, or give another %s", flag, path,
+        is_default ? " (the default)" : "", ckpt ? "continue its run with --resume " : "", ckpt ? path : "",
+        ckpt ? ", " : "", flag);
+}
+
 // Settings, output paths and the checkpoints to read, before any work: a
 // mistake here costs no data loading and no training.
 static void run_prepare(Run *r) {
     Options *o = r->o;
     if (o->resume && o->run_flag)
         die(EXIT_USAGE, "--resume %s: %s cannot change a resumed run, whose settings come from the checkpoint "
-            "(with --resume give only --epochs, --checkpoint, --log, --limit-test, --data-dir, --threads, --kernels or --conv)",
+            "(with --resume give only --epochs, --checkpoint, --log, --limit-test, --data-dir, --threads, --kernels, --conv "
+            "or --overwrite)",
             o->resume, o->run_flag);
     if (o->resume) {
         check(cnn_checkpoint_read_meta(o->resume, &r->resume_meta));
@@ -62,6 +81,7 @@ static void run_prepare(Run *r) {
         if (!o->checkpoint) o->checkpoint = o->resume;
     }
     new_run_id(o->run_id, sizeof o->run_id);
+    if (o->set_model) check_model_text(o->model);
     // Each custom model gets its own default file: one run must not
     // overwrite another's.
     if (!o->checkpoint) {
@@ -78,6 +98,7 @@ static void run_prepare(Run *r) {
     if (o->save_best && !strcmp(o->save_best, o->checkpoint))
         die(EXIT_USAGE, "--save-best %s: give another file than --checkpoint (which holds the last epoch)", o->save_best);
     check_output_path("--checkpoint", o->checkpoint);
+    keep_existing("--checkpoint", o->checkpoint, o->checkpoint == r->default_ckpt, o);
     if (o->log_path) {
         check_output_path("--log", o->log_path);
         check_log_columns("--log", o->log_path, EPOCH_LOG_HEADER);
@@ -91,6 +112,7 @@ static void run_prepare(Run *r) {
         check_log_columns("--log-every", o->step_log, STEP_LOG_HEADER);
     }
     if (o->save_best) check_output_path("--save-best", o->save_best);
+    if (o->save_best && !o->resume) keep_existing("--save-best", o->save_best, 0, o);  // a resumed run's own
     // Fine-tuning: the model of --init-from unless --model says otherwise
     // (then its weights must fit); the optimiser and schedule start anew.
     if (o->init_from) {

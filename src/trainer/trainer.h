@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,7 +59,8 @@ typedef struct {
     char **images;
     int nimages;
     // Which flags the user gave (resume keeps the checkpoint's settings otherwise).
-    int set_epochs, set_dataset, set_model, set_limit_test, set_precision;
+    int set_epochs, set_dataset, set_model, set_limit_test, set_precision, set_seed, set_data_dir;
+    int overwrite;         // a new run may replace an existing --checkpoint or --save-best file
     const char *run_flag;  // the first flag given that a resumed run takes from its checkpoint
     CnnInit init;
     char run_id[40];  // names this process's run in the logs (not kept in checkpoints: equal runs stay byte-equal)
@@ -104,7 +106,10 @@ const char *canonical_dataset(const char *name);
 int dataset_classes(const char *name);
 void dataset_shape(const char *name, int grayscale, int *C, int *H, int *W);
 void load_data(const Options *o, CnnDataset *train, CnnDataset *val, CnnDataset *test);
+const char *absolute_dataset(const char *dataset, char *buf, size_t n);  // folder:/abs/path for checkpoints
+const char *dataset_shown(const char *dataset, char *buf, size_t n);     // relative inside this folder
 int is_builtin(const char *model);
+void check_model_text(const char *model);  // before any data: exit 2 for a model that cannot be read
 int setup_compute(const Options *o);
 CnnNet *build_model(const Options *o, int classes, int C, int H, int W);
 
@@ -116,6 +121,7 @@ double meta_double(const CnnMeta *m, const char *path, const char *key, double l
 void class_names_meta(const CnnDataset *d, char *buf, size_t size);
 char **split_names(const char *s, int K, char **copy);
 void settings_from_checkpoint(Options *o, const CnnMeta *m, const char *path);
+void data_dir_from_checkpoint(Options *o, const CnnMeta *m);  // unless --data-dir
 CnnPrecision checkpoint_precision(const CnnMeta *m, const char *path);
 void run_settings_text(const Options *o, const CnnOptimizer *opt, int threads, char *buf, size_t n);
 // Writes the run's checkpoint: weights, optimiser state and everything needed
