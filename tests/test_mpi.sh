@@ -73,6 +73,9 @@ resume)
     [ "$rc" -eq 138 ] || fail "SIGUSR1: exit $rc, expected 138: $(tail -5 run.txt)"
     grep -q "trainer: stopped by SIGUSR1 at epoch [0-9]*, batch [0-9]*; checkpoint written to stop.safetensors" run.txt ||
         fail "no stop message: $(cat run.txt)"
+    heard=$(grep -c 'trainer: stopping after the current batch' run.txt)
+    [ "$heard" -eq 1 ] || fail "SIGUSR1 was announced $heard times, expected once (rank 0): $(cat run.txt)"
+    ! grep -q $'\033' run.txt || fail "the live progress line reached a redirected mpirun log: $(cat -v run.txt | head -5)"
     quiet "$trainer" --data-dir data --resume stop.safetensors
     cmp long.safetensors stop.safetensors || fail "stopped by SIGUSR1 and resumed: differs from the uninterrupted run"
     echo "ok: $(grep -o 'stopped by SIGUSR1 at epoch [0-9]*, batch [0-9]*' run.txt), resumed on 1 rank: identical"

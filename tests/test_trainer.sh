@@ -345,6 +345,12 @@ PY
     expect 0 "images per class: train 30-30, validation 10-10" shapes --val-split 30 --checkpoint v4.safetensors --seed 4
     ! cmp -s v1.safetensors v4.safetensors || fail "--val-split: seeds 1 and 4 gave the same run"
     expect 0 "images per class: train 20-20, test 10-10" shapes --limit-train 60 --checkpoint l60.safetensors
+    # The default checkpoint is a file here named after the folder, whatever path names it.
+    mkdir -p sub && mv shapes sub/shapes
+    expect 0 "checkpoint: cnnc-folder-shapes-custom-[0-9a-f]{8}.safetensors" "$trainer" --dataset folder:./sub/shapes/ \
+        --model "$SMALL" --grayscale --epochs 1 --limit-train 30
+    ls cnnc-folder-shapes-custom-*.safetensors >/dev/null || fail "no default checkpoint named after the folder"
+    mv sub/shapes shapes
     expect 0 "images per class: train 40-40, test 5-5" "$trainer" eval --checkpoint l60.safetensors --limit-test 15
     for c in circle square triangle; do
         grep -qE "^  $c +[0-9.]+ +[0-9.]+ +[0-9.]+ +5$" <<<"$out" || fail "eval --limit-test 15: $c lacks support 5: $out"

@@ -8,6 +8,7 @@
 // SIGTERM kills the ranks a moment later): each saves a checkpoint and
 // exits 128 + the signal.
 volatile sig_atomic_t stop_signal;
+static int announce_stop;  // rank 0 alone says it (mpirun passes the signal to every rank)
 
 // Says at once that the signal was heard (the batch or evaluation under way
 // finishes first, which can take seconds); write() is async-signal-safe.
@@ -15,11 +16,14 @@ static void on_stop_signal(int sig) {
     static const char msg[] = "\ntrainer: stopping after the current batch or evaluation, then saving a checkpoint "
                               "(again to stop at once)\n";
     stop_signal = sig;
-    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-    (void)w;
+    if (announce_stop) {
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+    }
 }
 
 void catch_stop_signals(void) {
+    announce_stop = rank_id() == 0;
     struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND};  // a second one kills at once
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);

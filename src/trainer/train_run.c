@@ -1,5 +1,25 @@
 // trainer train: a run in stages.
+#include <ctype.h>
+
 #include "trainer.h"
+
+// The data set's part of a default checkpoint name, one file name in the
+// current folder: "folder:data/shapes/" -> "folder-shapes", other
+// characters than letters, digits, '.', '-' and '_' as '_'.
+static void dataset_tag(const char *dataset, char *out, size_t n) {
+    const char *colon = strchr(dataset, ':');
+    size_t len = 0, k = colon ? (size_t)(colon - dataset) : strlen(dataset);
+    const char *path = colon ? colon + 1 : "";
+    size_t plen = strlen(path);
+    while (plen > 1 && path[plen - 1] == '/') plen--;  // "shapes/" names shapes
+    size_t start = plen;
+    while (start > 0 && path[start - 1] != '/') start--;
+    char joined[256];
+    snprintf(joined, sizeof joined, "%.*s%s%.*s", (int)k, dataset, colon ? "-" : "", (int)(plen - start), path + start);
+    for (const char *c = joined; *c && len + 1 < n; c++)
+        out[len++] = isalnum((unsigned char)*c) || *c == '.' || *c == '-' || *c == '_' ? *c : '_';
+    out[len] = 0;
+}
 
 // ---------------------------------------------------------------- train, in stages
 // FNV-1a: a short stable tag for a custom model's default checkpoint name.
@@ -85,10 +105,12 @@ static void run_prepare(Run *r) {
     // Each custom model gets its own default file: one run must not
     // overwrite another's.
     if (!o->checkpoint) {
+        char tag[128];
+        dataset_tag(o->dataset, tag, sizeof tag);
         if (is_builtin(o->model))
-            snprintf(r->default_ckpt, sizeof r->default_ckpt, "cnnc-%s-%s.safetensors", o->dataset, o->model);
+            snprintf(r->default_ckpt, sizeof r->default_ckpt, "cnnc-%s-%s.safetensors", tag, o->model);
         else
-            snprintf(r->default_ckpt, sizeof r->default_ckpt, "cnnc-%s-custom-%08x.safetensors", o->dataset,
+            snprintf(r->default_ckpt, sizeof r->default_ckpt, "cnnc-%s-custom-%08x.safetensors", tag,
                      (unsigned)fnv1a(o->model));
         o->checkpoint = r->default_ckpt;
     }
@@ -280,7 +302,9 @@ static void run_setup(Run *r) {
     r->y = malloc((size_t)o->batch);
     r->cm = calloc((size_t)r->train.classes * r->train.classes, sizeof *r->cm);
     if (!r->x || !r->y || !r->cm) die(EXIT_RUNTIME, "out of memory for one batch of %d images", o->batch);
-    r->tty = isatty(STDOUT_FILENO);
+    // mpirun gives each rank a terminal even when its own output goes to a
+    // file, so under a launcher the live line is left out.
+    r->tty = isatty(STDOUT_FILENO) && rank_count() == 1;
     const char *fault = getenv("CNNC_FAULT_NAN_AT_STEP");
     r->fault_step = fault ? strtol(fault, NULL, 10) : -1;
     if (o->resume && !strcmp(o->resume, o->checkpoint))
