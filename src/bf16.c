@@ -14,7 +14,10 @@ void cnn_precision_describe(CnnPrecision p, char *buf, size_t n) {
     const int has = (cpu_features() & CPU_AVX512_BF16) != 0;
     const Kernels *k = kernels();
     const int native = !strcmp(k->name, "avx512bf16");
-    if (p == CNN_PRECISION_BF16)
+    if (p == CNN_PRECISION_BF16 && k->bf16_own_sums)
+        snprintf(buf, n, "precision bf16: products of bf16 values summed in fp32 by the %s kernels (%s; "
+                 "--kernels avx512bf16 gives them)", k->name, k->bf16_own_sums);
+    else if (p == CNN_PRECISION_BF16)
         snprintf(buf, n, "precision bf16: products of bf16 values summed in fp32 %s (VDPBF16PS's arithmetic to the bit%s)",
                  native ? "on VDPBF16PS" : k->bf16_gemm ? "with AVX2 FMAs" : "in portable C",
                  native ? "" : has ? "; slower than fp32: kernels without AVX512-BF16 chosen"

@@ -41,9 +41,12 @@ START_TEST(test_select_by_name) {
     ck_assert_int_eq(cnn_kernels_select(NULL), CNN_OK);
     ck_assert_str_eq(cnn_kernels_name(), best);
     // On x86-64 the AVX2 backend is there and chosen wherever the CPU has AVX2
-    // and FMA, and the AVX512-BF16 one (built on it) where the CPU has that too.
+    // and FMA, the AVX512-BF16 one (built on it) where the CPU has that too,
+    // and the AMX one where the CPU and the OS also give this process AMX tiles.
     const unsigned bf16_cpu = CPU_AVX2 | CPU_FMA | CPU_AVX512 | CPU_AVX512_BF16;
-    if (CNN_BF16_KERNELS && (cpu_features() & bf16_cpu) == bf16_cpu) ck_assert_str_eq(best, "avx512bf16");
+    if (CNN_AMX_KERNELS && (cpu_features() & (bf16_cpu | CPU_AMX_BF16)) == (bf16_cpu | CPU_AMX_BF16))
+        ck_assert_str_eq(best, "amx");
+    else if (CNN_BF16_KERNELS && (cpu_features() & bf16_cpu) == bf16_cpu) ck_assert_str_eq(best, "avx512bf16");
     else if (CNN_X86_KERNELS && cpu_has_avx2_fma()) ck_assert_str_eq(best, "avx2");
     char buf[256];
     cnn_kernels_describe(buf, sizeof buf);

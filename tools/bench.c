@@ -1,8 +1,9 @@
 // tools/bench: training and inference throughput of a model on synthetic data
 // (so I/O does not count), a per-layer time table, thread scaling, and two
 // ceilings measured in the same run: the CPU's peak for the precision in use
-// (FP32: the faster of its AVX2 and AVX-512 FMA loops; bf16: VDPBF16PS's
-// dot products where the CPU has them, else the FP32 peak) and a large
+// (FP32: the faster of its AVX2 and AVX-512 FMA loops; bf16: the fastest of
+// those, VDPBF16PS's dot products and, where the amx kernels run, AMX's
+// TDPBF16PS tiles) and a large
 // square SGEMM.
 //
 //   bench [--model tfcnn] [--input 1x28x28] [--batch 64] [--threads 1,2] [--kernels NAME] [--conv ALGO]
@@ -36,10 +37,11 @@ static void usage(FILE *f) {
             "             [--warmup W] [--classes K] [--json] [--no-layers]\n"
             "Trains on synthetic data; prints median images/s over R repetitions of S steps,\n"
             "a per-layer forward/backward table, this CPU's peak for the precision at each thread\n"
-            "count (fp32: the faster of its AVX2 and AVX-512 FMA loops; bf16: its VDPBF16PS\n"
-            "dot products, where it has them) and SGEMM GFLOP/s of a 2048^3 product, all\n"
-            "measured in the same run.\n"
-            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, avx512bf16, avx2, reference.\n"
+            "count (fp32: the faster of its AVX2 and AVX-512 FMA loops; bf16: the fastest of\n"
+            "those, its VDPBF16PS dot products and, where the amx kernels run, AMX's TDPBF16PS\n"
+            "tiles) and SGEMM GFLOP/s of a 2048^3 product, all measured in the same run.\n"
+            "--kernels (or CNNC_KERNELS) forces a kernel backend: auto, amx, avx512bf16, avx2,\n"
+            "reference.\n"
             "--conv (or CNNC_CONV) the algorithm of 3x3 convolutions: auto, direct, winograd.\n");
 }
 
@@ -130,8 +132,9 @@ static double sgemm_gflops(int threads) {
 }
 
 // ---------------------------------------------------------------- FMA peak
-typedef enum { ISA_NONE, ISA_AVX2, ISA_AVX512, ISA_BF16, NISA } Isa;
-static const char *const isa_names[] = {"none", "AVX2 FMA", "AVX-512 FMA", "AVX512-BF16 VDPBF16PS"};
+typedef enum { ISA_NONE, ISA_AVX2, ISA_AVX512, ISA_BF16, ISA_AMX, NISA } Isa;
+static const char *const isa_names[] = {"none", "AVX2 FMA", "AVX-512 FMA", "AVX512-BF16 VDPBF16PS", "AMX-BF16 TDPBF16PS"};
+static int is_bf16(int isa) { return isa == ISA_BF16 || isa == ISA_AMX; }
 
 static int cpu_runs(Isa isa) {
 #if defined(__x86_64__)
@@ -139,6 +142,9 @@ static int cpu_runs(Isa isa) {
     if (isa == ISA_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (isa == ISA_AVX512) return __builtin_cpu_supports("avx512f");
     if (isa == ISA_BF16) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#if CNN_AMX_KERNELS
+    if (isa == ISA_AMX) return (cpu_features() & CPU_AMX_BF16) != 0;
+#endif
 #endif
     (void)isa;
     return 0;
@@ -152,6 +158,9 @@ static double fma_peak(Isa isa, int threads) {
     double (*burn)(long) = NULL;
 #if defined(__x86_64__)
     burn = isa == ISA_BF16 ? dpbf16_burn_avx512 : isa == ISA_AVX512 ? fma_burn_avx512 : fma_burn_avx2;
+#if CNN_AMX_KERNELS
+    if (isa == ISA_AMX) burn = amx_burn;
+#endif
 #endif
     if (!burn) return 0.0;
     const long iters = (long)(5e9 / burn(1));
@@ -194,7 +203,8 @@ static double precision_peak(const Result *r, CnnPrecision p, Isa *isa) {
     *isa = ISA_NONE;
     double best = 0.0;
     for (int i = ISA_AVX2; i < NISA; i++) {
-        if (i == ISA_BF16 && p != CNN_PRECISION_BF16) continue;
+        if (is_bf16(i) && p != CNN_PRECISION_BF16) continue;
+        if (i == ISA_AMX && strcmp(cnn_kernels_name(), "amx")) continue;  // the tiles' rate, where they are used
         if (r->peak[i] > best) best = r->peak[i], *isa = (Isa)i;
     }
     return best;
@@ -268,7 +278,7 @@ int main(int argc, char **argv) {
         res[ti].infer = median(reps, o.reps);
         res[ti].sgemm = sgemm_gflops(t);
         for (int isa = ISA_AVX2; isa < NISA; isa++)
-            res[ti].peak[isa] = isa == ISA_BF16 && o.precision != CNN_PRECISION_BF16 ? 0.0 : fma_peak((Isa)isa, t);
+            res[ti].peak[isa] = is_bf16(isa) && o.precision != CNN_PRECISION_BF16 ? 0.0 : fma_peak((Isa)isa, t);
         res[ti].threads = t;
         if (!o.json) {
             const double gf = 3.0 * flops * res[ti].train / 1e9, sp = res[ti].train / res[0].train;
@@ -367,10 +377,11 @@ int main(int argc, char **argv) {
             Isa w;
             printf("%s{\"threads\":%d,\"train_img_s\":%.1f,\"infer_img_s\":%.1f,\"train_gflop_s\":%.2f,"
                    "\"sgemm_gflop_s\":%.1f,\"peak_gflop_s\":%.1f,\"fma_peak_avx2_gflop_s\":%.1f,"
-                   "\"fma_peak_avx512_gflop_s\":%.1f,\"bf16_peak_gflop_s\":%.1f,\"speedup\":%.3f}",
+                   "\"fma_peak_avx512_gflop_s\":%.1f,\"bf16_peak_gflop_s\":%.1f,\"amx_peak_gflop_s\":%.1f,"
+                   "\"speedup\":%.3f}",
                    ti ? "," : "", res[ti].threads, res[ti].train, res[ti].infer, 3.0 * flops * res[ti].train / 1e9,
                    res[ti].sgemm, precision_peak(&res[ti], o.precision, &w), res[ti].peak[ISA_AVX2],
-                   res[ti].peak[ISA_AVX512], res[ti].peak[ISA_BF16], res[ti].train / res[0].train);
+                   res[ti].peak[ISA_AVX512], res[ti].peak[ISA_BF16], res[ti].peak[ISA_AMX], res[ti].train / res[0].train);
         }
         printf("],\"layers\":[");
         for (int i = 0; o.layers && i < L; i++) {

@@ -11,5 +11,7 @@ double fma_burn_avx2(long iters);
 double fma_burn_avx512(long iters);
 // The same for VDPBF16PS (-mavx512bf16): 4 FLOPs per lane (2 products).
 double dpbf16_burn_avx512(long iters);
+// The same for AMX-BF16's TDPBF16PS (-mamx-bf16), where the OS allows tiles.
+double amx_burn(long iters);
 
 #endif

@@ -172,8 +172,10 @@ typedef struct {
     void (*dense_wgrad_tree)(const float *dy, int OUT, const float *x, int IN, const int *start, int nchunks,
                              int o0, int n, float *dw);
     // bf16 mixed precision's one product (Bf16Gemm; NULL: the portable
-    // build of bf16_gemm_impl.h): the same bits from every backend.
+    // build of bf16_gemm_impl.h): the same bits from every backend but
+    // those whose bf16_own_sums says how theirs differ (AMX).
     void (*bf16_gemm)(const Bf16Gemm *g);
+    const char *bf16_own_sums;
     // dst[i] = bf16_bits(src[i]) for i < n (NULL: the portable loop).
     void (*bf16_convert)(const float *src, uint16_t *dst, size_t n);
 } Kernels;
@@ -195,6 +197,7 @@ enum {
     CPU_FMA4 = 1u << 8, CPU_XOP = 1u << 9, CPU_SSE4A = 1u << 10, CPU_3DNOW = 1u << 11,
     CPU_AVX512 = 1u << 12,  // F, BW, DQ and VL: what AVX-512 kernels assume
     CPU_AVX512_BF16 = 1u << 13,
+    CPU_AMX_BF16 = 1u << 14,  // AMX-TILE and AMX-BF16, the OS saving the tiles, and this process allowed them
 };
 unsigned cpu_features(void);
 int cpu_has_avx2_fma(void);
@@ -238,6 +241,7 @@ void wino_wgrad_avx2(const WinoTransform *f, const float *V, const float *dM, in
 
 // ---------------------------------------------------------------- x86-64 AVX-512 + AVX512-BF16
 void bf16_gemm_avx512bf16(const Bf16Gemm *g);
+void bf16_gemm_amx(const Bf16Gemm *g);
 void bf16_convert_avx512bf16(const float *src, uint16_t *dst, size_t n);
 
 // ---------------------------------------------------------------- OpenBLAS

@@ -39,7 +39,21 @@ static int has_avx512_bf16(void) {
 }
 #endif
 
+#if CNN_AMX_KERNELS
+static int has_amx_bf16(void) { return has_avx512_bf16() && (cpu_features() & CPU_AMX_BF16); }
+#endif
+
 static const Kernels backends[] = {
+#if CNN_AMX_KERNELS
+    {.name = "amx",
+     .summary = "the avx2 kernels for fp32; bf16 products on AMX-BF16 tiles (TDPBF16PS), 32 x 32 blocks",
+     .cpu_supports = has_amx_bf16,
+     AVX2_FP32_KERNELS,
+     .bf16_gemm = bf16_gemm_amx,
+     .bf16_own_sums = "AMX adds each pair of products exactly and rounds once, the pairs of a tile in "
+                      "the hardware's order: not VDPBF16PS's bits",
+     .bf16_convert = bf16_convert_avx512bf16},
+#endif
 #if CNN_BF16_KERNELS
     // fp32 stays on AVX2: Zen 4 runs AVX-512 FMAs at the AVX2 rate
     {.name = "avx512bf16",
